@@ -1,0 +1,48 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+# Nothing may reach a model hub or phone home at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DO_NOT_TRACK := true
+export ANONYMIZED_TELEMETRY := False
+export UNSTRUCTURED_DISABLE_NOTICE := 1
+
+.PHONY: run test install install-dev lint eval
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch is pinned to the exact CPU build on our machines; a looser pin pulls gigabytes of CUDA wheels.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+## Prepare the offline model, ingest the sample knowledge base and serve the API on 127.0.0.1:$(PORT).
+run: install
+	$(BIN)/answerdesk prepare-model
+	$(BIN)/answerdesk ingest data/kb --sync
+	$(BIN)/answerdesk serve --port $(PORT)
+
+## Lint, type-check and run the whole test suite (unit and integration).
+test: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+## The sample eval set against a fresh index of data/kb.
+eval: install
+	$(BIN)/answerdesk eval run --suite sample --out eval-out/sample

@@ -1,0 +1,3 @@
+from answerdesk.cli import app
+
+app()

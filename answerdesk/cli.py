@@ -1,0 +1,201 @@
+"""The ``answerdesk`` command line.
+
+Examples::
+
+    answerdesk ingest data/kb --sync
+    answerdesk ask "How do I get a refund?"
+    answerdesk serve --port 8000
+    answerdesk eval run --suite sample --out eval-out/sample
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retrieval.config import RetrievalProfile, Settings, get_settings
+
+app = typer.Typer(
+    help="AnswerDesk: answers customer questions from your knowledge base, with citations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+eval_app = typer.Typer(help="Evaluate retrieval and answering on eval sets.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+console = Console()
+errors = Console(stderr=True)
+
+DEFAULT_EVAL_SETS = sorted(Path("data/eval").glob("*.jsonl"))
+
+
+def _settings(profile: Path | None = None) -> tuple[Settings, RetrievalProfile]:
+    settings = get_settings()
+    if profile:
+        settings = settings.model_copy(update={"profile_path": profile})
+    try:
+        return settings, settings.load_profile()
+    except (OSError, ValueError) as exc:
+        errors.print(f"[red]error:[/red] cannot load profile {settings.profile_path}: {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command("prepare-model")
+def prepare_model() -> None:
+    """Build the default offline embedding model (once; later runs reuse it)."""
+    from retrieval.model_prep import prepare_default_model
+
+    settings = get_settings()
+    path = prepare_default_model(settings.resolved_model_dir)
+    console.print(f"model ready in {path}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    sync: Annotated[bool, typer.Option(help="Remove documents whose files are gone from these folders.")] = False,
+) -> None:
+    """Parse, chunk, embed and store documents; unchanged ones are skipped."""
+    from tqdm import tqdm
+
+    from ingest.pipeline import FileResult, Outcome, build_ingestor, discover
+    from retrieval.engine import build_components
+
+    settings, profile = _settings()
+    embedder, store, registry = build_components(settings)
+    ingestor = build_ingestor(settings, profile, embedder, store, registry)
+    files, _ = discover(paths)
+    with tqdm(total=len(files), desc="ingesting", unit="file") as bar:
+
+        def advance(result: FileResult) -> None:
+            if result.outcome != Outcome.REMOVED:
+                bar.update(1)
+
+        results = ingestor.ingest(paths, sync=sync, on_result=advance)
+    failed = [result for result in results if result.outcome == Outcome.FAILED]
+    for result in failed:
+        errors.print(f"[red]failed[/red] {result.source}: {result.error}")
+    counts = Counter(result.outcome for result in results)
+    table = Table(title="ingest summary")
+    for outcome in Outcome:
+        table.add_column(outcome.value, justify="right")
+    table.add_row(*(str(counts.get(outcome, 0)) for outcome in Outcome))
+    console.print(table)
+    console.print(f"{store.count()} chunks from {len(registry.all())} documents in {settings.data_dir}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: $PORT or 8000).")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")] = False,
+    language: Annotated[str | None, typer.Option(help="The question's language (ISO 639-1).")] = None,
+) -> None:
+    """Answer one question from the ingested knowledge base."""
+    import uuid
+
+    from pydantic import ValidationError
+
+    from api.models import AskRequest, AskResponse
+    from retrieval.engine import AnswerEngine, build_components
+
+    try:
+        request = AskRequest(question=question, language=language)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        errors.print(f"[red]error:[/red] {problems}")
+        raise typer.Exit(2) from exc
+    settings, profile = _settings()
+    embedder, store, _ = build_components(settings)
+    answer = AnswerEngine(embedder, store, profile).ask(request.question, request.language)
+    response = AskResponse(**answer.model_dump(), conversation_id=uuid.uuid4().hex)
+    if as_json:
+        print(response.model_dump_json(indent=2))
+        return
+    console.print(f"[bold]{answer.status.value}[/bold] (confidence {answer.confidence:.2f})")
+    console.print(answer.answer, markup=False)
+    for number, citation in enumerate(answer.citations, 1):
+        console.print(
+            f"  [{number}] {citation.title} › {citation.section} ({citation.document_id}, score {citation.score:.3f})",
+            markup=False,
+        )
+    console.print(f"[dim]{answer.disclosure}[/dim]")
+    console.print(f"[dim]reasons: {'; '.join(answer.reasons)}[/dim]")
+
+
+@eval_app.command("run")
+def eval_run(
+    suite: Annotated[str, typer.Option(help="Suite name; 'sample' is our own KB and eval sets.")] = "sample",
+    profile: Annotated[Path | None, typer.Option(help="Retrieval profile (TOML).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json.")] = None,
+    kb: Annotated[Path, typer.Option(help="Knowledge base folder for the sample suite.")] = Path("data/kb"),
+    cases: Annotated[list[Path] | None, typer.Option(help="Eval JSONL files (default: data/eval/*.jsonl).")] = None,
+) -> None:
+    """Run an eval suite in an isolated temporary index and print its metrics."""
+    from eval.cases import EvalSetError, load_cases
+    from eval.run import run_suite_on_kb
+
+    if suite != "sample":
+        errors.print(f"[red]error:[/red] unknown suite {suite!r}; available: sample")
+        raise typer.Exit(2)
+    settings, retrieval_profile = _settings(profile)
+    case_files = cases or DEFAULT_EVAL_SETS
+    try:
+        loaded = load_cases(*case_files)
+    except (OSError, EvalSetError) as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    metrics = run_suite_on_kb(settings, retrieval_profile, kb, loaded, out)
+    _print_metrics(metrics)
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    per_language = metrics.get("per_language", {})
+    keys = [key for key, value in metrics.items() if isinstance(value, float | int)]
+    table = Table(title="eval metrics")
+    table.add_column("metric")
+    table.add_column("all", justify="right")
+    for language in per_language:
+        table.add_column(language, justify="right")
+    for key in keys:
+        row = [_fmt(metrics[key])] + [_fmt(per_language[language].get(key)) for language in per_language]
+        table.add_row(key, *row)
+    console.print(table)
+    if "ingest" in metrics:
+        console.print("ingest: " + json.dumps({k: round(v, 2) for k, v in metrics["ingest"].items()}))
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

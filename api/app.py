@@ -1,0 +1,93 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; routes validate, call the engine, shape."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, Query
+from fastapi.concurrency import run_in_threadpool
+
+from answerdesk import __version__
+from api.deps import EngineDep, RegistryDep
+from api.errors import install_error_handlers
+from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorResponse
+from retrieval.config import Settings, get_settings
+from retrieval.engine import AnswerEngine, build_components
+
+logger = logging.getLogger(__name__)
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    422: {"model": ErrorResponse, "description": "The request is invalid; the body names the field."},
+    503: {"model": ErrorResponse, "description": "The engine or its store is not ready."},
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedder, store, registry = build_components(settings)
+        await run_in_threadpool(embedder.warm_up)
+        app.state.engine = AnswerEngine(embedder, store, settings.load_profile())
+        app.state.registry = registry
+        logger.info("answer engine ready: %d chunks in the store", store.count())
+        yield
+
+    app = FastAPI(
+        title="AnswerDesk",
+        version=__version__,
+        summary="Answers customer questions only from the knowledge base, with citations, or abstains.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["answers"])
+    async def ask(request: AskRequest, engine: EngineDep) -> AskResponse:
+        """Answer a question from the knowledge base, with citations, or abstain."""
+        answer = await run_in_threadpool(engine.ask, request.question, request.language)
+        conversation_id = request.conversation_id or uuid.uuid4().hex
+        return AskResponse(**answer.model_dump(), conversation_id=conversation_id)
+
+    @app.get("/v1/documents", response_model=DocumentList, responses=_ERRORS, tags=["documents"])
+    async def list_documents(
+        registry: RegistryDep,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> DocumentList:
+        """The ingested documents, ordered by id."""
+        records = await run_in_threadpool(registry.all)
+        page = records[offset : offset + limit]
+        return DocumentList(
+            total=len(records),
+            documents=[
+                DocumentSummary(
+                    document_id=record.document_id,
+                    title=record.title,
+                    language=record.language,
+                    kind=record.kind,
+                    source=record.source,
+                    version=record.version,
+                    chunks=len(record.chunk_ids),
+                    updated_at=record.updated_at,
+                )
+                for record in page
+            ],
+        )
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses=_ERRORS, tags=["health"])
+    async def readyz(engine: EngineDep) -> dict[str, object]:
+        """The model is loaded and the store answers."""
+        await run_in_threadpool(engine.store.ping)
+        return {"status": "ready", "chunks": engine.store.count()}
+
+    return app

@@ -1,0 +1,29 @@
+"""Dependencies shared by the routes, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.errors import NotReadyError
+from retrieval.engine import AnswerEngine
+from retrieval.registry import DocumentRegistry
+
+
+def get_engine(request: Request) -> AnswerEngine:
+    engine: AnswerEngine | None = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise NotReadyError("the answer engine is still starting")
+    return engine
+
+
+def get_registry(request: Request) -> DocumentRegistry:
+    registry: DocumentRegistry | None = getattr(request.app.state, "registry", None)
+    if registry is None:
+        raise NotReadyError("the answer engine is still starting")
+    return registry
+
+
+EngineDep = Annotated[AnswerEngine, Depends(get_engine)]
+RegistryDep = Annotated[DocumentRegistry, Depends(get_registry)]

@@ -1,0 +1,79 @@
+"""One error tree for the API; a single set of handlers turns each into JSON with a stable code.
+
+ApiError
+├── NotReadyError        503 not_ready
+└── StoreUnavailable     503 store_unavailable
+(request validation)     422 invalid_request
+(HTTP errors: 404, 405…) their status, code from the status
+(anything else)          500 internal_error, logged, no trace to the client
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.models import ErrorBody, ErrorDetail, ErrorResponse
+from retrieval.store import StoreUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotReadyError(ApiError):
+    status_code = 503
+    code = "not_ready"
+
+
+def error_response(status_code: int, code: str, message: str, details: list[ErrorDetail] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details or []))
+    return JSONResponse(status_code=status_code, content=body.model_dump())
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for error in exc.errors():
+            problem = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+            if error.get("type") == "extra_forbidden":
+                problem = "is not a known field"
+            details.append(ErrorDetail(field=_field_name(tuple(error.get("loc", ()))), problem=problem))
+        message = "; ".join(f"{detail.field}: {detail.problem}" for detail in details) or "invalid request"
+        return error_response(422, "invalid_request", message, details)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _store(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        logger.error("vector store unavailable: %s", exc)
+        return error_response(503, "store_unavailable", "the knowledge base is temporarily unavailable")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal error; it has been logged")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))

@@ -1,0 +1,1 @@
+"""The evaluation bench: eval sets, metrics and reports."""

@@ -1,0 +1,41 @@
+"""The eval case format: one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class EvalCase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    question: str = Field(min_length=1)
+    language: str
+    gold_document_ids: list[str] = Field(default_factory=list)
+    gold_chunk_ids: list[str] | None = None
+    answer_spans: list[str] | None = None
+    should_abstain: bool = False
+
+
+class EvalSetError(ValueError):
+    """An eval file that cannot be read; the message names the file and line."""
+
+
+def load_cases(*paths: Path) -> list[EvalCase]:
+    cases: list[EvalCase] = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                cases.append(EvalCase.model_validate_json(line))
+            except (ValidationError, json.JSONDecodeError) as exc:
+                raise EvalSetError(f"{path}:{number}: {exc}") from exc
+    ids = [case.id for case in cases]
+    duplicates = sorted({case_id for case_id in ids if ids.count(case_id) > 1})
+    if duplicates:
+        raise EvalSetError(f"duplicate case ids: {', '.join(duplicates[:5])}")
+    return cases

@@ -1,0 +1,1 @@
+"""Ingestion: parse files, cut them into structure-aware chunks, embed and store them."""

@@ -1,0 +1,82 @@
+"""Settings (environment, prefix ``ANSWERDESK_``) and the retrieval profile (tunable knobs, TOML).
+
+Settings say where things live and which model to load; the profile holds every knob that changes
+what an answer is, so two profiles can be compared on the same eval suite.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+
+
+class RetrievalProfile(BaseModel):
+    """Tunable retrieval and answering knobs; loaded from a small TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "default"
+    chunk_target_tokens: int = Field(default=250, ge=32, le=512)
+    chunk_max_tokens: int = Field(default=480, ge=32, le=512)
+    chunk_overlap_tokens: int = Field(default=32, ge=0, le=128)
+    top_k: int = Field(default=8, ge=1, le=100)
+    cross_lingual_bonus: float = Field(default=0.02, ge=0, le=0.2)
+    # Cosine scores of multilingual-e5 are squeezed into ~0.80-0.92, so the confidence curve is steep:
+    # confidence = sigmoid((top_score - score_midpoint) / score_scale). The midpoint was chosen on
+    # data/eval (answers 85% of answerable questions, abstains on half of the unanswerable ones).
+    score_midpoint: float = 0.865
+    score_scale: float = Field(default=0.01, gt=0)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # A second source is quoted only when it scores nearly as well as the best one.
+    second_source_margin: float = Field(default=0.02, ge=0)
+    max_answer_sentences: int = Field(default=3, ge=1, le=10)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> RetrievalProfile:
+        with path.open("rb") as fh:
+            return cls.model_validate(tomllib.load(fh))
+
+
+class Settings(BaseSettings):
+    """Where state lives and which models and services to use."""
+
+    model_config = SettingsConfigDict(env_prefix="ANSWERDESK_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    embedding_backend: Literal["onnx", "sentence-transformers"] = "onnx"
+    embedding_model: str = DEFAULT_MODEL
+    # Prepared model folder; defaults to <data_dir>/models/multilingual-e5-small.
+    model_dir: Path | None = None
+    embedding_batch_size: int = Field(default=16, ge=1, le=256)
+    collection: str = "answerdesk"
+    profile_path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, validation_alias=AliasChoices("ANSWERDESK_PORT", "PORT"))
+    max_question_chars: int = 2000
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or self.data_dir / "models" / "multilingual-e5-small"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'answerdesk.db'}"
+
+    def load_profile(self) -> RetrievalProfile:
+        return RetrievalProfile.from_toml(self.profile_path) if self.profile_path else RetrievalProfile()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,129 @@
+"""The small records that flow through the pipeline: chunks, hits, citations and answers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+SECTION_SEPARATOR = " > "
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def make_chunk_id(document_id: str, text: str, occurrence: int = 0) -> str:
+    """A chunk id derived from its document and content, so re-ingesting gives the same ids.
+
+    ``occurrence`` tells apart identical passages repeated inside one document.
+    """
+    digest = content_hash(f"{document_id}\x00{text}\x00{occurrence}")[:16]
+    return f"{document_id}#{digest}"
+
+
+def compose_embedding_text(title: str, section_path: tuple[str, ...], text: str, *, is_faq: bool) -> str:
+    """What the embedder sees: the heading context helps a short passage match its topic.
+
+    A FAQ chunk's text already starts with its question (the last path element), so it is not repeated.
+    """
+    context_path = section_path[:-1] if is_faq else section_path
+    context = SECTION_SEPARATOR.join(part for part in (title, *context_path) if part)
+    return f"{context}\n{text}" if context else text
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of one document, the unit that is embedded, retrieved and cited."""
+
+    chunk_id: str
+    document_id: str
+    text: str
+    title: str
+    section_path: tuple[str, ...] = ()
+    kind: str = "section"  # "faq" (a question with its answer) or "section" (policy/guide text)
+    language: str = "und"
+    source: str = ""
+    position: int = 0
+    document_hash: str = ""
+    updated_at: str = ""
+
+    @property
+    def section(self) -> str:
+        return SECTION_SEPARATOR.join(self.section_path)
+
+    @property
+    def embedding_text(self) -> str:
+        return compose_embedding_text(self.title, self.section_path, self.text, is_faq=self.kind == "faq")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its similarity to the question (cosine, higher is better)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed source document, ready to be chunked."""
+
+    document_id: str
+    title: str
+    source: str
+    kind: str  # "faq" or "policy"/"guide"/"text"
+    language: str
+    sections: list[Section] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        parts = [self.title, self.kind, self.language]
+        for section in self.sections:
+            parts.append(SECTION_SEPARATOR.join(section.path))
+            parts.extend(section.blocks)
+        return content_hash("\x1e".join(parts))
+
+
+@dataclass(frozen=True)
+class Section:
+    """Text under one heading path; blocks are paragraphs, list items or whole tables."""
+
+    path: tuple[str, ...]
+    blocks: tuple[str, ...]
+    is_faq: bool = False
+
+
+class Status(StrEnum):
+    ANSWERED = "answered"
+    ABSTAINED = "abstained"
+    ESCALATED = "escalated"
+
+
+class Citation(BaseModel):
+    """Where a piece of the answer comes from; ``quote`` is a verbatim substring of the chunk."""
+
+    document_id: str
+    title: str
+    section: str
+    chunk_id: str
+    quote: str
+    score: float
+    source: str
+    language: str
+
+
+class Answer(BaseModel):
+    """The engine's reply. Abstaining is an ordinary outcome, not an exception."""
+
+    answer_id: str
+    status: Status
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    confidence: float = Field(ge=0.0, le=1.0)
+    reasons: list[str] = Field(default_factory=list)
+    language: str
+    disclosure: str
