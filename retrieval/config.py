@@ -80,3 +80,18 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class ProfileError(ValueError):
+    """A retrieval profile that cannot be read; the message names the file."""
+
+
+def load_settings(profile: Path | None = None) -> tuple[Settings, RetrievalProfile]:
+    """The process settings and the retrieval profile (``profile`` overrides the configured one)."""
+    settings = get_settings()
+    if profile:
+        settings = settings.model_copy(update={"profile_path": profile})
+    try:
+        return settings, settings.load_profile()
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"cannot load profile {settings.profile_path}: {exc}") from exc
