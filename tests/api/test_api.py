@@ -53,10 +53,11 @@ UNANSWERABLE = [
     "Do you have an on-premise version we can host ourselves?",
     "Is Tasklane HIPAA compliant and will you sign a BAA?",
     "Есть ли у вас партнёрская программа для реселлеров?",
-    "Можно ли оплатить подписку криптовалютой?",
+    "Есть ли у вас сертификат FedRAMP?",
     "Vai jums ir Apple Watch lietotne?",
-    "Vai varu maksāt ar Bitcoin?",
+    "Vai jūs piedāvājat partneru programmu tālākpārdevējiem?",
     "你们的办公室招聘实习生吗？",
+    "你们有 FedRAMP 认证吗？",
 ]
 
 
