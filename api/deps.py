@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.errors import NotReadyError
+from ingest.service import DocumentService
+from retrieval.config import Settings
 from retrieval.engine import AnswerEngine
 from retrieval.registry import DocumentRegistry
 
@@ -25,5 +27,19 @@ def get_registry(request: Request) -> DocumentRegistry:
     return registry
 
 
+def get_documents(request: Request) -> DocumentService:
+    service: DocumentService | None = getattr(request.app.state, "documents", None)
+    if service is None:
+        raise NotReadyError("the answer engine is still starting")
+    return service
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 EngineDep = Annotated[AnswerEngine, Depends(get_engine)]
 RegistryDep = Annotated[DocumentRegistry, Depends(get_registry)]
+DocumentsDep = Annotated[DocumentService, Depends(get_documents)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -1,7 +1,10 @@
 """Structure-aware chunking: one FAQ pair or one heading section per chunk, split only when too long.
 
 Sizes are counted in the embedder's own tokens, including the heading context that is embedded with
-each chunk, so no chunk is ever truncated by the model.
+each chunk, so no chunk is ever truncated by the model. A long section is cut between its blocks
+(paragraphs, list items, tables, code blocks); only a block that alone is too long is cut inside:
+a table between rows, repeating its caption and header; a code block between lines, re-fenced;
+prose at sentence boundaries.
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from ingest.parse import CODE_FENCE, TABLE_CAPTION
 from retrieval.types import Chunk, Document, Section, compose_embedding_text, make_chunk_id
 
 TokenCounter = Callable[[str], int]
 
 
 class Chunker:
-    """Cuts a Document into Chunks. Long sections are split at sentence boundaries with overlap."""
+    """Cuts a Document into Chunks. Long sections are split between blocks, long prose with overlap."""
 
     def __init__(
         self,
@@ -31,7 +35,7 @@ class Chunker:
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
 
-    def chunk(self, document: Document, updated_at: str = "") -> list[Chunk]:
+    def chunk(self, document: Document, updated_at: str = "", version: int = 1) -> list[Chunk]:
         document_hash = document.content_hash
         seen: Counter[str] = Counter()
         chunks: list[Chunk] = []
@@ -42,7 +46,7 @@ class Chunker:
                 seen[text] += 1
                 chunks.append(
                     Chunk(
-                        chunk_id=make_chunk_id(document.document_id, text, occurrence),
+                        chunk_id=make_chunk_id(document.document_id, text, occurrence, version),
                         document_id=document.document_id,
                         text=text,
                         title=document.title,
@@ -53,6 +57,7 @@ class Chunker:
                         position=len(chunks),
                         document_hash=document_hash,
                         updated_at=updated_at,
+                        version=version,
                     )
                 )
         return chunks
@@ -66,8 +71,47 @@ class Chunker:
         if embedded_tokens <= self.max_tokens:
             return [lead + body]
         context_tokens = embedded_tokens - self.count_tokens(body)
-        budget = max(self.max_tokens - context_tokens, self.overlap_tokens + 16)
-        return [lead + piece for piece in self._split(body, min(self.target_tokens, budget))]
+        size = min(self.target_tokens, max(self.max_tokens - context_tokens, self.overlap_tokens + 16))
+        pieces = [piece for block in section.blocks for piece in self._fit(block, size)]
+        return [lead + text for text in self._pack(pieces, size)]
+
+    def _pack(self, pieces: Sequence[str], size: int) -> list[str]:
+        """Join consecutive pieces while they fit in ``size`` tokens."""
+        packed: list[str] = []
+        current: list[str] = []
+        for piece in pieces:
+            if current and self.count_tokens("\n".join([*current, piece])) > size:
+                packed.append("\n".join(current))
+                current = []
+            current.append(piece)
+        if current:
+            packed.append("\n".join(current))
+        return packed
+
+    def _fit(self, block: str, size: int) -> list[str]:
+        """``block`` whole when it fits in ``size`` tokens, else cut where its kind allows."""
+        if self.count_tokens(block) <= size:
+            return [block]
+        lines = block.split("\n")
+        if block.startswith(CODE_FENCE) and block.endswith(CODE_FENCE) and len(lines) > 2:
+            fence = lines[0]
+            return [f"{fence}\n{part}\n{CODE_FENCE}" for part in self._lines(lines[1:-1], size - 8)]
+        if _is_table(lines):
+            head = lines[:2] if lines[0].startswith(TABLE_CAPTION) else lines[:1]
+            rows = lines[len(head) :]
+            if rows:
+                head_text = "\n".join(head)
+                budget = size - self.count_tokens(head_text)
+                if budget > 16:
+                    return [f"{head_text}\n{part}" for part in self._lines(rows, budget)]
+        return list(self._split(block, size))
+
+    def _lines(self, lines: Sequence[str], size: int) -> list[str]:
+        """Group whole lines into parts of at most ``size`` tokens (an over-long line is split alone)."""
+        parts: list[str] = []
+        for line in lines:
+            parts.extend(self._split(line, size) if self.count_tokens(line) > size else [line])
+        return self._pack(parts, size)
 
     def _split(self, text: str, size: int) -> Sequence[str]:
         from llama_index.core.node_parser import SentenceSplitter
@@ -80,3 +124,9 @@ class Chunker:
             tokenizer=lambda piece: range(self.count_tokens(piece)),
         )
         return [piece for piece in splitter.split_text(text) if piece.strip()]
+
+
+def _is_table(lines: Sequence[str]) -> bool:
+    """A table block: an optional ``Table:`` caption, then rows of `` | ``-separated cells."""
+    rows = lines[1:] if lines and lines[0].startswith(TABLE_CAPTION) else lines
+    return len(rows) >= 2 and all(" | " in row for row in rows)

@@ -1,26 +1,50 @@
 """Ingest files: parse → chunk → embed → store, skipping what has not changed.
 
-One broken file never stops a batch: it is reported as failed with its reason and the store keeps
-what it had for it.
+A reader thread reads, parses and chunks files while the calling thread embeds and stores them, so
+parsing overlaps with embedding. Passages of several documents are embedded together (similar
+lengths batch well) and published together (retrieval/publish.py keeps each document atomic).
+
+Nothing is redone that need not be: a file whose bytes are unchanged is not even parsed, a document
+whose content is unchanged is not re-chunked, and a changed document reuses the embeddings of its
+passages that did not change. One broken file never stops a batch: it is reported as failed with
+its reason and the store keeps what it had for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
+
 from ingest.chunk import Chunker
-from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_file
+from ingest.parse import (
+    DEFAULT_MAX_FILE_BYTES,
+    SUPPORTED_SUFFIXES,
+    ParseError,
+    document_id_for,
+    parse_bytes,
+    read_source,
+)
 from retrieval.config import RetrievalProfile, Settings
-from retrieval.embedding import Embedder
+from retrieval.embedding import Embedder, Matrix, Vector
+from retrieval.publish import Publication, Publisher
 from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
 from retrieval.store import ChromaStore
-from retrieval.types import content_hash
+from retrieval.types import Chunk, Document, content_hash
 
 logger = logging.getLogger(__name__)
+
+# Bump when stored chunks change shape, so everything is re-ingested once (2: versioned chunk ids).
+INDEX_FORMAT = 2
 
 
 class Outcome(StrEnum):
@@ -38,9 +62,48 @@ class FileResult:
     document_id: str = ""
     chunks: int = 0
     error: str = ""
+    code: str = ""  # stable error code when failed (ParseError codes, duplicate_id, store_error)
+    version: int = 0
+    note: str = ""
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path | None]], list[FileResult]]:
+@dataclass
+class StageTimes:
+    """Seconds spent per stage in the last run (parse and chunk overlap with embed and store)."""
+
+    parse: float = 0.0
+    chunk: float = 0.0
+    embed: float = 0.0
+    store: float = 0.0
+    total: float = 0.0
+    passages_embedded: int = 0
+    passages_reused: int = 0
+
+
+# (stage, done, total): stage is "parse", "chunk" or "embed"; both numbers are increments.
+Progress = Callable[[str, int, int], None]
+ResultCallback = Callable[[FileResult], None]
+
+
+@dataclass
+class _Planned:
+    """A document that needs writing: its new chunks and the version they replace."""
+
+    source: str
+    document: Document
+    chunks: list[Chunk]
+    record: DocumentRecord
+    previous: DocumentRecord | None
+    note: str = ""
+    embeddings: list[Vector | None] = field(default_factory=list)
+
+    def matrix(self, dimension: int) -> Matrix:
+        if not self.embeddings:
+            return np.zeros((0, dimension), dtype=np.float32)
+        return np.stack([vector for vector in self.embeddings if vector is not None])
+
+
+def discover(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path | None]], list[FileResult]]:
     """Expand folders into supported files, each with the root its document id is relative to."""
     found: list[tuple[Path, Path | None]] = []
     problems: list[FileResult] = []
@@ -49,19 +112,26 @@ def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path | None]], lis
             files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             found.extend((file, path) for file in files if file.suffix.lower() in SUPPORTED_SUFFIXES)
             problems.extend(
-                FileResult(file.as_posix(), Outcome.FAILED, error=f"unsupported file type {file.suffix or '(none)'}")
+                FileResult(
+                    file.as_posix(),
+                    Outcome.FAILED,
+                    error=f"unsupported file type {file.suffix or '(none)'}",
+                    code="unsupported_type",
+                )
                 for file in files
                 if file.suffix.lower() not in SUPPORTED_SUFFIXES
             )
         elif path.is_file():
             found.append((path, None))
         else:
-            problems.append(FileResult(path.as_posix(), Outcome.FAILED, error="no such file or directory"))
+            problems.append(
+                FileResult(path.as_posix(), Outcome.FAILED, error="no such file or directory", code="missing")
+            )
     return found, problems
 
 
 class Ingestor:
-    """Brings the store in line with a set of files."""
+    """Brings the store in line with a set of files. Only one ingest writes at a time (``lock_path``)."""
 
     def __init__(
         self,
@@ -70,95 +140,326 @@ class Ingestor:
         registry: DocumentRegistry,
         chunker: Chunker,
         pipeline_signature: str = "",
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        batch_passages: int = 128,
+        lock_path: Path | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.registry = registry
         self.chunker = chunker
         # Changing the model or chunk sizes must re-ingest everything, so they are part of each hash.
-        self.pipeline_signature = pipeline_signature
+        self.pipeline_signature = f"{INDEX_FORMAT}|{pipeline_signature}"
+        self.max_file_bytes = max_file_bytes
+        self.batch_passages = batch_passages
+        self.lock_path = lock_path
+        self.publisher = Publisher(registry, [store])
+        self.times = StageTimes()
 
     def ingest(
         self,
         paths: Sequence[Path],
         sync: bool = False,
-        on_result: Callable[[FileResult], None] | None = None,
+        on_result: ResultCallback | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
     ) -> list[FileResult]:
         """Ingest ``paths`` (files or folders). With ``sync``, documents from those folders whose
-        files are gone are removed."""
-        files, results = discover(paths)
-        seen_ids: dict[str, str] = {}
-        for path, root in files:
-            result = self._ingest_file(path, root, seen_ids)
-            results.append(result)
-            if on_result:
-                on_result(result)
-        if sync:
-            present = {path.as_posix() for path, _ in files}
-            for result in self._remove_missing([p for p in paths if p.is_dir()], present, seen_ids):
-                results.append(result)
-                if on_result:
-                    on_result(result)
+        files are gone are removed. With ``dry_run``, report what would change and write nothing."""
+        files, problems = discover(paths)
+        for problem in problems:
+            _emit(problem, on_result)
+        with self._exclusive():
+            results = problems + self._run(files, dry_run, on_result, progress)
+            if sync:
+                present = {path.as_posix() for path, _ in files}
+                claimed = {result.document_id for result in results if result.document_id}
+                folders = [path for path in paths if path.is_dir()]
+                results.extend(self._remove_missing(folders, present, claimed, dry_run, on_result))
         return results
 
-    def _ingest_file(self, path: Path, root: Path | None, seen_ids: dict[str, str]) -> FileResult:
-        source = path.as_posix()
-        try:
-            document = parse_file(path, root)
-        except ParseError as exc:
-            logger.warning("skipping %s: %s", source, exc.problem)
-            return FileResult(source, Outcome.FAILED, error=exc.problem)
-        if document.document_id in seen_ids:
-            problem = f"duplicate document id {document.document_id!r} (also used by {seen_ids[document.document_id]})"
-            return FileResult(source, Outcome.FAILED, document.document_id, error=problem)
-        seen_ids[document.document_id] = source
+    def ingest_files(
+        self, files: Sequence[tuple[Path, Path | None]], on_result: ResultCallback | None = None
+    ) -> list[FileResult]:
+        """Ingest exact files, each with the root its document id is relative to (``None``: the name)."""
+        with self._exclusive():
+            return self._run(files, False, on_result, None)
 
-        digest = content_hash(f"{document.content_hash}\x00{self.pipeline_signature}")
-        previous = self.registry.get(document.document_id)
-        if previous and previous.content_hash == digest:
-            return FileResult(source, Outcome.UNCHANGED, document.document_id, len(previous.chunk_ids))
+    def remove(self, document_ids: Sequence[str]) -> None:
+        """Remove documents from the registry and the store."""
+        with self._exclusive():
+            self.publisher.recover()
+            self.publisher.remove(document_ids)
 
-        updated_at = utc_now()
-        chunks = self.chunker.chunk(document, updated_at=updated_at)
-        embeddings = self.embedder.embed_documents([chunk.embedding_text for chunk in chunks])
-        # New chunks go in before old ones come out, so the document never vanishes from search.
-        self.store.upsert(chunks, embeddings)
-        new_ids = {chunk.chunk_id for chunk in chunks}
-        if previous:
-            self.store.delete([chunk_id for chunk_id in previous.chunk_ids if chunk_id not in new_ids])
-        self.registry.put(
-            DocumentRecord(
-                document_id=document.document_id,
-                title=document.title,
-                source=source,
-                language=document.language,
-                kind=document.kind,
-                content_hash=digest,
-                version=previous.version + 1 if previous else 1,
-                chunk_ids=[chunk.chunk_id for chunk in chunks],
-                updated_at=updated_at,
-                extra=document.metadata,
-            )
+    def recover(self) -> int:
+        """Clean up after an interrupted write; returns the number of journal entries replayed.
+
+        Skipped when another process holds the ingest lock: that writer replays the journal itself.
+        """
+        with self._exclusive(wait=False) as acquired:
+            return self.publisher.recover() if acquired else 0
+
+    def audit(self) -> list[str]:
+        """Disagreements between the registry and the store (empty when consistent)."""
+        return self.publisher.audit()
+
+    @contextmanager
+    def _exclusive(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the data dir's ingest lock, so two processes never write at once; yields whether
+        it was acquired (always, when ``wait``)."""
+        if self.lock_path is None:
+            yield True
+            return
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _run(
+        self,
+        files: Sequence[tuple[Path, Path | None]],
+        dry_run: bool,
+        on_result: ResultCallback | None,
+        progress: Progress | None,
+    ) -> list[FileResult]:
+        started = time.perf_counter()
+        self.times = StageTimes()
+        if not dry_run:
+            self.publisher.recover()
+        if progress:
+            progress("parse", 0, len(files))
+            progress("chunk", 0, len(files))
+        planned: queue.Queue[_Planned | FileResult | None] = queue.Queue(maxsize=256)
+        reader = threading.Thread(
+            target=self._read_all, args=(files, dry_run, planned, progress), name="ingest-reader", daemon=True
         )
-        outcome = Outcome.UPDATED if previous else Outcome.ADDED
-        return FileResult(source, outcome, document.document_id, len(chunks))
+        reader.start()
+        results: list[FileResult] = []
+        batch: list[_Planned] = []
+        while (item := planned.get()) is not None:
+            if isinstance(item, FileResult):
+                results.append(_emit(item, on_result))
+            elif dry_run:
+                outcome = Outcome.UPDATED if item.previous else Outcome.ADDED
+                results.append(_emit(_result(item, outcome), on_result))
+            else:
+                batch.append(item)
+                if sum(len(entry.chunks) for entry in batch) >= self.batch_passages:
+                    results.extend(_emit(result, on_result) for result in self._write(batch, progress))
+                    batch = []
+        results.extend(_emit(result, on_result) for result in self._write(batch, progress))
+        reader.join()
+        self.times.total = time.perf_counter() - started
+        order = {path.as_posix(): number for number, (path, _) in enumerate(files)}
+        return sorted(results, key=lambda result: order.get(result.source, len(order)))  # in file order
 
-    def _remove_missing(self, folders: Sequence[Path], present: set[str], seen_ids: dict[str, str]) -> list[FileResult]:
+    def _read_all(
+        self,
+        files: Sequence[tuple[Path, Path | None]],
+        dry_run: bool,
+        out: queue.Queue[_Planned | FileResult | None],
+        progress: Progress | None,
+    ) -> None:
+        """The reader thread: read, parse and chunk each file in order, for the writer to consume."""
+        claimed: dict[str, str] = {}
+        present = {path.as_posix() for path, _ in files}
+        try:
+            for path, root in files:
+                try:
+                    out.put(self._plan(path, root, claimed, present, dry_run, progress))
+                except Exception as exc:  # a bug must not stop the batch or lose the other files
+                    logger.exception("unexpected error ingesting %s", path)
+                    problem = f"internal error: {exc}"
+                    out.put(FileResult(path.as_posix(), Outcome.FAILED, error=problem, code="internal_error"))
+        finally:
+            out.put(None)
+
+    def _plan(
+        self,
+        path: Path,
+        root: Path | None,
+        claimed: dict[str, str],
+        present: set[str],
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> _Planned | FileResult:
+        source = path.as_posix()
+        started = time.perf_counter()
+        try:
+            raw = read_source(path, self.max_file_bytes)
+            file_hash = content_hash(f"{content_hash(raw.hex())}\x00{self.pipeline_signature}")
+            known = self.registry.by_source(source)
+            if known and known.file_hash == file_hash and known.document_id not in claimed:
+                claimed[known.document_id] = source
+                _advance(progress, "parse", "chunk")
+                chunks = len(known.chunk_ids)
+                return FileResult(source, Outcome.UNCHANGED, known.document_id, chunks, version=known.version)
+            document = parse_bytes(raw, path, document_id_for(path, root))
+        except ParseError as exc:
+            logger.info("skipping %s: %s", source, exc.problem)
+            _advance(progress, "parse", "chunk")
+            return FileResult(source, Outcome.FAILED, error=exc.problem, code=exc.code)
+        finally:
+            self.times.parse += time.perf_counter() - started
+        _advance(progress, "parse")
+        try:
+            return self._plan_document(document, source, file_hash, claimed, present, dry_run)
+        finally:
+            _advance(progress, "chunk")
+
+    def _plan_document(
+        self, document: Document, source: str, file_hash: str, claimed: dict[str, str], present: set[str], dry_run: bool
+    ) -> _Planned | FileResult:
+        """What to do with a parsed document. An id already used by another file of this run is a
+        duplicate, whichever comes first (the file that has it in the registry keeps it)."""
+        note = "; ".join(document.notes)
+        if document.document_id in claimed:
+            problem = f"duplicate document id {document.document_id!r} (also used by {claimed[document.document_id]})"
+            return FileResult(source, Outcome.FAILED, document.document_id, error=problem, code="duplicate_id")
+        previous = self.registry.get(document.document_id)
+        if previous and previous.source != source and previous.source in present:
+            problem = f"duplicate document id {document.document_id!r} (already used by {previous.source})"
+            return FileResult(source, Outcome.FAILED, document.document_id, error=problem, code="duplicate_id")
+        claimed[document.document_id] = source
+        digest = content_hash(f"{document.content_hash}\x00{self.pipeline_signature}")
+        if previous and previous.content_hash == digest:
+            if not dry_run and (previous.file_hash, previous.source) != (file_hash, source):
+                self.registry.put(replace(previous, file_hash=file_hash, source=source))  # no store write
+            return FileResult(
+                source, Outcome.UNCHANGED, document.document_id, len(previous.chunk_ids), version=previous.version
+            )
+        started = time.perf_counter()
+        updated_at = utc_now()
+        version = previous.version + 1 if previous else 1
+        chunks = [
+            replace(chunk, embedding_key=self._embedding_key(chunk))
+            for chunk in self.chunker.chunk(document, updated_at=updated_at, version=version)
+        ]
+        self.times.chunk += time.perf_counter() - started
+        record = DocumentRecord(
+            document_id=document.document_id,
+            title=document.title,
+            source=source,
+            language=document.language,
+            kind=document.kind,
+            content_hash=digest,
+            version=version,
+            chunk_ids=[chunk.chunk_id for chunk in chunks],
+            updated_at=updated_at,
+            extra=document.metadata,
+            file_hash=file_hash,
+        )
+        return _Planned(source, document, chunks, record, previous, note)
+
+    def _embedding_key(self, chunk: Chunk) -> str:
+        """Equal keys mean equal vectors: same text embedded by the same model (pipeline signature)."""
+        return content_hash(f"{self.pipeline_signature}\x00{chunk.embedding_text}")[:32]
+
+    def _write(self, batch: Sequence[_Planned], progress: Progress | None) -> list[FileResult]:
+        """Embed and publish a batch of documents; on a store failure they all fail and nothing leaks."""
+        if not batch:
+            return []
+        try:
+            self._embed(batch, progress)
+            started = time.perf_counter()
+            dimension = self.embedder.dimension
+            self.publisher.publish(
+                [Publication(item.record, item.chunks, item.matrix(dimension), item.previous) for item in batch]
+            )
+            self.times.store += time.perf_counter() - started
+        except Exception as exc:  # the store or model failed: report it per file, keep the old versions
+            logger.exception("writing %d documents failed", len(batch))
+            self._recover_quietly()
+            problem = f"store error: {exc}"
+            return [
+                FileResult(item.source, Outcome.FAILED, item.record.document_id, error=problem, code="store_error")
+                for item in batch
+            ]
+        return [_result(item, Outcome.UPDATED if item.previous else Outcome.ADDED) for item in batch]
+
+    def _embed(self, batch: Sequence[_Planned], progress: Progress | None) -> None:
+        """Fill each item's embeddings, reusing those of unchanged passages of the previous version."""
+        started = time.perf_counter()
+        reusable = self._previous_embeddings([item.previous for item in batch if item.previous])
+        todo: list[tuple[_Planned, int]] = []
+        for item in batch:
+            item.embeddings = [None] * len(item.chunks)
+            for position, chunk in enumerate(item.chunks):
+                vector = reusable.get(chunk.embedding_key)
+                if vector is None:
+                    todo.append((item, position))
+                else:
+                    item.embeddings[position] = vector
+        self.times.passages_reused += sum(len(item.chunks) for item in batch) - len(todo)
+        if progress:
+            progress("embed", 0, len(todo))
+        vectors = self.embedder.embed_documents([item.chunks[position].embedding_text for item, position in todo])
+        for (item, position), vector in zip(todo, vectors, strict=True):
+            item.embeddings[position] = vector
+        self.times.passages_embedded += len(todo)
+        if progress:
+            progress("embed", len(todo), 0)
+        self.times.embed += time.perf_counter() - started
+
+    def _previous_embeddings(self, records: Sequence[DocumentRecord]) -> dict[str, Vector]:
+        ids = [chunk_id for record in records for chunk_id in record.chunk_ids]
+        return {chunk.embedding_key: vector for chunk, vector in self.store.embedded(ids) if chunk.embedding_key}
+
+    def _recover_quietly(self) -> None:
+        try:
+            self.publisher.recover()
+        except Exception:  # the store is down; the journal is replayed on the next run
+            logger.exception("recovery after a failed write failed too")
+
+    def _remove_missing(
+        self,
+        folders: Sequence[Path],
+        present: set[str],
+        claimed: set[str],
+        dry_run: bool,
+        on_result: ResultCallback | None,
+    ) -> list[FileResult]:
         """Remove documents whose file is gone; a file that is present but failed to parse keeps its
         old chunks."""
+        if not folders:
+            return []
         prefixes = tuple(folder.as_posix().rstrip("/") + "/" for folder in folders)
-        removed = []
-        for record in self.registry.all():
-            gone = record.source.startswith(prefixes) and record.source not in present
-            if not gone or record.document_id in seen_ids:
-                continue
-            self.remove_document(record)
-            removed.append(FileResult(record.source, Outcome.REMOVED, record.document_id, len(record.chunk_ids)))
-        return removed
+        gone = [
+            record
+            for record in self.registry.all()
+            if record.source.startswith(prefixes) and record.source not in present and record.document_id not in claimed
+        ]
+        if not dry_run:
+            self.publisher.remove([record.document_id for record in gone])
+        return [
+            _emit(FileResult(record.source, Outcome.REMOVED, record.document_id, len(record.chunk_ids)), on_result)
+            for record in gone
+        ]
 
-    def remove_document(self, record: DocumentRecord) -> None:
-        self.store.delete(record.chunk_ids)
-        self.registry.remove(record.document_id)
+
+def _result(item: _Planned, outcome: Outcome) -> FileResult:
+    return FileResult(
+        item.source, outcome, item.record.document_id, len(item.chunks), version=item.record.version, note=item.note
+    )
+
+
+def _emit(result: FileResult, on_result: ResultCallback | None) -> FileResult:
+    if on_result:
+        on_result(result)
+    return result
+
+
+def _advance(progress: Progress | None, *stages: str) -> None:
+    if progress:
+        for stage in stages:
+            progress(stage, 1, 0)
 
 
 def build_ingestor(
@@ -182,4 +483,12 @@ def build_ingestor(
             ),
         )
     )
-    return Ingestor(embedder, store, registry, chunker, pipeline_signature=signature)
+    return Ingestor(
+        embedder,
+        store,
+        registry,
+        chunker,
+        pipeline_signature=signature,
+        max_file_bytes=settings.max_file_bytes,
+        lock_path=settings.data_dir / "ingest.lock",
+    )

@@ -125,6 +125,8 @@ def compose_answer(question: str, language: str, hits: Sequence[Hit], profile: R
             score=round(item.hit.score, 4),
             source=item.hit.chunk.source,
             language=item.hit.chunk.language,
+            version=item.hit.chunk.version,
+            updated_at=item.hit.chunk.updated_at,
         )
         for item in evidence
     ]

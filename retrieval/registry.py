@@ -1,16 +1,22 @@
-"""The document registry (SQLite by default, any SQLAlchemy URL): what is ingested, its hash and version.
+"""The document registry (SQLite by default, any SQLAlchemy URL): what is ingested, its hash and live version.
 
-It lets re-ingestion skip unchanged documents without touching the vector store, and serves
-document listings without scanning the store.
+It lets re-ingestion skip unchanged documents without touching the vector store, serves document
+listings without scanning the store, and says which version of each document is live: readers
+only use chunks of that version (retrieval/publish.py explains the write protocol).
+
+Besides the documents it keeps a small journal of chunk ids that may be in a chunk store without
+being live (written ahead of a publish, or retired by one). After a crash, replaying the journal
+removes them; in normal operation it is empty between writes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, create_engine, delete, select
+from sqlalchemy import JSON, Integer, String, create_engine, delete, event, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
@@ -31,6 +37,16 @@ class _DocumentRow(_Base):
     chunk_ids: Mapped[list[str]] = mapped_column(JSON)
     extra: Mapped[dict[str, str]] = mapped_column(JSON)
     updated_at: Mapped[str] = mapped_column(String)
+    # Hash of the source file's bytes: an unchanged file is skipped without being parsed.
+    file_hash: Mapped[str] = mapped_column(String, default="", server_default="")
+
+
+class _JournalRow(_Base):
+    __tablename__ = "chunk_journal"
+
+    entry_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(String)
+    chunk_ids: Mapped[list[str]] = mapped_column(JSON)
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,16 @@ class DocumentRecord:
     chunk_ids: list[str]
     updated_at: str
     extra: dict[str, str] = field(default_factory=dict)
+    file_hash: str = ""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """Chunk ids that may be in a chunk store but are not live."""
+
+    entry_id: int
+    document_id: str
+    chunk_ids: list[str]
 
 
 def utc_now() -> str:
@@ -52,15 +78,24 @@ def utc_now() -> str:
 
 
 class DocumentRegistry:
-    """Rows of ingested documents, keyed by document id."""
+    """Rows of ingested documents, keyed by document id, and the chunk journal."""
 
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
+        if url.startswith("sqlite"):
+            # WAL lets the API read while an ingest writes; busy_timeout waits for the other writer.
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         _Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     def get(self, document_id: str) -> DocumentRecord | None:
         with Session(self.engine) as session:
             row = session.get(_DocumentRow, document_id)
+            return _record(row) if row else None
+
+    def by_source(self, source: str) -> DocumentRecord | None:
+        with Session(self.engine) as session:
+            row = session.scalars(select(_DocumentRow).where(_DocumentRow.source == source).limit(1)).first()
             return _record(row) if row else None
 
     def all(self) -> list[DocumentRecord]:
@@ -68,13 +103,85 @@ class DocumentRegistry:
             rows = session.scalars(select(_DocumentRow).order_by(_DocumentRow.document_id))
             return [_record(row) for row in rows]
 
+    def live_versions(self, document_ids: Collection[str]) -> dict[str, int]:
+        """The live version of each of ``document_ids`` that is ingested."""
+        if not document_ids:
+            return {}
+        query = select(_DocumentRow.document_id, _DocumentRow.version).where(
+            _DocumentRow.document_id.in_(list(document_ids))
+        )
+        with self.engine.connect() as connection:
+            return {document_id: version for document_id, version in connection.execute(query)}
+
     def put(self, record: DocumentRecord) -> None:
+        """Write one record as is (no journal); publishing goes through :meth:`commit`."""
         with Session(self.engine) as session, session.begin():
             session.merge(_DocumentRow(**_columns(record)))
 
-    def remove(self, document_id: str) -> None:
+    def set_file_hash(self, document_id: str, file_hash: str) -> None:
         with Session(self.engine) as session, session.begin():
-            session.execute(delete(_DocumentRow).where(_DocumentRow.document_id == document_id))
+            row = session.get(_DocumentRow, document_id)
+            if row:
+                row.file_hash = file_hash
+
+    def stage(self, entries: Sequence[tuple[str, list[str]]]) -> list[int]:
+        """Journal chunk ids about to be written to the chunk stores; returns the entry ids."""
+        with Session(self.engine) as session, session.begin():
+            rows = [_JournalRow(document_id=document_id, chunk_ids=list(ids)) for document_id, ids in entries]
+            session.add_all(rows)
+            session.flush()
+            return [row.entry_id for row in rows]
+
+    def commit(
+        self, records: Sequence[DocumentRecord], staged: Sequence[int], retired: Sequence[tuple[str, list[str]]]
+    ) -> list[int]:
+        """Make ``records`` live in one transaction: their staged chunks stop being journalled and the
+        chunks they replace are journalled as retired. Returns the retired entries' ids."""
+        with Session(self.engine) as session, session.begin():
+            for record in records:
+                session.merge(_DocumentRow(**_columns(record)))
+            if staged:
+                session.execute(delete(_JournalRow).where(_JournalRow.entry_id.in_(list(staged))))
+            rows = [_JournalRow(document_id=document_id, chunk_ids=list(ids)) for document_id, ids in retired]
+            session.add_all(rows)
+            session.flush()
+            return [row.entry_id for row in rows]
+
+    def retire(self, document_ids: Sequence[str]) -> list[JournalEntry]:
+        """Remove documents and journal their chunks as retired, in one transaction."""
+        with Session(self.engine) as session, session.begin():
+            rows = list(session.scalars(select(_DocumentRow).where(_DocumentRow.document_id.in_(list(document_ids)))))
+            entries = [_JournalRow(document_id=row.document_id, chunk_ids=list(row.chunk_ids)) for row in rows]
+            session.add_all(entries)
+            session.execute(delete(_DocumentRow).where(_DocumentRow.document_id.in_(list(document_ids))))
+            session.flush()
+            return [JournalEntry(entry.entry_id, entry.document_id, list(entry.chunk_ids)) for entry in entries]
+
+    def journal(self) -> list[JournalEntry]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(_JournalRow).order_by(_JournalRow.entry_id))
+            return [JournalEntry(row.entry_id, row.document_id, list(row.chunk_ids)) for row in rows]
+
+    def clear_journal(self, entry_ids: Sequence[int]) -> None:
+        if not entry_ids:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(_JournalRow).where(_JournalRow.entry_id.in_(list(entry_ids))))
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _add_missing_columns(engine: Any) -> None:
+    """Registries made before a column existed get it added (the only migration we need so far)."""
+    present = {column["name"] for column in inspect(engine).get_columns("documents")}
+    with engine.begin() as connection:
+        if "file_hash" not in present:
+            connection.execute(text("ALTER TABLE documents ADD COLUMN file_hash VARCHAR NOT NULL DEFAULT ''"))
 
 
 def _columns(record: DocumentRecord) -> dict[str, Any]:
@@ -89,6 +196,7 @@ def _columns(record: DocumentRecord) -> dict[str, Any]:
         "chunk_ids": list(record.chunk_ids),
         "extra": dict(record.extra),
         "updated_at": record.updated_at,
+        "file_hash": record.file_hash,
     }
 
 
@@ -104,4 +212,5 @@ def _record(row: _DocumentRow) -> DocumentRecord:
         chunk_ids=list(row.chunk_ids),
         updated_at=row.updated_at,
         extra=dict(row.extra),
+        file_hash=row.file_hash or "",
     )

@@ -67,13 +67,37 @@ class ChromaStore:
         for start in range(0, len(chunk_ids), _WRITE_BATCH):
             self.collection.delete(ids=list(chunk_ids[start : start + _WRITE_BATCH]))
 
-    def chunks_of(self, document_id: str) -> list[Chunk]:
-        result = self.collection.get(where={"document_id": document_id}, include=["documents", "metadatas"])
+    def chunks_of(self, document_id: str, version: int | None = None) -> list[Chunk]:
+        """The stored chunks of a document (of one version when given), in reading order."""
+        where: dict[str, Any] = {"document_id": document_id}
+        if version is not None:
+            where = {"$and": [where, {"version": version}]}
+        result = self.collection.get(where=where, include=["documents", "metadatas"])
         chunks = [
             _chunk(chunk_id, text, meta)
             for chunk_id, text, meta in zip(result["ids"], result["documents"], result["metadatas"], strict=True)
         ]
         return sorted(chunks, key=lambda chunk: chunk.position)
+
+    def embedded(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, NDArray[np.float32]]]:
+        """Stored chunks with their embeddings (ids not in the store are left out)."""
+        if not chunk_ids:
+            return []
+        result = self.collection.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
+        return [
+            (_chunk(chunk_id, text, meta), np.asarray(vector, dtype=np.float32))
+            for chunk_id, text, meta, vector in zip(
+                result["ids"], result["documents"], result["metadatas"], result["embeddings"], strict=True
+            )
+        ]
+
+    def inventory(self) -> dict[str, tuple[str, int]]:
+        """Every stored chunk id with its document id and version (for consistency checks)."""
+        result = self.collection.get(include=["metadatas"])
+        return {
+            chunk_id: (str(meta["document_id"]), int(meta.get("version", 0)))
+            for chunk_id, meta in zip(result["ids"], result["metadatas"], strict=True)
+        }
 
     def query(self, embedding: NDArray[np.float32], k: int) -> list[Hit]:
         if k <= 0 or self.count() == 0:
@@ -117,6 +141,8 @@ def _metadata(chunk: Chunk) -> dict[str, str | int]:
         "position": chunk.position,
         "document_hash": chunk.document_hash,
         "updated_at": chunk.updated_at,
+        "version": chunk.version,
+        "embedding_key": chunk.embedding_key,
     }
 
 
@@ -133,4 +159,6 @@ def _chunk(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         position=int(meta.get("position", 0)),
         document_hash=str(meta.get("document_hash", "")),
         updated_at=str(meta.get("updated_at", "")),
+        version=int(meta.get("version", 0)),
+        embedding_key=str(meta.get("embedding_key", "")),
     )

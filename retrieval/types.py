@@ -15,13 +15,15 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def make_chunk_id(document_id: str, text: str, occurrence: int = 0) -> str:
-    """A chunk id derived from its document and content, so re-ingesting gives the same ids.
+def make_chunk_id(document_id: str, text: str, occurrence: int = 0, version: int = 1) -> str:
+    """A chunk id derived from its document, version and content, so re-ingesting gives the same ids.
 
-    ``occurrence`` tells apart identical passages repeated inside one document.
+    ``occurrence`` tells apart identical passages repeated inside one document. The version keeps
+    the chunks of two versions of a document apart, so a new version can be written beside the
+    live one and switched to atomically (retrieval/publish.py).
     """
     digest = content_hash(f"{document_id}\x00{text}\x00{occurrence}")[:16]
-    return f"{document_id}#{digest}"
+    return f"{document_id}#v{version}-{digest}"
 
 
 def compose_embedding_text(title: str, section_path: tuple[str, ...], text: str, *, is_faq: bool) -> str:
@@ -49,6 +51,8 @@ class Chunk:
     position: int = 0
     document_hash: str = ""
     updated_at: str = ""
+    version: int = 0  # the document version this chunk belongs to; 0 = unknown (never live)
+    embedding_key: str = ""  # equal keys mean equal embeddings (same text, same model), so they are reused
 
     @property
     def section(self) -> str:
@@ -78,6 +82,8 @@ class Document:
     language: str
     sections: list[Section] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    # Things the parser changed that the editor should know about (e.g. scripts removed); not hashed.
+    notes: tuple[str, ...] = ()
 
     @property
     def content_hash(self) -> str:
@@ -114,6 +120,8 @@ class Citation(BaseModel):
     score: float
     source: str
     language: str
+    version: int = Field(default=0, description="Version of the cited document when it was retrieved.")
+    updated_at: str = Field(default="", description="When that version was ingested (UTC, ISO 8601).")
 
 
 class Answer(BaseModel):

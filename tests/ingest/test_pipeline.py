@@ -6,7 +6,9 @@ import pytest
 
 from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor, Outcome
+from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
+from retrieval.engine import AnswerEngine
 from retrieval.registry import DocumentRegistry
 from retrieval.store import ChromaStore
 
@@ -123,3 +125,160 @@ def test_missing_path_and_unsupported_files_are_reported(
         ("nope", Outcome.FAILED, "no such file or directory"),
         ("slides.pptx", Outcome.FAILED, "unsupported file type .pptx"),
     }
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: not an Exception, so nothing catches it."""
+
+
+def _counting(store: ChromaStore) -> dict[str, int]:
+    """Count every write call the store gets."""
+    calls = {"upsert": 0, "delete": 0}
+    for name in calls:
+        original = getattr(store, name)
+
+        def counted(*args: object, _name: str = name, _original: object = original) -> object:
+            calls[_name] += 1
+            return _original(*args)  # type: ignore[operator]
+
+        setattr(store, name, counted)
+    return calls
+
+
+def _answer_engine(store: ChromaStore, registry: DocumentRegistry) -> AnswerEngine:
+    # The hashing embedder scores far lower than e5, so any match answers here.
+    return AnswerEngine(HashingEmbedder(), store, RetrievalProfile(score_midpoint=0.05, score_scale=0.01), registry)
+
+
+def test_unchanged_corpus_makes_zero_store_writes(
+    kb: Path, parts: tuple[Ingestor, ChromaStore, DocumentRegistry]
+) -> None:
+    ingestor, store, _ = parts
+    ingestor.ingest([kb], sync=True)
+    calls = _counting(store)
+    results = ingestor.ingest([kb], sync=True)
+    assert {result.outcome for result in results} == {Outcome.UNCHANGED}
+    assert calls == {"upsert": 0, "delete": 0}
+    assert ingestor.times.passages_embedded == 0
+
+
+def test_replacement_is_atomic_for_readers(kb: Path, parts: tuple[Ingestor, ChromaStore, DocumentRegistry]) -> None:
+    ingestor, store, registry = parts
+    ingestor.ingest([kb])
+    engine = _answer_engine(store, registry)
+    seen: list[set[int]] = []
+
+    def versions_readers_see() -> None:
+        hits = engine.retriever.retrieve("When am I charged? invoice seats subscription", "en")
+        seen.append({hit.chunk.version for hit in hits if hit.chunk.document_id == "en/faq-billing"})
+
+    # Look at what readers see at the two moments both versions are physically in the store.
+    upsert, delete = store.upsert, store.delete
+    store.upsert = lambda *a: (upsert(*a), versions_readers_see())[0]  # type: ignore[method-assign]
+    store.delete = lambda ids: (versions_readers_see(), delete(ids))[1]  # type: ignore[method-assign]
+    (kb / "en" / "faq-billing.md").write_text(FAQ.replace("20 or more seats", "25 or more seats"), encoding="utf-8")
+    ingestor.ingest([kb])
+    assert seen == [{1}, {2}]  # old version whole until the switch, then the new one whole, never a gap
+
+    answer = engine.ask("Can I pay by invoice for 25 or more seats?")
+    [citation] = [c for c in answer.citations if c.document_id == "en/faq-billing"]
+    record = registry.get("en/faq-billing")
+    assert record is not None and (citation.version, citation.updated_at) == (2, record.updated_at)
+
+
+def test_changed_document_reuses_embeddings_of_unchanged_passages(
+    kb: Path, parts: tuple[Ingestor, ChromaStore, DocumentRegistry]
+) -> None:
+    ingestor, _, _ = parts
+    ingestor.ingest([kb])
+    (kb / "en" / "faq-billing.md").write_text(FAQ.replace("20 or more seats", "25 or more seats"), encoding="utf-8")
+    ingestor.ingest([kb])
+    assert (ingestor.times.passages_embedded, ingestor.times.passages_reused) == (1, 1)
+
+
+def test_dry_run_reports_and_writes_nothing(kb: Path, parts: tuple[Ingestor, ChromaStore, DocumentRegistry]) -> None:
+    ingestor, store, registry = parts
+    ingestor.ingest([kb])
+    (kb / "en" / "faq-billing.md").write_text(FAQ.replace("20 or more", "30 or more"), encoding="utf-8")
+    (kb / "en" / "contact.txt").unlink()
+    (kb / "en" / "new.md").write_text("# New\n\nA new page.", encoding="utf-8")
+    calls = _counting(store)
+    results = ingestor.ingest([kb], sync=True, dry_run=True)
+    assert _outcomes(results) == {
+        "faq-billing.md": Outcome.UPDATED,
+        "new.md": Outcome.ADDED,
+        "contact.txt": Outcome.REMOVED,
+    }
+    assert calls == {"upsert": 0, "delete": 0}
+    assert registry.get("en/new") is None and registry.get("en/contact") is not None
+    assert registry.get("en/faq-billing").version == 1  # type: ignore[union-attr]
+
+
+def test_bad_files_fail_alone_with_their_code_and_leave_the_store_unchanged(
+    kb: Path, parts: tuple[Ingestor, ChromaStore, DocumentRegistry]
+) -> None:
+    from tests.ingest.samples import encrypt_pdf, make_pdf, make_zip_bomb
+
+    ingestor, store, registry = parts
+    ingestor.ingest([kb])
+    before = sorted(store.collection.get()["ids"])
+    bad = kb / "bad"
+    bad.mkdir()
+    (bad / "empty.md").write_text("", encoding="utf-8")
+    (bad / "latin1.md").write_bytes(b"Caf\xe9")
+    (bad / "corrupt.pdf").write_bytes(make_pdf([["Text"]])[:150])
+    (bad / "locked.pdf").write_bytes(encrypt_pdf(make_pdf([["Text"]])))
+    make_zip_bomb(bad / "bomb.docx")
+    (bad / "huge.md").write_text("# Huge\n\n" + "word " * 20_000, encoding="utf-8")
+    (bad / "faq.csv").write_text("question\nWhy?\n", encoding="utf-8")
+    (bad / "image.md").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    (bad / "dup.md").write_text("---\nid: en/faq-billing\n---\n# Dup\n\nSame id.", encoding="utf-8")
+    ingestor.max_file_bytes = 50_000
+    results = {Path(result.source).name: result for result in ingestor.ingest([kb])}
+    assert {name: result.code for name, result in results.items() if result.outcome == Outcome.FAILED} == {
+        "empty.md": "empty_file",
+        "latin1.md": "invalid_utf8",
+        "corrupt.pdf": "corrupt_pdf",
+        "locked.pdf": "encrypted_pdf",
+        "bomb.docx": "zip_bomb",
+        "huge.md": "too_large",
+        "faq.csv": "missing_columns",
+        "image.md": "content_mismatch",
+        "dup.md": "duplicate_id",
+    }
+    assert all(results[name].outcome == Outcome.UNCHANGED for name in ("faq-billing.md", "contact.txt"))
+    assert sorted(store.collection.get()["ids"]) == before
+    assert registry.get("en/faq-billing").source.endswith("en/faq-billing.md")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("step", ["store upsert", "registry commit", "store delete"])
+def test_a_crash_at_any_publish_step_is_repaired_by_the_next_run(
+    kb: Path, parts: tuple[Ingestor, ChromaStore, DocumentRegistry], step: str
+) -> None:
+    ingestor, store, registry = parts
+    ingestor.ingest([kb])
+    (kb / "en" / "faq-billing.md").write_text(FAQ.replace("20 or more", "40 or more"), encoding="utf-8")
+    owner, name = {"store upsert": (store, "upsert"), "registry commit": (registry, "commit"),
+                   "store delete": (store, "delete")}[step]  # fmt: skip
+    original = getattr(owner, name)
+
+    def crash_after(*args: object) -> object:
+        original(*args)
+        raise Crash(step)
+
+    setattr(owner, name, crash_after)
+    with pytest.raises(Crash):
+        ingestor.ingest([kb])
+    setattr(owner, name, original)
+    engine = _answer_engine(store, registry)
+    hits = engine.retriever.retrieve("Can I pay by invoice?", "en")
+    assert len({hit.chunk.version for hit in hits if hit.chunk.document_id == "en/faq-billing"}) == 1
+    assert ingestor.audit()  # the crash left something to repair (journal entries, extra chunks)
+
+    ingestor.ingest([kb])
+    assert ingestor.audit() == []
+    record = registry.get("en/faq-billing")
+    assert record is not None
+    texts = [chunk.text for chunk in store.chunks_of("en/faq-billing")]
+    assert len(texts) == 2 and any("40 or more" in text for text in texts)
+    assert {chunk.version for chunk in store.chunks_of("en/faq-billing")} == {record.version}

@@ -1,0 +1,209 @@
+"""Routes for editors and other services: add, replace, read and delete documents; poll upload jobs.
+
+A document arrives as a multipart file upload or as JSON text. One small file is written before the
+response (201); several files, or one over ``sync_upload_bytes``, run as a job (202 + ``Location``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from api.deps import DocumentsDep, EngineDep, RegistryDep, SettingsDep
+from api.errors import (
+    DocumentRejectedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
+from api.models import (
+    DOCUMENT_FORMATS,
+    ChunkView,
+    DocumentDetail,
+    DocumentReplacement,
+    DocumentText,
+    ErrorResponse,
+    FileOutcome,
+    JobView,
+)
+from ingest.pipeline import FileResult, Outcome
+from ingest.service import DocumentService, Job, Upload
+from retrieval.config import Settings
+
+router = APIRouter(tags=["documents"])
+
+DocumentId = Annotated[str, Path(description="Document id, e.g. en/faq-refunds.", max_length=300)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        404: "No such document or job.",
+        409: "A document with this id already exists (POST).",
+        413: "The request or a file is over the size limit.",
+        415: "Send multipart/form-data or application/json.",
+        422: "The file was refused; `code` names the reason (content_mismatch, invalid_utf8, corrupt_pdf, …).",
+    }.items()
+}
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            },
+            "application/json": {"schema": DocumentText.model_json_schema()},
+        }
+    }
+}
+
+
+@router.post("/v1/documents", status_code=201, responses=_ERRORS, openapi_extra=_UPLOAD_BODY)
+async def create_documents(request: Request, service: DocumentsDep, settings: SettingsDep) -> Response:
+    """Add documents: upload files (multipart, field `file`, repeatable) or send JSON text.
+
+    The document id is the front matter's `id` or the file name without extension (folders kept:
+    `en/faq-invoices.md` → `en/faq-invoices`). An id that exists already is refused with 409.
+    """
+    uploads, document_id = await _read_body(request, settings, DocumentText)
+    return await _write(service, settings, uploads, document_id, must_be_new=True)
+
+
+@router.put("/v1/documents/{document_id:path}", responses=_ERRORS, openapi_extra=_UPLOAD_BODY)
+async def replace_document(
+    document_id: DocumentId, request: Request, service: DocumentsDep, settings: SettingsDep
+) -> Response:
+    """Replace a document (or create it) with one uploaded file or JSON text; its version increments.
+
+    Readers see the old version until the new one is complete, never a mix of both.
+    """
+    uploads, _ = await _read_body(request, settings, DocumentReplacement, document_id)
+    if len(uploads) != 1:
+        raise DocumentRejectedError(f"send exactly one file to replace {document_id!r}", "one_file_expected")
+    return await _write(service, settings, uploads, document_id, must_be_new=False)
+
+
+@router.get("/v1/documents/{document_id:path}", response_model=DocumentDetail, responses=_ERRORS)
+async def get_document(document_id: DocumentId, registry: RegistryDep, engine: EngineDep) -> DocumentDetail:
+    """A document's metadata, live version and chunks."""
+    record = await run_in_threadpool(registry.get, document_id)
+    if record is None:
+        raise NotFoundError(f"no document {document_id!r}", "document_not_found")
+    chunks = await run_in_threadpool(engine.store.chunks_of, document_id, record.version)
+    return DocumentDetail(
+        document_id=record.document_id,
+        title=record.title,
+        language=record.language,
+        kind=record.kind,
+        source=record.source,
+        version=record.version,
+        chunks=len(record.chunk_ids),
+        updated_at=record.updated_at,
+        metadata=record.extra,
+        chunk_details=[
+            ChunkView(chunk_id=c.chunk_id, position=c.position, section=c.section, kind=c.kind, text=c.text)
+            for c in chunks
+        ],
+    )
+
+
+@router.delete("/v1/documents/{document_id:path}", status_code=204, responses=_ERRORS)
+async def delete_document(document_id: DocumentId, service: DocumentsDep) -> Response:
+    """Delete a document: it leaves answers at once, its chunks are removed right after."""
+    if not await run_in_threadpool(service.delete, document_id):
+        raise NotFoundError(f"no document {document_id!r}", "document_not_found")
+    return Response(status_code=204)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=_ERRORS, tags=["jobs"])
+async def get_job(job_id: str, service: DocumentsDep) -> JobView:
+    """Progress and per-file results of an upload job."""
+    job = service.job(job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "job_not_found")
+    return job_view(job)
+
+
+def job_view(job: Job) -> JobView:
+    results = list(job.results)
+    return JobView(
+        job_id=job.job_id,
+        status=job.status.value,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        files_total=job.files_total,
+        files_done=len(results),
+        results=[file_outcome(result) for result in results],
+    )
+
+
+def file_outcome(result: FileResult) -> FileOutcome:
+    return FileOutcome(
+        file=result.source.rsplit("/", 1)[-1] if result.outcome != Outcome.FAILED else result.source,
+        outcome=result.outcome.value,
+        document_id=result.document_id,
+        version=result.version,
+        chunks=result.chunks,
+        code=result.code,
+        error=result.error,
+        note=result.note,
+    )
+
+
+async def _write(
+    service: DocumentService,
+    settings: Settings, uploads: list[Upload], document_id: str | None, must_be_new: bool
+) -> Response:
+    # One small file is written now; so is one over the size limit (refused at once, unread).
+    if len(uploads) == 1 and not settings.sync_upload_bytes < uploads[0].length <= settings.max_file_bytes:
+        result: FileResult = await run_in_threadpool(service.put, uploads[0], document_id, must_be_new)
+        if result.outcome == Outcome.FAILED:
+            raise DocumentRejectedError(f"{uploads[0].filename}: {result.error}", result.code)
+        status = 201 if result.outcome == Outcome.ADDED else 200
+        return JSONResponse(file_outcome(result).model_dump(), status_code=status)
+    job = service.start_job(uploads, document_id, must_be_new)
+    return JSONResponse(job_view(job).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"})
+
+
+async def _read_body(
+    request: Request, settings: Settings, text_model: type[DocumentText] | type[DocumentReplacement], url_id: str = ""
+) -> tuple[list[Upload], str | None]:
+    """The uploads in a multipart or JSON request, and the document id the request names."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > settings.max_request_bytes:
+        limit = settings.max_request_bytes / 1e6
+        raise PayloadTooLargeError(f"request is {int(length) / 1e6:.1f} MB, over the {limit:.1f} MB limit")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _read_multipart(request, settings), url_id or None
+    if content_type == "application/json":
+        from fastapi.exceptions import RequestValidationError
+
+        try:
+            body = text_model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from exc
+        document_id = body.document_id if isinstance(body, DocumentText) else url_id
+        filename = f"{document_id}{DOCUMENT_FORMATS[body.format]}"
+        return [Upload(filename, body.content.encode("utf-8"))], document_id
+    raise UnsupportedMediaError(f"send multipart/form-data or application/json, not {content_type or 'nothing'}")
+
+
+async def _read_multipart(request: Request, settings: Settings) -> list[Upload]:
+    uploads = []
+    async with request.form(max_files=1000) as form:
+        files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not files:
+            raise DocumentRejectedError("the form has no file: send it in the field 'file'", "no_file")
+        for file in files:
+            name = file.filename or "(unnamed)"
+            if file.size is not None and file.size > settings.max_file_bytes:
+                uploads.append(Upload(name, b"", size=file.size))  # fails as too_large, unread
+            else:
+                uploads.append(Upload(name, await file.read()))
+    return uploads
