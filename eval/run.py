@@ -1,8 +1,14 @@
-"""Run eval cases through the answer engine and summarise the metrics."""
+"""Run a suite through a system in an isolated scratch index and summarise the metrics.
+
+``DIR/metrics.json`` holds flat metrics and a per-language breakdown; ``DIR/cases.jsonl`` one row per
+case (what ``eval compare`` bootstraps over); ``DIR/report.html`` the plots.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import tempfile
 import time
 from collections import defaultdict
@@ -14,38 +20,98 @@ from typing import Any
 from tqdm import tqdm
 
 from eval.cases import EvalCase
-from eval.metrics import abstention_scores, mean, percentile, recall_at_k, reciprocal_rank, unique_in_order
-from ingest.pipeline import Outcome, build_ingestor
+from eval.datasets import Suite
+from eval.metrics import (
+    abstention_scores,
+    area_under_risk_coverage,
+    citation_precision,
+    error_rate,
+    expected_calibration_error,
+    hallucination_rate,
+    mean,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+    reciprocal_rank,
+)
+from eval.systems import SYSTEMS, Answerer, BuildContext
 from retrieval.config import RetrievalProfile, Settings
-from retrieval.engine import AnswerEngine, build_components
-from retrieval.types import Status
+from retrieval.embedding import Embedder
+from retrieval.embedding_cache import CachingEmbedder
+
+logger = logging.getLogger(__name__)
 
 RECALL_KS = (1, 3, 5, 10)
+CURVE_KS = tuple(range(1, 11))
 
 
 @dataclass(frozen=True)
 class CaseResult:
+    """One case as a system handled it."""
+
     case: EvalCase
-    status: Status
+    answered: bool
     ranked_documents: list[str]
     cited_documents: list[str]
+    cited_chunks: list[str]
+    top_score: float
     confidence: float
     latency_ms: float
 
+    @property
+    def has_gold(self) -> bool:
+        return bool(self.case.gold_document_ids) and not self.case.should_abstain
 
-def run_cases(engine: AnswerEngine, cases: Sequence[EvalCase], show_progress: bool = True) -> list[CaseResult]:
+    @property
+    def correct_if_answered(self) -> bool:
+        """Would an answer be right: never for should-abstain cases, else the top document is gold.
+
+        Answerable cases without gold ids (NoMIRACL's relevant queries) count as right.
+        """
+        if self.case.should_abstain:
+            return False
+        if not self.case.gold_document_ids:
+            return True
+        return bool(self.ranked_documents) and self.ranked_documents[0] in self.case.gold_document_ids
+
+    def row(self) -> dict[str, Any]:
+        """The per-case record written to cases.jsonl."""
+        gold = self.case.gold_document_ids
+        values: dict[str, Any] = {
+            "id": self.case.id,
+            "language": self.case.language,
+            "should_abstain": self.case.should_abstain,
+            "answered": self.answered,
+            "correct_if_answered": self.correct_if_answered,
+            "has_gold": self.has_gold,
+            "top_score": self.top_score if math.isfinite(self.top_score) else None,
+            "confidence": self.confidence,
+            "latency_ms": round(self.latency_ms, 3),
+            "ranked_documents": self.ranked_documents[:10],
+            "cited_documents": self.cited_documents,
+        }
+        for k in CURVE_KS:
+            values[f"recall@{k}"] = recall_at_k(self.ranked_documents, gold, k) if self.has_gold else None
+        values["rr@10"] = reciprocal_rank(self.ranked_documents, gold) if self.has_gold else None
+        values["ndcg@10"] = ndcg_at_k(self.ranked_documents, gold) if self.has_gold else None
+        return values
+
+
+def run_cases(answerer: Answerer, cases: Sequence[EvalCase], show_progress: bool = True) -> list[CaseResult]:
     results = []
     for case in tqdm(cases, desc="questions", unit="q", disable=not show_progress):
         started = time.perf_counter()
-        answer, hits = engine.ask_with_hits(case.question)
+        prediction = answerer.ask(case.question)
         elapsed_ms = (time.perf_counter() - started) * 1000
         results.append(
             CaseResult(
                 case=case,
-                status=answer.status,
-                ranked_documents=unique_in_order([hit.chunk.document_id for hit in hits]),
-                cited_documents=[citation.document_id for citation in answer.citations],
-                confidence=answer.confidence,
+                answered=prediction.answered,
+                ranked_documents=prediction.ranked_documents,
+                cited_documents=prediction.cited_document_ids,
+                cited_chunks=prediction.cited_chunk_ids,
+                top_score=prediction.top_score,
+                confidence=prediction.confidence,
                 latency_ms=elapsed_ms,
             )
         )
@@ -63,54 +129,104 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, Any]:
 
 
 def _metrics(results: Sequence[CaseResult]) -> dict[str, Any]:
-    answerable = [result for result in results if not result.case.should_abstain]
-    answered = [result for result in answerable if result.status == Status.ANSWERED]
-    metrics: dict[str, Any] = {"cases": len(results), "answerable": len(answerable)}
+    with_gold = [r for r in results if r.has_gold]
+    answerable = [r for r in results if not r.case.should_abstain]
+    answered = [r for r in results if r.answered]
+    should_abstain = [r.case.should_abstain for r in results]
+    made = [r.answered for r in results]
+    metrics: dict[str, Any] = {
+        "cases": len(results),
+        "answerable": len(answerable),
+        "should_abstain": len(results) - len(answerable),
+    }
     for k in RECALL_KS:
-        metrics[f"recall@{k}"] = mean(
-            [recall_at_k(r.ranked_documents, r.case.gold_document_ids, k) for r in answerable]
-        )
-    metrics["mrr@10"] = mean([reciprocal_rank(r.ranked_documents, r.case.gold_document_ids) for r in answerable])
-    metrics["answered_rate"] = len(answered) / len(answerable) if answerable else float("nan")
-    # Of the answerable questions we answered, how many cite at least one gold document.
-    metrics["answered_cites_gold"] = mean(
-        [1.0 if set(r.cited_documents) & set(r.case.gold_document_ids) else 0.0 for r in answered]
+        metrics[f"recall@{k}"] = mean([recall_at_k(r.ranked_documents, r.case.gold_document_ids, k) for r in with_gold])
+    metrics["mrr@10"] = mean([reciprocal_rank(r.ranked_documents, r.case.gold_document_ids) for r in with_gold])
+    metrics["ndcg@10"] = mean([ndcg_at_k(r.ranked_documents, r.case.gold_document_ids) for r in with_gold])
+    metrics["hallucination_rate"] = hallucination_rate(should_abstain, made)
+    metrics["error_rate"] = error_rate(should_abstain, made)
+    metrics["answered_rate"] = mean([1.0 if r.answered else 0.0 for r in answerable])
+    metrics["answered_precision"] = mean([1.0 if r.correct_if_answered else 0.0 for r in answered])
+    # Only answered cases with known gold: a citation on a should-abstain case is a hallucination instead.
+    cited = [r for r in answered if r.has_gold]
+    metrics["citation_precision"] = citation_precision(
+        [r.cited_chunks if r.case.gold_chunk_ids else r.cited_documents for r in cited],
+        [r.case.gold_chunk_ids or r.case.gold_document_ids for r in cited],
     )
-    metrics.update(
-        abstention_scores([r.case.should_abstain for r in results], [r.status != Status.ANSWERED for r in results])
-    )
+    metrics.update(abstention_scores(should_abstain, [not m for m in made]))
+    confidence = [r.confidence for r in results]
+    correct = [r.correct_if_answered for r in results]
+    metrics["aurc"] = area_under_risk_coverage(confidence, correct)
+    metrics["ece"] = expected_calibration_error(confidence, correct)
     latencies = [r.latency_ms for r in results]
     metrics["latency_p50_ms"] = percentile(latencies, 50)
     metrics["latency_p95_ms"] = percentile(latencies, 95)
+    metrics["recall_curve"] = [
+        mean([recall_at_k(r.ranked_documents, r.case.gold_document_ids, k) for r in with_gold]) for k in CURVE_KS
+    ]
     return metrics
 
 
-def run_suite_on_kb(
-    settings: Settings, profile: RetrievalProfile, kb_dir: Path, cases: Sequence[EvalCase], out_dir: Path | None
-) -> dict[str, Any]:
-    """Ingest ``kb_dir`` into a fresh temporary store, answer ``cases`` and summarise."""
-    with tempfile.TemporaryDirectory(prefix="answerdesk-eval-") as scratch:
-        isolated = settings.model_copy(update={"data_dir": Path(scratch), "model_dir": settings.resolved_model_dir})
-        embedder, store, registry = build_components(isolated)
-        ingestor = build_ingestor(isolated, profile, embedder, store, registry)
+def build_embedder(settings: Settings, cache_queries: bool = False) -> CachingEmbedder:
+    """The configured embedder behind the content-hash cache in ``<data dir>/cache``."""
+    from retrieval.embedding import load_embedder
+
+    inner = load_embedder(
+        settings.embedding_backend,
+        settings.embedding_model,
+        settings.resolved_model_dir,
+        batch_size=settings.embedding_batch_size,
+    )
+    model_id = f"{settings.embedding_backend}:{settings.embedding_model}"
+    path = settings.data_dir / "cache" / "embeddings.sqlite3"
+    return CachingEmbedder(inner, path, model_id, cache_queries=cache_queries)
+
+
+def run_suite(
+    suite: Suite,
+    system: str,
+    profile: RetrievalProfile,
+    embedder: Embedder,
+    out_dir: Path | None = None,
+    show_progress: bool = True,
+) -> tuple[dict[str, Any], list[CaseResult]]:
+    """Build ``system`` over the suite's documents in a scratch folder, answer its cases, summarise."""
+    builder = SYSTEMS[system]
+    with tempfile.TemporaryDirectory(prefix=f"answerdesk-eval-{system}-") as scratch:
+        context = BuildContext(embedder, profile, Path(scratch), show_progress)
         started = time.perf_counter()
-        ingested = ingestor.ingest([kb_dir])
-        ingest_seconds = time.perf_counter() - started
-        failures = [r for r in ingested if r.outcome == Outcome.FAILED]
-        if failures:
-            raise RuntimeError(
-                f"{len(failures)} KB files failed to ingest, first: {failures[0].source}: {failures[0].error}"
-            )
-        engine = AnswerEngine(embedder, store, profile)
-        metrics = summarize(run_cases(engine, cases))
-        chunks = sum(r.chunks for r in ingested)
-        metrics["ingest"] = {
-            "documents": len(ingested),
-            "chunks": chunks,
-            "seconds": ingest_seconds,
-            "chunks_per_second": chunks / ingest_seconds if ingest_seconds else float("nan"),
-        }
+        answerer = builder(suite.documents, context)
+        build_seconds = time.perf_counter() - started
+        results = run_cases(answerer, suite.cases, show_progress)
+    metrics = summarize(results)
+    metrics["suite"] = suite.name
+    metrics["system"] = system
+    metrics["profile"] = profile.name
+    metrics["protocol"] = suite.protocol
+    metrics["documents"] = len(suite.documents)
+    metrics["index_seconds"] = round(build_seconds, 2)
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    return metrics
+        write_run(out_dir, metrics, results)
+    return metrics, results
+
+
+def write_run(out_dir: Path, metrics: dict[str, Any], results: Sequence[CaseResult]) -> None:
+    from eval.report import write_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, ensure_ascii=False) + "\n")
+    with (out_dir / "cases.jsonl").open("w", encoding="utf-8") as fh:
+        for result in results:
+            fh.write(json.dumps(_json_safe(result.row()), ensure_ascii=False) + "\n")
+    write_report(out_dir / "report.html", metrics, results)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN becomes null, so the files are strict JSON."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value

@@ -1,0 +1,307 @@
+"""Eval suites: a corpus of documents plus the cases asked against it.
+
+Our own ``sample`` suite is the sample KB with ``data/eval/*.jsonl``. The public sets are read from
+``ANSWERDESK_EVAL_DATA_DIR`` (default ``../shared/data`` beside the repo) and never copied into it;
+each folder's README documents its license and protocol. Suite names::
+
+    sample                    data/kb + data/eval/sample_qa_*.jsonl
+    xquad-r:Q-C               questions in Q against the 240 paragraphs in C (gold = the paragraph)
+    xquad-r-abstain:Q-C       as above, articles with index ≡ 0 mod 5 removed; their questions must abstain
+    nomiracl[:LANG]           pooled judged passages; non-relevant queries must abstain (a test set)
+    squad2                    646 paragraphs; unanswerable questions must abstain
+    covid-faq:LANG            FAQ entries (en or de), paraphrased questions; gold = the matching entry
+    clinc150                  one FAQ entry per in-scope intent from its training utterances; OOS must abstain
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.cases import EvalCase, load_cases
+from retrieval.config import Settings
+from retrieval.types import Document, Section
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+# Other files in data/eval hold other kinds of labels (e.g. triage), not question/answer cases.
+SAMPLE_CASES = "sample_qa_*.jsonl"
+XQUAD_LANGUAGES = ("en", "de", "es", "ru", "zh")
+NOMIRACL_LANGUAGES = ("en", "ru", "zh", "de", "es")
+COVID_LANGUAGES = ("en", "de")
+# Suites fitted on by `eval calibrate` must not include these (they are test sets).
+TEST_ONLY_PREFIXES = ("nomiracl",)
+EXAMPLE_SUITES = (
+    "sample",
+    "xquad-r:en-en",
+    "xquad-r:ru-en",
+    "xquad-r-abstain:zh-en",
+    "nomiracl:de",
+    "squad2",
+    "covid-faq:en",
+    "clinc150",
+)
+
+
+class SuiteError(ValueError):
+    """An unknown or malformed suite name."""
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The public data a suite needs is not there; the message says where it was looked for."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A corpus and the cases to run against it."""
+
+    name: str
+    documents: list[Document]
+    cases: list[EvalCase]
+    protocol: str
+
+
+def eval_data_dir(settings: Settings) -> Path:
+    return settings.eval_data_dir or REPO.parent / "shared" / "data"
+
+
+def load_suite(
+    name: str, settings: Settings, kb_dir: Path | None = None, case_files: list[Path] | None = None
+) -> Suite:
+    """The suite called ``name``; raises SuiteError for bad names and DatasetMissingError for absent data."""
+    kind, _, arg = name.partition(":")
+    root = eval_data_dir(settings)
+    if kind == "sample" and not arg:
+        return _sample(
+            kb_dir or REPO / "data" / "kb", case_files or sorted((REPO / "data" / "eval").glob(SAMPLE_CASES))
+        )
+    if kind in ("xquad-r", "xquad-r-abstain"):
+        question_lang, corpus_lang = _pair(name, arg)
+        return _xquad(root / "xquad-r", question_lang, corpus_lang, abstain=kind == "xquad-r-abstain")
+    if kind == "nomiracl":
+        languages = (_one_of(name, arg, NOMIRACL_LANGUAGES),) if arg else NOMIRACL_LANGUAGES
+        return _nomiracl(root / "nomiracl-subset", languages, name)
+    if kind == "squad2" and not arg:
+        return _squad2(root / "squad2-dev-cs224n")
+    if kind == "covid-faq":
+        return _covid_faq(root / "covid-faq-deepset", _one_of(name, arg, COVID_LANGUAGES))
+    if kind == "clinc150" and not arg:
+        return _clinc150(root / "clinc150-oos")
+    raise SuiteError(f"unknown suite {name!r}; for example: {', '.join(EXAMPLE_SUITES)}")
+
+
+def subsample(cases: list[EvalCase], limit: int | None, seed: int = 13) -> list[EvalCase]:
+    """At most ``limit`` cases, a fixed random choice kept in the original order."""
+    if limit is None or limit >= len(cases):
+        return cases
+    chosen = set(random.Random(seed).sample(range(len(cases)), limit))
+    return [case for index, case in enumerate(cases) if index in chosen]
+
+
+def _pair(name: str, arg: str) -> tuple[str, str]:
+    question_lang, _, corpus_lang = arg.partition("-")
+    if question_lang not in XQUAD_LANGUAGES or corpus_lang not in XQUAD_LANGUAGES:
+        raise SuiteError(f"{name!r}: expected LANG-LANG with languages from {', '.join(XQUAD_LANGUAGES)}")
+    return question_lang, corpus_lang
+
+
+def _one_of(name: str, arg: str, allowed: tuple[str, ...]) -> str:
+    if arg not in allowed:
+        raise SuiteError(f"{name!r}: language must be one of {', '.join(allowed)}")
+    return arg
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise DatasetMissingError(
+            f"{path} not found: public eval data is read from ANSWERDESK_EVAL_DATA_DIR (default ../shared/data)"
+        )
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(_need(path), "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with gzip.open(_need(path), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _passage(document_id: str, title: str, text: str, language: str, source: str) -> Document:
+    return Document(document_id, title, source, "text", language, [Section(path=(), blocks=(text,))])
+
+
+def _faq_entry(document_id: str, title: str, question: str, answer: str, language: str, source: str) -> Document:
+    return Document(document_id, title, source, "faq", language, [Section((question,), (answer,), is_faq=True)])
+
+
+def _sample(kb_dir: Path, case_files: list[Path]) -> Suite:
+    from ingest.parse import ParseError, parse_file
+    from ingest.pipeline import discover
+
+    files, problems = discover([kb_dir])
+    if problems:
+        raise DatasetMissingError(f"{problems[0].source}: {problems[0].error}")
+    documents = []
+    for path, root in files:
+        try:
+            documents.append(parse_file(path, root))
+        except ParseError as exc:
+            raise ValueError(f"{path}: {exc.problem}") from exc
+    return Suite("sample", documents, load_cases(*case_files), "our sample KB and data/eval")
+
+
+def _xquad(folder: Path, question_lang: str, corpus_lang: str, abstain: bool) -> Suite:
+    """Paragraph ids are shared across languages (``xquad-r/AA/P``), so cross-lingual gold comes for free."""
+    corpus = _read_json(folder / f"{corpus_lang}.json.gz")["data"]
+    questions = _read_json(folder / f"{question_lang}.json.gz")["data"]
+    held_out = {index for index in range(len(corpus)) if abstain and index % 5 == 0}
+    documents = [
+        _passage(
+            f"xquad-r/{a:02d}/{p}",
+            article["title"].replace("_", " "),
+            paragraph["context"],
+            corpus_lang,
+            f"xquad-r/{corpus_lang}.json.gz",
+        )
+        for a, article in enumerate(corpus)
+        if a not in held_out
+        for p, paragraph in enumerate(article["paragraphs"])
+    ]
+    cases = [
+        EvalCase(
+            id=qa["id"],
+            question=qa["question"],
+            language=question_lang,
+            gold_document_ids=[] if a in held_out else [f"xquad-r/{a:02d}/{p}"],
+            answer_spans=[answer["text"] for answer in qa["answers"]],
+            should_abstain=a in held_out,
+        )
+        for a, article in enumerate(questions)
+        for p, paragraph in enumerate(article["paragraphs"])
+        for qa in paragraph["qas"]
+    ]
+    kind = "xquad-r-abstain" if abstain else "xquad-r"
+    protocol = f"{question_lang} questions vs {corpus_lang} paragraphs" + (
+        "; articles with index ≡ 0 mod 5 held out, their questions must abstain" if abstain else ""
+    )
+    return Suite(f"{kind}:{question_lang}-{corpus_lang}", documents, cases, protocol)
+
+
+def _nomiracl(folder: Path, languages: tuple[str, ...], name: str) -> Suite:
+    """One pooled corpus of every judged passage; relevant queries have unknown gold passages."""
+    documents: dict[str, Document] = {}
+    cases = []
+    for row in _read_jsonl(folder / "nomiracl_test_5lang_with_text.jsonl.gz"):
+        language = row["lang"]
+        if language not in languages:
+            continue
+        for passage in row["passages"]:
+            document_id = f"nomiracl/{language}/{passage['docid']}"
+            if document_id not in documents:
+                documents[document_id] = _passage(document_id, "", passage["text"], language, "nomiracl")
+        cases.append(
+            EvalCase(
+                id=f"{language}/{row['query_id']}",
+                question=row["query"],
+                language=language,
+                should_abstain=not row["answer_in_passages"],
+            )
+        )
+    protocol = "test set: retrieve from the pooled judged passages; abstain on non-relevant queries"
+    return Suite(name, list(documents.values()), cases, protocol)
+
+
+def _squad2(folder: Path) -> Suite:
+    data = _read_json(folder / "dev-v2.0.json.gz")["data"]
+    documents = []
+    cases = []
+    for a, article in enumerate(data):
+        for p, paragraph in enumerate(article["paragraphs"]):
+            document_id = f"squad2/{a:02d}/{p:03d}"
+            title = article["title"].replace("_", " ")
+            documents.append(_passage(document_id, title, paragraph["context"], "en", "squad2"))
+            for qa in paragraph["qas"]:
+                impossible = bool(qa.get("is_impossible"))
+                cases.append(
+                    EvalCase(
+                        id=qa["id"],
+                        question=qa["question"],
+                        language="en",
+                        gold_document_ids=[] if impossible else [document_id],
+                        answer_spans=[answer["text"] for answer in qa["answers"]] or None,
+                        should_abstain=impossible,
+                    )
+                )
+    return Suite("squad2", documents, cases, "646 paragraphs; unanswerable (adversarial) questions must abstain")
+
+
+def _covid_faq(folder: Path, language: str) -> Suite:
+    if language == "en":
+        rows = _read_csv(folder / "faq_covidbert.csv", ",")
+    else:
+        rows = [row for row in _read_csv(folder / "faq_200327.tsv", "\t") if row["lang"] == language]
+    documents = []
+    by_question: dict[str, str] = {}
+    for number, row in enumerate(rows):
+        question = row["question"].strip()
+        if not question or question in by_question:
+            continue
+        document_id = f"covid-faq/{language}/{number:04d}"
+        by_question[question] = document_id
+        title = (row.get("name") or row.get("source") or "FAQ").strip()
+        documents.append(_faq_entry(document_id, title, question, row["answer"].strip(), language, "covid-faq"))
+    cases = []
+    pairs = _read_csv(folder / f"eval_question_similarity_{language}.csv", ",")
+    for number, pair in enumerate(pairs):
+        gold = by_question.get(pair["question_1"].strip())
+        if pair["similar"].strip() != "1" or gold is None:
+            continue
+        cases.append(
+            EvalCase(
+                id=f"covid-faq/{language}/{number:04d}",
+                question=pair["question_2"].strip(),
+                language=language,
+                gold_document_ids=[gold],
+            )
+        )
+    return Suite(f"covid-faq:{language}", documents, cases, f"{language} FAQ entries; paraphrased questions")
+
+
+def _clinc150(folder: Path) -> Suite:
+    """One FAQ-style entry per in-scope intent (question: the intent name; answer: 20 training utterances)."""
+    data = _read_json(folder / "data_full.json.gz")
+    examples: dict[str, list[str]] = defaultdict(list)
+    for utterance, intent in data["train"]:
+        examples[intent].append(utterance)
+    documents = []
+    for intent, texts in sorted(examples.items()):
+        label = intent.replace("_", " ")
+        documents.append(_faq_entry(f"clinc150/{intent}", label, label, "\n".join(texts[:20]), "en", "clinc150"))
+    cases = [
+        EvalCase(id=f"clinc150/{number:04d}", question=text, language="en", gold_document_ids=[f"clinc150/{intent}"])
+        for number, (text, intent) in enumerate(data["test"])
+    ] + [
+        EvalCase(id=f"clinc150/oos-{number:04d}", question=text, language="en", should_abstain=True)
+        for number, (text, _) in enumerate(data["oos_test"])
+    ]
+    return Suite("clinc150", documents, cases, "in-scope intents as FAQ entries; out-of-scope queries must abstain")
+
+
+def _read_csv(path: Path, delimiter: str) -> list[dict[str, str]]:
+    with _need(path).open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter=delimiter))

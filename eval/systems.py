@@ -1,0 +1,219 @@
+"""The systems an eval suite can run through, each built over the suite's documents in a scratch folder.
+
+- ``answerdesk``: our pipeline: structure-aware chunks in Chroma, the AnswerEngine's decision and citations.
+- ``dense``: the same chunks and embedder, exact cosine search in numpy, abstain below ``score_midpoint``.
+- ``bm25``: the same chunks, lexical BM25 (bm25s); abstains only when no query term is in the corpus.
+- ``llamaindex``: the peer, a plain LlamaIndex pipeline (eval/peer.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import regex
+from tqdm import tqdm
+
+from eval.metrics import unique_in_order
+from retrieval.config import RetrievalProfile
+from retrieval.embedding import Embedder, Matrix
+from retrieval.engine import AnswerEngine
+from retrieval.types import Chunk, Document, Hit, Status
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a system did with one question."""
+
+    answered: bool
+    ranked_chunks: list[Hit]
+    cited_chunk_ids: list[str]
+    cited_document_ids: list[str]
+    confidence: float
+
+    @property
+    def ranked_documents(self) -> list[str]:
+        return unique_in_order([hit.chunk.document_id for hit in self.ranked_chunks])
+
+    @property
+    def top_score(self) -> float:
+        return self.ranked_chunks[0].score if self.ranked_chunks else -math.inf
+
+
+class Answerer(Protocol):
+    """A system, built and ready for questions."""
+
+    def ask(self, question: str) -> Prediction:
+        """Answer or abstain on one question."""
+        ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What every system is built with: the shared embedder, the profile and a scratch folder."""
+
+    embedder: Embedder
+    profile: RetrievalProfile
+    workdir: Path
+    show_progress: bool = True
+
+
+Builder = Callable[[Sequence[Document], BuildContext], Answerer]
+
+
+def embed_passages(embedder: Embedder, texts: Sequence[str], show_progress: bool, desc: str = "embedding") -> Matrix:
+    """``embedder.embed_documents`` in batches, with a progress bar."""
+    parts = [np.zeros((0, embedder.dimension), dtype=np.float32)]
+    with tqdm(total=len(texts), desc=desc, unit="passage", disable=not show_progress or len(texts) < 1000) as bar:
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            parts.append(embedder.embed_documents(batch))
+            bar.update(len(batch))
+    return np.concatenate(parts)
+
+
+def chunk_documents(documents: Sequence[Document], embedder: Embedder, profile: RetrievalProfile) -> list[Chunk]:
+    """Our structure-aware chunks of ``documents``, as ingestion makes them."""
+    from ingest.chunk import Chunker
+
+    chunker = Chunker(
+        embedder.count_tokens,
+        target_tokens=profile.chunk_target_tokens,
+        max_tokens=profile.chunk_max_tokens,
+        overlap_tokens=profile.chunk_overlap_tokens,
+    )
+    return [chunk for document in documents for chunk in chunker.chunk(document)]
+
+
+class AnswerDeskSystem:
+    """Our engine over a temporary Chroma store; ``with_profile`` reuses the index for other answer knobs."""
+
+    def __init__(self, engine_factory: Callable[[RetrievalProfile], AnswerEngine], profile: RetrievalProfile) -> None:
+        self._factory = engine_factory
+        self.engine = engine_factory(profile)
+
+    def with_profile(self, profile: RetrievalProfile) -> AnswerDeskSystem:
+        return AnswerDeskSystem(self._factory, profile)
+
+    def ask(self, question: str) -> Prediction:
+        answer, hits = self.engine.ask_with_hits(question)
+        return Prediction(
+            answered=answer.status == Status.ANSWERED,
+            ranked_chunks=hits,
+            cited_chunk_ids=[citation.chunk_id for citation in answer.citations],
+            cited_document_ids=[citation.document_id for citation in answer.citations],
+            confidence=answer.confidence,
+        )
+
+
+def build_answerdesk(documents: Sequence[Document], context: BuildContext) -> AnswerDeskSystem:
+    from retrieval.store import ChromaStore
+
+    chunks = chunk_documents(documents, context.embedder, context.profile)
+    embeddings = embed_passages(context.embedder, [chunk.embedding_text for chunk in chunks], context.show_progress)
+    store = ChromaStore(context.workdir / "answerdesk-chroma", "eval")
+    store.upsert(chunks, embeddings)
+    logger.info("answerdesk: %d documents, %d chunks", len(documents), len(chunks))
+    return AnswerDeskSystem(lambda profile: AnswerEngine(context.embedder, store, profile), context.profile)
+
+
+class DenseSystem:
+    """Exact cosine search over our chunks; answers when the best score reaches the threshold."""
+
+    def __init__(self, embedder: Embedder, chunks: list[Chunk], matrix: Matrix, top_k: int, threshold: float) -> None:
+        self.embedder = embedder
+        self.chunks = chunks
+        self.matrix = matrix
+        self.top_k = top_k
+        self.threshold = threshold
+
+    def ask(self, question: str) -> Prediction:
+        scores = self.matrix @ self.embedder.embed_query(question)
+        top = _top_indices(scores, self.top_k)
+        hits = [Hit(self.chunks[i], float(scores[i])) for i in top]
+        answered = bool(hits) and hits[0].score >= self.threshold
+        return Prediction(
+            answered=answered,
+            ranked_chunks=hits,
+            cited_chunk_ids=[hits[0].chunk.chunk_id] if answered else [],
+            cited_document_ids=[hits[0].chunk.document_id] if answered else [],
+            confidence=min(max(hits[0].score, 0.0), 1.0) if hits else 0.0,
+        )
+
+
+def build_dense(documents: Sequence[Document], context: BuildContext) -> DenseSystem:
+    chunks = chunk_documents(documents, context.embedder, context.profile)
+    matrix = embed_passages(context.embedder, [chunk.embedding_text for chunk in chunks], context.show_progress)
+    return DenseSystem(context.embedder, chunks, matrix, context.profile.top_k, context.profile.score_midpoint)
+
+
+_TOKEN = regex.compile(r"\p{Han}|[\p{L}\p{N}]+")
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """Lowercased words; each Han character is a token of its own (Chinese has no spaces)."""
+    return [token.lower() for token in _TOKEN.findall(text)]
+
+
+class BM25System:
+    """BM25 over our chunks; the score has no absolute scale, so it answers whenever a term matches."""
+
+    def __init__(self, chunks: list[Chunk], top_k: int) -> None:
+        import bm25s
+
+        # bm25s sets its logger to DEBUG on import; give the level back to the application.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
+        self.chunks = chunks
+        self.top_k = top_k
+        self.index = bm25s.BM25()
+        self.index.index([lexical_tokens(chunk.embedding_text) for chunk in chunks], show_progress=False)
+        self.vocabulary: dict[str, int] = self.index.vocab_dict
+
+    def ask(self, question: str) -> Prediction:
+        tokens = [token for token in lexical_tokens(question) if token in self.vocabulary]
+        if not tokens:
+            return Prediction(False, [], [], [], 0.0)
+        scores = np.asarray(self.index.get_scores(tokens), dtype=np.float32)
+        top = [i for i in _top_indices(scores, self.top_k) if scores[i] > 0]
+        hits = [Hit(self.chunks[i], float(scores[i])) for i in top]
+        if not hits:
+            return Prediction(False, [], [], [], 0.0)
+        best = hits[0]
+        # Only an ordering for risk-coverage; a BM25 score is not a probability.
+        confidence = 1.0 - math.exp(-best.score / 10.0)
+        return Prediction(True, hits, [best.chunk.chunk_id], [best.chunk.document_id], confidence)
+
+
+def build_bm25(documents: Sequence[Document], context: BuildContext) -> BM25System:
+    return BM25System(chunk_documents(documents, context.embedder, context.profile), context.profile.top_k)
+
+
+def _top_indices(scores: np.ndarray, k: int) -> list[int]:
+    if len(scores) == 0:
+        return []
+    k = min(k, len(scores))
+    candidates = np.argpartition(-scores, k - 1)[:k]
+    return [int(i) for i in candidates[np.argsort(-scores[candidates], kind="stable")]]
+
+
+def _build_llamaindex(documents: Sequence[Document], context: BuildContext) -> Answerer:
+    from eval.peer import build_llamaindex
+
+    return build_llamaindex(documents, context)
+
+
+SYSTEMS: dict[str, Builder] = {
+    "answerdesk": build_answerdesk,
+    "llamaindex": _build_llamaindex,
+    "dense": build_dense,
+    "bm25": build_bm25,
+}

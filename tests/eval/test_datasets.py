@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eval.datasets import DatasetMissingError, SuiteError, load_suite, subsample
+from retrieval.config import Settings
+
+
+@pytest.fixture
+def settings(public_data: Path) -> Settings:
+    return Settings(eval_data_dir=public_data)
+
+
+def test_xquad_cross_lingual_gold_is_the_parallel_paragraph(settings: Settings) -> None:
+    suite = load_suite("xquad-r:ru-en", settings)
+    assert {document.language for document in suite.documents} == {"en"}
+    assert len(suite.documents) == 6
+    first = suite.cases[0]
+    assert (first.language, first.question) == ("ru", "Что извергают вулканы?")
+    assert first.gold_document_ids == ["xquad-r/00/0"]
+    assert suite.documents[0].document_id == "xquad-r/00/0"
+    assert suite.documents[0].title == "Volcanoes"
+
+
+def test_xquad_abstain_holds_out_articles_zero_mod_five(settings: Settings) -> None:
+    suite = load_suite("xquad-r-abstain:en-en", settings)
+    assert [document.document_id for document in suite.documents] == [f"xquad-r/0{i}/0" for i in (1, 2, 3, 4)]
+    abstaining = [case.id for case in suite.cases if case.should_abstain]
+    assert abstaining == ["q0", "q5"]
+    assert all(not case.gold_document_ids for case in suite.cases if case.should_abstain)
+
+
+def test_squad2_unanswerable_questions_must_abstain(settings: Settings) -> None:
+    suite = load_suite("squad2", settings)
+    assert len(suite.documents) == 2
+    assert [(case.id, case.should_abstain, case.gold_document_ids) for case in suite.cases] == [
+        ("s1", False, ["squad2/00/000"]),
+        ("s2", True, []),
+        ("s3", False, ["squad2/00/001"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "cases", "passages", "english_abstains"),
+    [("nomiracl", 3, 3, [False, True]), ("nomiracl:en", 2, 2, [False, True]), ("nomiracl:de", 1, 1, [])],
+)
+def test_nomiracl_pools_passages_per_language(
+    settings: Settings, name: str, cases: int, passages: int, english_abstains: list[bool]
+) -> None:
+    suite = load_suite(name, settings)
+    assert len(suite.cases) == cases
+    assert len(suite.documents) == passages  # d2 is shared by two English queries, stored once
+    assert [case.should_abstain for case in suite.cases if case.language == "en"] == english_abstains
+
+
+@pytest.mark.parametrize(("language", "questions"), [("en", 2), ("de", 1)])
+def test_covid_faq_uses_similar_pairs_with_a_known_gold(settings: Settings, language: str, questions: int) -> None:
+    suite = load_suite(f"covid-faq:{language}", settings)
+    assert len(suite.cases) == questions
+    ids = {document.document_id for document in suite.documents}
+    assert all(set(case.gold_document_ids) <= ids for case in suite.cases)
+    assert all(document.kind == "faq" and document.language == language for document in suite.documents)
+
+
+def test_clinc150_out_of_scope_queries_must_abstain(settings: Settings) -> None:
+    suite = load_suite("clinc150", settings)
+    assert [(case.should_abstain, case.gold_document_ids) for case in suite.cases] == [
+        (False, ["clinc150/freeze_account"]),
+        (True, []),
+    ]
+
+
+@pytest.mark.parametrize("name", ["xquad-r:en-lv", "xquad-r:en", "nomiracl:lv", "covid-faq:fr", "squad3", "sample:x"])
+def test_unknown_suites_are_named(settings: Settings, name: str) -> None:
+    with pytest.raises(SuiteError, match=r"suite|language"):
+        load_suite(name, settings)
+
+
+def test_missing_data_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(DatasetMissingError, match="ANSWERDESK_EVAL_DATA_DIR"):
+        load_suite("squad2", Settings(eval_data_dir=tmp_path))
+
+
+def test_sample_suite_reads_our_kb_and_eval_sets() -> None:
+    suite = load_suite("sample", Settings())
+    assert len(suite.cases) > 200
+    ids = {document.document_id for document in suite.documents}
+    assert "en/faq-refunds" in ids
+    assert any(case.should_abstain for case in suite.cases)
+
+
+def test_subsample_is_fixed_and_keeps_order(settings: Settings) -> None:
+    cases = load_suite("xquad-r:en-en", settings).cases
+    picked = subsample(cases, 3)
+    assert picked == subsample(cases, 3)
+    assert [cases.index(case) for case in picked] == sorted(cases.index(case) for case in picked)
+    assert subsample(cases, None) == cases
