@@ -1,0 +1,249 @@
+"""Support routes: the agent API for escalations, answer feedback, conversations, FAQ candidates.
+
+The router's lifespan builds the :class:`~retrieval.desk.SupportDesk` (and starts the webhook
+delivery worker) after the app's own lifespan has built the engine; ``/v1/ask`` in api/app.py calls
+:func:`answer_turn`.
+
+Escalations are shown redacted unless ``view=full`` is asked for (agents who must contact the
+customer); webhooks always carry the redacted copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from api.errors import ConflictError, NotFoundError, NotReadyError
+from api.models import AskRequest, AskResponse, ErrorResponse
+from api.support_models import (
+    ConversationView,
+    EscalationDetail,
+    EscalationList,
+    EscalationSummary,
+    FaqCandidate,
+    FaqCandidateList,
+    FeedbackRequest,
+    FeedbackResponse,
+    Resolution,
+    ResolveRequest,
+    TurnView,
+)
+from retrieval.config import Settings, get_settings
+from retrieval.desk import SupportDesk, build_desk
+from retrieval.engine import AnswerEngine
+from retrieval.handoff import EscalationPayload
+from retrieval.redact import redact_metadata, redact_text
+from retrieval.support_store import (
+    AnswerNotFoundError,
+    Escalation,
+    EscalationNotFoundError,
+    EscalationResolvedError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = getattr(app.state, "settings", None) or get_settings()
+    desk = await run_in_threadpool(build_desk, settings)
+    app.state.support = desk
+    yield
+    await run_in_threadpool(desk.close)
+
+
+router = APIRouter(tags=["support"], lifespan=_lifespan)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such escalation, answer or conversation."},
+    409: {"model": ErrorResponse, "description": "The escalation is resolved already."},
+    422: {"model": ErrorResponse, "description": "The request is invalid; the body names the field."},
+}
+EscalationId = Annotated[str, Path(max_length=64, description="The escalation's id.")]
+View = Annotated[Literal["redacted", "full"], Query(description="`full` shows personal data (agents only).")]
+
+
+def get_desk(request: Request) -> SupportDesk:
+    desk: SupportDesk | None = getattr(request.app.state, "support", None)
+    if desk is None:
+        raise NotReadyError("the support desk is still starting")
+    return desk
+
+
+SupportDep = Annotated[SupportDesk, Depends(get_desk)]
+
+
+async def answer_turn(request: AskRequest, engine: AnswerEngine, desk: SupportDesk) -> AskResponse:
+    """One ``/v1/ask`` turn through the desk: context, answer, triage, handoff, audit."""
+    reply = await run_in_threadpool(
+        desk.ask,
+        engine,
+        request.question,
+        conversation_id=request.conversation_id,
+        language=request.language,
+        escalate=request.escalate,
+        customer=request.customer,
+    )
+    return AskResponse(
+        **reply.answer.model_dump(),
+        conversation_id=reply.conversation_id,
+        escalation_id=reply.escalation_id,
+        escalation_offered=reply.escalation_offered,
+    )
+
+
+@router.get("/v1/escalations", response_model=EscalationList, responses=_ERRORS)
+async def list_escalations(
+    desk: SupportDep,
+    status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
+    reason: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$", description="A reason code.")] = None,
+    language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> EscalationList:
+    """Escalations, newest first, filtered by status, reason code and language (questions redacted)."""
+    total, rows = await run_in_threadpool(
+        desk.store.escalations, status=status, reason=reason, language=language, limit=limit, offset=offset
+    )
+    return EscalationList(total=total, escalations=[_summary(row) for row in rows])
+
+
+@router.get("/v1/escalations/{escalation_id}", response_model=EscalationDetail, responses=_ERRORS)
+async def get_escalation(escalation_id: EscalationId, desk: SupportDep, view: View = "redacted") -> EscalationDetail:
+    """One escalation with its whole handoff record: transcript, attempted answer, sources, metadata."""
+    row = await run_in_threadpool(_find, desk, escalation_id)
+    return _detail(row, view)
+
+
+@router.post("/v1/escalations/{escalation_id}/resolve", response_model=EscalationDetail, responses=_ERRORS)
+async def resolve_escalation(escalation_id: EscalationId, body: ResolveRequest, desk: SupportDep) -> EscalationDetail:
+    """Record the agent's answer; with ``offer_as_faq`` it becomes a FAQ candidate for editors."""
+    try:
+        row = await run_in_threadpool(
+            desk.resolve,
+            escalation_id,
+            body.answer,
+            agent=body.agent,
+            offer_as_faq=body.offer_as_faq,
+            document_ids=body.document_ids,
+            kb_gap=body.kb_gap,
+        )
+    except EscalationNotFoundError as exc:
+        raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
+    except EscalationResolvedError as exc:
+        raise ConflictError(f"escalation {escalation_id!r} is resolved already", "escalation_already_resolved") from exc
+    return _detail(row, "redacted")
+
+
+@router.get("/v1/faq-candidates", response_model=FaqCandidateList, responses=_ERRORS)
+async def faq_candidates(
+    desk: SupportDep,
+    language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> FaqCandidateList:
+    """Agents' answers offered as FAQ entries, with a Markdown FAQ draft editors can review and ingest."""
+    rows = await run_in_threadpool(desk.store.faq_candidates, limit)
+    candidates = [_candidate(row) for row in rows if language is None or row.language == language]
+    return FaqCandidateList(candidates=candidates, markdown=faq_markdown(candidates, language or "und"))
+
+
+@router.post("/v1/answers/{answer_id}/feedback", status_code=201, response_model=FeedbackResponse, responses=_ERRORS)
+async def answer_feedback(
+    answer_id: Annotated[str, Path(max_length=64)], body: FeedbackRequest, desk: SupportDep
+) -> FeedbackResponse:
+    """Was this answer helpful? Feedback feeds `answerdesk eval import-audit` and the gap report."""
+    try:
+        feedback = await run_in_threadpool(desk.store.add_feedback, answer_id, body.helpful, body.comment)
+    except AnswerNotFoundError as exc:
+        raise NotFoundError(f"no answer {answer_id!r}", "answer_not_found") from exc
+    return FeedbackResponse(
+        feedback_id=feedback.feedback_id,
+        answer_id=feedback.answer_id,
+        helpful=feedback.helpful,
+        comment=feedback.comment,
+        created_at=feedback.created_at,
+    )
+
+
+@router.get("/v1/conversations/{conversation_id}", response_model=ConversationView, responses=_ERRORS)
+async def get_conversation(
+    conversation_id: Annotated[str, Path(max_length=128)], desk: SupportDep, view: View = "redacted"
+) -> ConversationView:
+    """A conversation's turns, oldest first."""
+    turns = await run_in_threadpool(desk.store.turns, conversation_id)
+    if not turns:
+        raise NotFoundError(f"no conversation {conversation_id!r}", "conversation_not_found")
+    customer = await run_in_threadpool(desk.store.customer, conversation_id)
+    full = view == "full"
+    return ConversationView(
+        conversation_id=conversation_id,
+        customer=customer if full else redact_metadata(customer),
+        turns=[
+            TurnView(
+                position=turn.position,
+                question=turn.question if full else redact_text(turn.question),
+                answer_id=turn.answer_id,
+                status=turn.status,
+                answer=turn.answer,
+                language=turn.language,
+                confidence=turn.confidence,
+                follow_up=turn.follow_up,
+                escalation_id=turn.escalation_id,
+                created_at=turn.created_at,
+            )
+            for turn in turns
+        ],
+    )
+
+
+def faq_markdown(candidates: list[FaqCandidate], locale: str) -> str:
+    """The candidates as a FAQ document in the knowledge base's Markdown format."""
+    lines = ["---", "title: FAQ candidates from resolved escalations", f"locale: {locale}", "type: faq", "---", ""]
+    for candidate in candidates:
+        question = " ".join(candidate.question.split())
+        lines += [f"## {question}", "", candidate.answer.strip(), ""]
+    return "\n".join(lines)
+
+
+def _find(desk: SupportDesk, escalation_id: str) -> Escalation:
+    try:
+        return desk.store.escalation(escalation_id)
+    except EscalationNotFoundError as exc:
+        raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
+
+
+def _summary(row: Escalation) -> EscalationSummary:
+    return EscalationSummary(
+        escalation_id=row.escalation_id,
+        conversation_id=row.conversation_id,
+        status="resolved" if row.status == "resolved" else "open",
+        reason_codes=row.reason_codes,
+        language=row.language,
+        created_at=row.created_at,
+        question=str(row.redacted.get("question", "")),
+        confidence=float(row.redacted.get("confidence", 0.0)),
+        resolved_at=row.resolved_at,
+    )
+
+
+def _detail(row: Escalation, view: Literal["redacted", "full"]) -> EscalationDetail:
+    record = EscalationPayload.model_validate(row.record if view == "full" else row.redacted)
+    resolution = Resolution.model_validate(row.resolution) if row.resolution else None
+    return EscalationDetail(**_summary(row).model_dump(), view=view, record=record, resolution=resolution)
+
+
+def _candidate(row: Escalation) -> FaqCandidate:
+    resolution = row.resolution or {}
+    return FaqCandidate(
+        escalation_id=row.escalation_id,
+        language=row.language,
+        question=str(row.redacted.get("question", "")),
+        answer=str(resolution.get("answer", "")),
+        agent=resolution.get("agent"),
+        resolved_at=row.resolved_at or "",
+    )

@@ -1,0 +1,396 @@
+"""The support desk: one customer turn → follow-up context → answer → triage → (handoff) → stored.
+
+``SupportDesk.ask`` wraps the answer engine with everything a conversation needs: it reads the
+question with the conversation's earlier turns, escalates when triage says so (writing the
+escalation and its webhook messages in the same transaction as the turn and its audit row), and
+wakes the delivery worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retrieval.compose import compose_answer
+from retrieval.config import RetrievalProfile, Settings
+from retrieval.conversation import ContextualQuestion, FollowUp, PriorTurn, contextualize
+from retrieval.delivery import DeliveryWorker, OutboxDispatcher
+from retrieval.engine import AnswerEngine
+from retrieval.handoff import (
+    CREATED,
+    RESOLVED,
+    EscalationPayload,
+    ResolutionPayload,
+    TranscriptEntry,
+    attempted_from,
+    candidates_from,
+    escalated_answer,
+    idempotency_key,
+    offer_escalation,
+    redacted_copy,
+)
+from retrieval.language import UNKNOWN, detect_language
+from retrieval.redact import redact_text
+from retrieval.support_store import (
+    OPEN,
+    AuditRecord,
+    Escalation,
+    Exchange,
+    NewMessage,
+    SupportStore,
+    Turn,
+    dumps,
+    utc_now,
+)
+from retrieval.triage import ALREADY, Triage, Trigger, build_triage, decide
+from retrieval.types import Answer, Hit, Status
+
+logger = logging.getLogger(__name__)
+
+# A follow-up is retrieved with a blend of its own embedding (weight 2) and the embedding of it read
+# after its anchor question (weight 1): the anchor brings the topic, the follow-up what is asked
+# about it ("and how long does it take?" → refund timing, not refunds in general).
+FOLLOW_UP_WEIGHT = 2.0
+# A possible follow-up keeps the blended reading unless it matches clearly worse than the question alone.
+POSSIBLE_FOLLOW_UP_MARGIN = 0.005
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What ``/v1/ask`` returns besides the answer."""
+
+    answer: Answer
+    conversation_id: str
+    escalation_id: str | None = None
+    escalation_offered: bool = False
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The hits an answer is composed from, and the text they were retrieved for."""
+
+    hits: list[Hit]
+    query: str
+    follow_up: bool
+
+
+@dataclass
+class SupportDesk:
+    """Conversations, triage and handoff around an :class:`AnswerEngine`."""
+
+    store: SupportStore
+    triage: Triage
+    webhook_urls: Sequence[str] = ()
+    abstention_limit: int = 2
+    worker: DeliveryWorker | None = None
+    clock: Callable[[], float] = time.time
+    _profile_versions: dict[int, str] = field(default_factory=dict)
+
+    def ask(
+        self,
+        engine: AnswerEngine,
+        question: str,
+        *,
+        conversation_id: str | None = None,
+        language: str | None = None,
+        escalate: bool = False,
+        customer: Mapping[str, Any] | None = None,
+    ) -> Reply:
+        """Answer one customer turn, escalating when triage (or the caller) says so."""
+        started = time.perf_counter()
+        question = question.strip()
+        conversation_id = conversation_id or uuid.uuid4().hex
+        history = self.store.turns(conversation_id)
+        detected = language or detect_language(question)
+        language = "en" if detected == UNKNOWN else detected
+
+        retrieval = self._retrieve(engine, question, language, history)
+        attempt = compose_answer(retrieval.query, language, retrieval.hits, engine.profile)
+        if retrieval.follow_up:
+            attempt.reasons.append("follow_up: read together with the conversation's earlier question")
+
+        triggers = decide(
+            self.triage.detect(question),
+            abstained=attempt.status == Status.ABSTAINED,
+            abstentions_in_a_row=_abstentions_in_a_row(history),
+            abstention_limit=self.abstention_limit,
+            forced=escalate,
+        )
+        escalation: Escalation | None = None
+        messages: list[NewMessage] = []
+        escalation_id: str | None = None
+        offered = False
+        answer = attempt
+        if triggers:
+            existing = self.store.open_escalation(conversation_id)
+            if existing:
+                escalation_id = existing
+                triggers = [Trigger(ALREADY, "a person is already handling this conversation"), *triggers]
+            else:
+                escalation_id = uuid.uuid4().hex
+            answer = escalated_answer(attempt, [trigger.reason for trigger in triggers])
+            if not existing:
+                escalation, messages = self._escalation(
+                    escalation_id,
+                    conversation_id,
+                    question,
+                    attempt,
+                    retrieval.hits,
+                    triggers,
+                    history,
+                    {**self.store.customer(conversation_id), **dict(customer or {})},
+                )
+        elif attempt.status == Status.ABSTAINED:
+            answer, offered = offer_escalation(attempt), True
+
+        stamp = utc_now()
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        turn = Turn(
+            position=len(history),
+            question=question,
+            query=retrieval.query,
+            follow_up=retrieval.follow_up,
+            answer_id=answer.answer_id,
+            status=answer.status.value,
+            answer=answer.answer,
+            language=language,
+            confidence=answer.confidence,
+            escalation_id=escalation_id,
+            created_at=stamp,
+        )
+        audit = AuditRecord(
+            answer_id=answer.answer_id,
+            conversation_id=conversation_id,
+            created_at=stamp,
+            question=question,
+            query=retrieval.query,
+            language=language,
+            status=answer.status.value,
+            confidence=answer.confidence,
+            answer=answer.answer,
+            reasons=list(answer.reasons),
+            retrieved=[
+                {"chunk_id": hit.chunk.chunk_id, "document_id": hit.chunk.document_id, "score": round(hit.score, 4)}
+                for hit in retrieval.hits
+            ],
+            cited_documents=[citation.document_id for citation in answer.citations],
+            profile=self.profile_version(engine.profile),
+            latency_ms=latency_ms,
+            escalation_id=escalation_id,
+        )
+        exchange = Exchange(conversation_id, dict(customer or {}), turn, audit, escalation, messages)
+        self.store.record_exchange(exchange, self.clock())
+        if escalation is not None:
+            logger.info(
+                "escalation %s opened (%s), %d webhook message(s) queued",
+                escalation.escalation_id,
+                ", ".join(escalation.reason_codes),
+                len(messages),
+            )
+        if messages and self.worker is not None:
+            self.worker.wake()
+        return Reply(answer, conversation_id, escalation_id, offered)
+
+    def resolve(
+        self,
+        escalation_id: str,
+        answer: str,
+        *,
+        agent: str | None = None,
+        offer_as_faq: bool = False,
+        document_ids: Sequence[str] = (),
+        kb_gap: bool = False,
+    ) -> Escalation:
+        """Record the agent's answer; an ``escalation.resolved`` webhook goes out with it."""
+        current = self.store.escalation(escalation_id)
+        resolved_at = utc_now()
+        resolution = {
+            "answer": answer,
+            "agent": agent,
+            "offer_as_faq": offer_as_faq,
+            "document_ids": list(document_ids),
+            "kb_gap": kb_gap,
+            "resolved_at": resolved_at,
+        }
+        key = idempotency_key(RESOLVED, escalation_id)
+        body = ResolutionPayload(
+            idempotency_key=key,
+            escalation_id=escalation_id,
+            conversation_id=current.conversation_id,
+            resolved_at=resolved_at,
+            answer=redact_text(answer),
+            offer_as_faq=offer_as_faq,
+        )
+        messages = [NewMessage(RESOLVED, url, key, dumps(body.model_dump(mode="json"))) for url in self.webhook_urls]
+        resolved = self.store.resolve(escalation_id, resolution, messages)
+        if messages and self.worker is not None:
+            self.worker.wake()
+        return resolved
+
+    def profile_version(self, profile: RetrievalProfile) -> str:
+        """``name@hash`` of every knob, so audited answers say exactly which profile made them."""
+        key = id(profile)
+        if key not in self._profile_versions:
+            digest = hashlib.sha256(profile.model_dump_json().encode("utf-8")).hexdigest()[:10]
+            self._profile_versions[key] = f"{profile.name}@{digest}"
+        return self._profile_versions[key]
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self.store.close()
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _retrieve(self, engine: AnswerEngine, question: str, language: str, history: Sequence[Turn]) -> Retrieval:
+        context = contextualize(question, [PriorTurn(turn.question, turn.follow_up) for turn in history])
+        if context.kind == FollowUp.NONE or context.anchor is None:
+            return Retrieval(engine.retriever.retrieve(question, language), question, follow_up=False)
+        blended = _blended_hits(engine, context, language)
+        if context.kind == FollowUp.POSSIBLE:
+            alone = engine.retriever.retrieve(question, language)
+            best_alone = alone[0].score if alone else float("-inf")
+            best_blended = blended[0].score if blended else float("-inf")
+            same_best = bool(alone and blended) and alone[0].chunk.chunk_id == blended[0].chunk.chunk_id
+            if same_best or best_blended < best_alone - POSSIBLE_FOLLOW_UP_MARGIN:
+                return Retrieval(alone, question, follow_up=False)  # it stands on its own
+        return Retrieval(blended, context.contextual, follow_up=True)
+
+    def _escalation(
+        self,
+        escalation_id: str,
+        conversation_id: str,
+        question: str,
+        attempt: Answer,
+        hits: Sequence[Hit],
+        triggers: Sequence[Trigger],
+        history: Sequence[Turn],
+        customer: dict[str, Any],
+    ) -> tuple[Escalation, list[NewMessage]]:
+        created_at = utc_now()
+        key = idempotency_key(CREATED, escalation_id)
+        transcript = [entry for turn in history for entry in _transcript_entries(turn)]
+        transcript.append(TranscriptEntry(role="customer", text=question, at=created_at))
+        payload = EscalationPayload(
+            idempotency_key=key,
+            escalation_id=escalation_id,
+            conversation_id=conversation_id,
+            created_at=created_at,
+            language=attempt.language,
+            reason_codes=list(dict.fromkeys(trigger.code for trigger in triggers)),
+            reasons=[trigger.reason for trigger in triggers],
+            question=question,
+            confidence=attempt.confidence,
+            attempted_answer=attempted_from(attempt),
+            candidates=candidates_from(hits),
+            transcript=transcript,
+            customer=customer,
+            redacted=False,
+        )
+        redacted = redacted_copy(payload)
+        body = dumps(redacted.model_dump(mode="json"))
+        escalation = Escalation(
+            escalation_id=escalation_id,
+            conversation_id=conversation_id,
+            answer_id=attempt.answer_id,
+            status=OPEN,
+            reason_codes=payload.reason_codes,
+            language=attempt.language,
+            created_at=created_at,
+            record=payload.model_dump(mode="json"),
+            redacted=redacted.model_dump(mode="json"),
+        )
+        return escalation, [NewMessage(CREATED, url, key, body) for url in self.webhook_urls]
+
+
+def _transcript_entries(turn: Turn) -> list[TranscriptEntry]:
+    return [
+        TranscriptEntry(role="customer", text=turn.question, at=turn.created_at),
+        TranscriptEntry(
+            role="assistant", text=turn.answer, at=turn.created_at, answer_id=turn.answer_id, status=turn.status
+        ),
+    ]
+
+
+def _abstentions_in_a_row(history: Sequence[Turn]) -> int:
+    count = 0
+    for turn in reversed(history):
+        if turn.status != Status.ABSTAINED.value:
+            break
+        count += 1
+    return count
+
+
+def _blended_hits(engine: AnswerEngine, context: ContextualQuestion, language: str) -> list[Hit]:
+    """Hits for a weighted blend of the follow-up and its contextual reading.
+
+    The dot product is linear, so the blend ranks passages by the weighted mean of their two
+    similarities; scores are scaled back to that mean so the engine's thresholds keep their meaning.
+    """
+    alone = engine.embedder.embed_query(context.question)
+    together = engine.embedder.embed_query(context.contextual)
+    blend = FOLLOW_UP_WEIGHT * alone + together
+    norm = float(np.linalg.norm(blend))
+    if norm == 0.0:
+        return engine.retriever.retrieve(context.question, language)
+    hits = engine.retriever.retrieve_by_vector((blend / norm).astype(np.float32), language)
+    scale = norm / (FOLLOW_UP_WEIGHT + 1.0)
+    bonus = engine.retriever.cross_lingual_bonus
+    rescaled = []
+    for hit in hits:
+        extra = bonus if hit.chunk.language != language else 0.0
+        rescaled.append(Hit(hit.chunk, (hit.score - extra) * scale + extra))
+    return sorted(rescaled, key=lambda hit: hit.score, reverse=True)
+
+
+class SupportConfigError(ValueError):
+    """Support settings that cannot work together (e.g. webhooks without a secret)."""
+
+
+def build_desk(settings: Settings, *, start_worker: bool = True) -> SupportDesk:
+    """The desk, its store, triage rules and (when webhooks are configured) the delivery worker."""
+    store = SupportStore(settings.support_database_url or settings.database_url)
+    triage = build_triage(settings.sensitive_topics, settings.triage_rules_path)
+    worker = None
+    try:
+        dispatcher = build_dispatcher(settings, store)
+    except SupportConfigError:
+        store.close()
+        raise
+    if dispatcher is not None:
+        worker = DeliveryWorker(dispatcher, settings.outbox_poll_seconds)
+        if start_worker:
+            worker.start()
+    return SupportDesk(
+        store=store,
+        triage=triage,
+        webhook_urls=tuple(settings.webhook_urls),
+        abstention_limit=settings.escalate_after_abstentions,
+        worker=worker,
+    )
+
+
+def build_dispatcher(settings: Settings, store: SupportStore) -> OutboxDispatcher | None:
+    """The outbox dispatcher for the configured webhooks (None when there are none)."""
+    if not settings.webhook_urls:
+        return None
+    if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
+        raise SupportConfigError("ANSWERDESK_WEBHOOK_SECRET must be set when ANSWERDESK_WEBHOOK_URLS is")
+    for url in settings.webhook_urls:
+        if not url.startswith(("http://", "https://")):
+            raise SupportConfigError(f"webhook URL {url!r} must start with http:// or https://")
+    return OutboxDispatcher(
+        store,
+        settings.webhook_secret.get_secret_value(),
+        timeout=settings.webhook_timeout_seconds,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_base=settings.webhook_backoff_seconds,
+        backoff_max=settings.webhook_backoff_max_seconds,
+    )

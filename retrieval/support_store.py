@@ -1,0 +1,696 @@
+"""Durable support state (SQLite by default, any SQLAlchemy URL): conversations and their turns,
+escalations, the webhook outbox, answer feedback and the audit log.
+
+One ``/v1/ask`` exchange is written in one transaction (turn, audit row, and when it escalates the
+escalation with its outbox messages), so an escalation is never stored without its deliveries nor
+delivered without being stored (the transactional-outbox pattern).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+logger = logging.getLogger(__name__)
+
+OPEN = "open"
+RESOLVED = "resolved"
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _ConversationRow(_Base):
+    __tablename__ = "support_conversations"
+
+    conversation_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    updated_at: Mapped[str] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(16))
+    customer: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class _TurnRow(_Base):
+    __tablename__ = "support_turns"
+    __table_args__ = (UniqueConstraint("conversation_id", "position"),)
+
+    turn_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    query: Mapped[str] = mapped_column(Text)
+    follow_up: Mapped[bool] = mapped_column(Boolean)
+    answer_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float] = mapped_column(Float)
+    escalation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class _EscalationRow(_Base):
+    __tablename__ = "support_escalations"
+
+    escalation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    answer_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # "|code|code|" so one reason code is found with a bound LIKE parameter.
+    reason_codes: Mapped[str] = mapped_column(String(400))
+    language: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[str] = mapped_column(String(40), index=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    redacted: Mapped[dict[str, Any]] = mapped_column(JSON)
+    resolved_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class _OutboxRow(_Base):
+    __tablename__ = "support_outbox"
+    __table_args__ = (
+        UniqueConstraint("url", "idempotency_key"),
+        Index("ix_support_outbox_due", "status", "next_attempt_at"),
+    )
+
+    message_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(String(64), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2000))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)  # exactly the bytes sent (UTF-8), already redacted
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class _FeedbackRow(_Base):
+    __tablename__ = "support_feedback"
+
+    feedback_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    answer_id: Mapped[str] = mapped_column(String(64), index=True)
+    helpful: Mapped[bool] = mapped_column(Boolean)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class _AuditRow(_Base):
+    __tablename__ = "support_audit"
+
+    answer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[str] = mapped_column(String(40), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    query: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    answer: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    retrieved: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    cited_documents: Mapped[list[str]] = mapped_column(JSON)
+    profile: Mapped[str] = mapped_column(String(200))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    escalation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# ---- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question of a conversation and what the engine did with it."""
+
+    position: int
+    question: str
+    query: str
+    follow_up: bool
+    answer_id: str
+    status: str
+    answer: str
+    language: str
+    confidence: float
+    escalation_id: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """Everything about one answer: what was asked, retrieved, answered, how sure and how fast."""
+
+    answer_id: str
+    conversation_id: str
+    created_at: str
+    question: str
+    query: str
+    language: str
+    status: str
+    confidence: float
+    answer: str
+    reasons: list[str]
+    retrieved: list[dict[str, Any]]  # [{"chunk_id", "document_id", "score"}], best first
+    cited_documents: list[str]
+    profile: str
+    latency_ms: float
+    escalation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A stored escalation: the full record (internal), its redacted copy, and the agent's resolution."""
+
+    escalation_id: str
+    conversation_id: str
+    answer_id: str
+    status: str
+    reason_codes: list[str]
+    language: str
+    created_at: str
+    record: dict[str, Any]
+    redacted: dict[str, Any]
+    resolved_at: str | None = None
+    resolution: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One webhook delivery: the body is signed afresh on every attempt."""
+
+    message_id: int
+    escalation_id: str
+    event: str
+    url: str
+    idempotency_key: str
+    body: str
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str = ""
+    delivered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """An outbox message to enqueue with an escalation."""
+
+    event: str
+    url: str
+    idempotency_key: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Feedback:
+    feedback_id: int
+    answer_id: str
+    helpful: bool
+    comment: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Everything one ``/v1/ask`` call writes."""
+
+    conversation_id: str
+    customer: dict[str, Any]
+    turn: Turn
+    audit: AuditRecord
+    escalation: Escalation | None = None
+    messages: list[NewMessage] = field(default_factory=list)
+
+
+class EscalationNotFoundError(LookupError):
+    """No escalation with this id."""
+
+
+class EscalationResolvedError(RuntimeError):
+    """The escalation was resolved already."""
+
+
+class AnswerNotFoundError(LookupError):
+    """No audited answer with this id."""
+
+
+# ---- the store -----------------------------------------------------------------------------------
+
+
+class SupportStore:
+    """Reads and writes the support tables; safe to share between threads (one engine, short sessions)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # conversations -------------------------------------------------------------------------------
+
+    def turns(self, conversation_id: str) -> list[Turn]:
+        """The conversation's turns, oldest first (empty for a new conversation)."""
+        query = select(_TurnRow).where(_TurnRow.conversation_id == conversation_id).order_by(_TurnRow.position)
+        with Session(self.engine) as session:
+            return [_turn(row) for row in session.scalars(query)]
+
+    def customer(self, conversation_id: str) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            row = session.get(_ConversationRow, conversation_id)
+            return dict(row.customer) if row else {}
+
+    def open_escalation(self, conversation_id: str) -> str | None:
+        """The id of the conversation's open escalation, if any."""
+        query = (
+            select(_EscalationRow.escalation_id)
+            .where(_EscalationRow.conversation_id == conversation_id, _EscalationRow.status == OPEN)
+            .order_by(_EscalationRow.created_at.desc())
+            .limit(1)
+        )
+        with Session(self.engine) as session:
+            return session.scalars(query).first()
+
+    def record_exchange(self, exchange: Exchange, now: float) -> None:
+        """Write one exchange atomically: conversation, turn, audit, escalation and its outbox messages."""
+        stamp = exchange.turn.created_at
+        with self._session() as session:
+            conversation = session.get(_ConversationRow, exchange.conversation_id)
+            if conversation is None:
+                conversation = _ConversationRow(
+                    conversation_id=exchange.conversation_id,
+                    created_at=stamp,
+                    updated_at=stamp,
+                    language=exchange.turn.language,
+                    customer=dict(exchange.customer),
+                )
+                session.add(conversation)
+            else:
+                conversation.updated_at = stamp
+                conversation.language = exchange.turn.language
+                if exchange.customer:
+                    conversation.customer = {**conversation.customer, **exchange.customer}
+            session.add(_TurnRow(conversation_id=exchange.conversation_id, **_turn_columns(exchange.turn)))
+            session.add(_AuditRow(**_audit_columns(exchange.audit)))
+            if exchange.escalation is not None:
+                escalation = exchange.escalation
+                session.add(
+                    _EscalationRow(
+                        escalation_id=escalation.escalation_id,
+                        conversation_id=escalation.conversation_id,
+                        answer_id=escalation.answer_id,
+                        status=escalation.status,
+                        reason_codes=_codes_column(escalation.reason_codes),
+                        language=escalation.language,
+                        created_at=escalation.created_at,
+                        record=escalation.record,
+                        redacted=escalation.redacted,
+                    )
+                )
+            for message in exchange.messages:
+                session.add(
+                    _OutboxRow(
+                        escalation_id=exchange.escalation.escalation_id if exchange.escalation else "",
+                        event=message.event,
+                        url=message.url,
+                        idempotency_key=message.idempotency_key,
+                        body=message.body,
+                        status=PENDING,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+
+    # escalations ---------------------------------------------------------------------------------
+
+    def escalation(self, escalation_id: str) -> Escalation:
+        with Session(self.engine) as session:
+            row = session.get(_EscalationRow, escalation_id)
+            if row is None:
+                raise EscalationNotFoundError(escalation_id)
+            return _escalation(row)
+
+    def escalations(
+        self,
+        *,
+        status: str | None = None,
+        reason: str | None = None,
+        language: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[Escalation]]:
+        """Escalations matching every given filter, newest first, with the total count."""
+        conditions = []
+        if status:
+            conditions.append(_EscalationRow.status == status)
+        if reason:
+            conditions.append(_EscalationRow.reason_codes.contains(f"|{reason}|", autoescape=True))
+        if language:
+            conditions.append(_EscalationRow.language == language)
+        with Session(self.engine) as session:
+            total = session.scalar(select(func.count()).select_from(_EscalationRow).where(*conditions)) or 0
+            query = (
+                select(_EscalationRow)
+                .where(*conditions)
+                .order_by(_EscalationRow.created_at.desc(), _EscalationRow.escalation_id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return total, [_escalation(row) for row in session.scalars(query)]
+
+    def resolve(
+        self, escalation_id: str, resolution: dict[str, Any], messages: Sequence[NewMessage] = ()
+    ) -> Escalation:
+        """Mark an open escalation resolved with the agent's answer (and enqueue ``messages``)."""
+        stamp = utc_now()
+        with self._session() as session:
+            row = session.get(_EscalationRow, escalation_id, with_for_update=True)
+            if row is None:
+                raise EscalationNotFoundError(escalation_id)
+            if row.status == RESOLVED:
+                raise EscalationResolvedError(escalation_id)
+            row.status = RESOLVED
+            row.resolved_at = stamp
+            row.resolution = dict(resolution)
+            now = datetime.now(UTC).timestamp()
+            for message in messages:
+                session.add(
+                    _OutboxRow(
+                        escalation_id=escalation_id,
+                        event=message.event,
+                        url=message.url,
+                        idempotency_key=message.idempotency_key,
+                        body=message.body,
+                        status=PENDING,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+            session.flush()
+            return _escalation(row)
+
+    def faq_candidates(self, limit: int = 100) -> list[Escalation]:
+        """Resolved escalations whose agent offered the answer as a FAQ candidate, newest first."""
+        query = (
+            select(_EscalationRow)
+            .where(_EscalationRow.status == RESOLVED)
+            .order_by(_EscalationRow.resolved_at.desc())
+        )
+        with Session(self.engine) as session:
+            rows = [_escalation(row) for row in session.scalars(query)]
+        return [row for row in rows if (row.resolution or {}).get("offer_as_faq")][:limit]
+
+    # outbox --------------------------------------------------------------------------------------
+
+    def due_messages(self, now: float, limit: int = 50) -> list[OutboxMessage]:
+        """Pending messages whose time has come and that no worker holds."""
+        query = (
+            select(_OutboxRow)
+            .where(
+                _OutboxRow.status == PENDING,
+                _OutboxRow.next_attempt_at <= now,
+                or_(_OutboxRow.locked_until.is_(None), _OutboxRow.locked_until < now),
+            )
+            .order_by(_OutboxRow.next_attempt_at, _OutboxRow.message_id)
+            .limit(limit)
+        )
+        with Session(self.engine) as session:
+            return [_message(row) for row in session.scalars(query)]
+
+    def claim(self, message_id: int, now: float, lease_seconds: float) -> bool:
+        """Hold a message for one delivery attempt; False when another worker got it first."""
+        statement = (
+            update(_OutboxRow)
+            .where(
+                _OutboxRow.message_id == message_id,
+                _OutboxRow.status == PENDING,
+                or_(_OutboxRow.locked_until.is_(None), _OutboxRow.locked_until < now),
+            )
+            .values(locked_until=now + lease_seconds)
+        )
+        with self._session() as session:
+            return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    def mark_delivered(self, message_id: int, attempts: int, now: float) -> None:
+        self._update_message(
+            message_id, status=DELIVERED, attempts=attempts, delivered_at=now, locked_until=None, last_error=""
+        )
+
+    def mark_retry(self, message_id: int, attempts: int, next_attempt_at: float, error: str) -> None:
+        self._update_message(
+            message_id, attempts=attempts, next_attempt_at=next_attempt_at, locked_until=None, last_error=error[:500]
+        )
+
+    def mark_dead(self, message_id: int, attempts: int, error: str) -> None:
+        self._update_message(message_id, status=DEAD, attempts=attempts, locked_until=None, last_error=error[:500])
+
+    def _update_message(self, message_id: int, **values: Any) -> None:
+        with self._session() as session:
+            session.execute(update(_OutboxRow).where(_OutboxRow.message_id == message_id).values(**values))
+
+    def requeue_dead(self, now: float) -> int:
+        """Give every dead message a fresh start; returns how many."""
+        statement = (
+            update(_OutboxRow)
+            .where(_OutboxRow.status == DEAD)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, locked_until=None)
+        )
+        with self._session() as session:
+            return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    def outbox(self, status: str | None = None, limit: int = 100) -> list[OutboxMessage]:
+        query = select(_OutboxRow).order_by(_OutboxRow.message_id.desc()).limit(limit)
+        if status:
+            query = query.where(_OutboxRow.status == status)
+        with Session(self.engine) as session:
+            return [_message(row) for row in session.scalars(query)]
+
+    def outbox_counts(self) -> dict[str, int]:
+        query = select(_OutboxRow.status, func.count()).group_by(_OutboxRow.status)
+        with Session(self.engine) as session:
+            counts = {status: int(count) for status, count in session.execute(query)}
+        return {status: counts.get(status, 0) for status in (PENDING, DELIVERED, DEAD)}
+
+    def next_due_at(self) -> float | None:
+        """When the earliest pending message is due (None when nothing is pending)."""
+        query = select(func.min(_OutboxRow.next_attempt_at)).where(_OutboxRow.status == PENDING)
+        with Session(self.engine) as session:
+            value = session.scalar(query)
+            return float(value) if value is not None else None
+
+    # feedback and audit --------------------------------------------------------------------------
+
+    def add_feedback(self, answer_id: str, helpful: bool, comment: str | None) -> Feedback:
+        """Store feedback on an audited answer (several per answer are kept; the latest counts)."""
+        with self._session() as session:
+            if session.get(_AuditRow, answer_id) is None:
+                raise AnswerNotFoundError(answer_id)
+            row = _FeedbackRow(answer_id=answer_id, helpful=helpful, comment=comment, created_at=utc_now())
+            session.add(row)
+            session.flush()
+            return Feedback(row.feedback_id, row.answer_id, row.helpful, row.comment, row.created_at)
+
+    def feedback(self, answer_ids: Sequence[str] | None = None) -> list[Feedback]:
+        """Feedback, oldest first (only on ``answer_ids`` when given)."""
+        query = select(_FeedbackRow).order_by(_FeedbackRow.feedback_id)
+        if answer_ids is not None:
+            query = query.where(_FeedbackRow.answer_id.in_(list(answer_ids)))
+        with Session(self.engine) as session:
+            return [
+                Feedback(row.feedback_id, row.answer_id, row.helpful, row.comment, row.created_at)
+                for row in session.scalars(query)
+            ]
+
+    def audit(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        language: str | None = None,
+        conversation_id: str | None = None,
+        since: str | None = None,
+        answer_ids: Sequence[str] | None = None,
+        limit: int | None = 100,
+    ) -> list[AuditRecord]:
+        """Audited answers matching every filter, newest first."""
+        query = select(_AuditRow).order_by(_AuditRow.created_at.desc(), _AuditRow.answer_id)
+        if statuses:
+            query = query.where(_AuditRow.status.in_(list(statuses)))
+        if language:
+            query = query.where(_AuditRow.language == language)
+        if conversation_id:
+            query = query.where(_AuditRow.conversation_id == conversation_id)
+        if since:
+            query = query.where(_AuditRow.created_at >= since)
+        if answer_ids is not None:
+            query = query.where(_AuditRow.answer_id.in_(list(answer_ids)))
+        if limit is not None:
+            query = query.limit(limit)
+        with Session(self.engine) as session:
+            return [_audit(row) for row in session.scalars(query)]
+
+
+# ---- row ↔ record --------------------------------------------------------------------------------
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _codes_column(codes: Sequence[str]) -> str:
+    return "|" + "|".join(dict.fromkeys(codes)) + "|"
+
+
+def _turn_columns(turn: Turn) -> dict[str, Any]:
+    return {
+        "position": turn.position,
+        "question": turn.question,
+        "query": turn.query,
+        "follow_up": turn.follow_up,
+        "answer_id": turn.answer_id,
+        "status": turn.status,
+        "answer": turn.answer,
+        "language": turn.language,
+        "confidence": turn.confidence,
+        "escalation_id": turn.escalation_id,
+        "created_at": turn.created_at,
+    }
+
+
+def _turn(row: _TurnRow) -> Turn:
+    return Turn(
+        position=row.position,
+        question=row.question,
+        query=row.query,
+        follow_up=row.follow_up,
+        answer_id=row.answer_id,
+        status=row.status,
+        answer=row.answer,
+        language=row.language,
+        confidence=row.confidence,
+        escalation_id=row.escalation_id,
+        created_at=row.created_at,
+    )
+
+
+def _audit_columns(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "answer_id": record.answer_id,
+        "conversation_id": record.conversation_id,
+        "created_at": record.created_at,
+        "question": record.question,
+        "query": record.query,
+        "language": record.language,
+        "status": record.status,
+        "confidence": record.confidence,
+        "answer": record.answer,
+        "reasons": list(record.reasons),
+        "retrieved": list(record.retrieved),
+        "cited_documents": list(record.cited_documents),
+        "profile": record.profile,
+        "latency_ms": record.latency_ms,
+        "escalation_id": record.escalation_id,
+    }
+
+
+def _audit(row: _AuditRow) -> AuditRecord:
+    return AuditRecord(
+        answer_id=row.answer_id,
+        conversation_id=row.conversation_id,
+        created_at=row.created_at,
+        question=row.question,
+        query=row.query,
+        language=row.language,
+        status=row.status,
+        confidence=row.confidence,
+        answer=row.answer,
+        reasons=list(row.reasons),
+        retrieved=list(row.retrieved),
+        cited_documents=list(row.cited_documents),
+        profile=row.profile,
+        latency_ms=row.latency_ms,
+        escalation_id=row.escalation_id,
+    )
+
+
+def _escalation(row: _EscalationRow) -> Escalation:
+    return Escalation(
+        escalation_id=row.escalation_id,
+        conversation_id=row.conversation_id,
+        answer_id=row.answer_id,
+        status=row.status,
+        reason_codes=[code for code in row.reason_codes.split("|") if code],
+        language=row.language,
+        created_at=row.created_at,
+        record=dict(row.record),
+        redacted=dict(row.redacted),
+        resolved_at=row.resolved_at,
+        resolution=dict(row.resolution) if row.resolution is not None else None,
+    )
+
+
+def _message(row: _OutboxRow) -> OutboxMessage:
+    return OutboxMessage(
+        message_id=row.message_id,
+        escalation_id=row.escalation_id,
+        event=row.event,
+        url=row.url,
+        idempotency_key=row.idempotency_key,
+        body=row.body,
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+    )
+
+
+def dumps(value: Any) -> str:
+    """Compact, stable JSON (what goes into an outbox body)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)

@@ -1,0 +1,57 @@
+"""PII redaction: what leaves the system has no e-mails, phone numbers, card numbers or IBANs."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.redact import iban_valid, luhn_valid, redact_metadata, redact_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail anna.berzina+support@example.co.uk now", "mail [EMAIL] now"),
+        ("Мой email: иван.петров@почта.рф", "Мой email: [EMAIL]"),
+        ("card 4242 4242 4242 4242 exp 12/27", "card [CARD] exp 12/27"),
+        ("card 4242-4242-4242-4242", "card [CARD]"),
+        ("amex 378282246310005.", "amex [CARD]."),
+        ("card 4242 4242 4242 4241 (typo)", "card [NUMBER] (typo)"),
+        ("IBAN LV80 BANK 0000 4351 9500 1 please", "IBAN [IBAN] please"),
+        ("DE89370400440532013000", "[IBAN]"),
+        ("call +371 2612 3456", "call [PHONE]"),
+        ("call +7 (912) 345-67-89 today", "call [PHONE] today"),
+        ("(212) 555-0100", "[PHONE]"),
+        ("mobile 26123456", "mobile [PHONE]"),
+        ("手机13800138000谢谢", "手机[PHONE]谢谢"),
+        ("电话：138 0013 8000", "电话：[PHONE]"),
+        # Left alone: dates, amounts, short ids, ranges, invoice numbers.
+        ("paid on 2024-01-15 and 12.03.2024", "paid on 2024-01-15 and 12.03.2024"),
+        ("it costs 1 200 EUR or 49.99", "it costs 1 200 EUR or 49.99"),
+        ("order 1234567", "order 1234567"),
+        ("5–10 business days", "5–10 business days"),
+        ("invoice INV-2024-00123", "invoice INV-2024-00123"),
+    ],
+)
+def test_redact_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(("number", "valid"), [("4242424242424242", True), ("4242424242424241", False)])
+def test_luhn(number: str, valid: bool) -> None:
+    assert luhn_valid(number) is valid
+
+
+def test_iban_checksum() -> None:
+    assert iban_valid("LV80BANK0000435195001")
+    assert not iban_valid("LV81BANK0000435195001")
+
+
+def test_metadata_personal_keys_are_masked_whole_and_other_values_pattern_redacted() -> None:
+    metadata = {"Name": "Anna Bērziņa", "email": "a@b.lv", "plan": "team", "note": "call +371 2612 3456", "seats": 12}
+    assert redact_metadata(metadata) == {
+        "Name": "[REDACTED]",
+        "email": "[REDACTED]",
+        "plan": "team",
+        "note": "call [PHONE]",
+        "seats": 12,
+    }
