@@ -11,14 +11,13 @@ Examples::
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from answerdesk.support_cli import register as register_support_commands
 from eval.cli import eval_app
 from retrieval.config import ProfileError, RetrievalProfile, Settings, get_settings, load_settings
 
@@ -28,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(eval_app, name="eval")
+register_support_commands(app)  # audit, report, escalations, outbox (answerdesk/support_cli.py)
 console = Console()
 errors = Console(stderr=True)
 
@@ -62,36 +62,44 @@ def prepare_model() -> None:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
     sync: Annotated[bool, typer.Option(help="Remove documents whose files are gone from these folders.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
 ) -> None:
-    """Parse, chunk, embed and store documents; unchanged ones are skipped."""
-    from tqdm import tqdm
+    """Parse, chunk, embed and store documents; unchanged ones are skipped.
 
-    from ingest.pipeline import FileResult, Outcome, build_ingestor, discover
+    Exits with 1 when any file failed (each failure is listed with its reason), else 0.
+    """
+    from ingest.pipeline import Outcome, build_ingestor
+    from ingest.report import ProgressBars, summary_tables, timing_line
     from retrieval.engine import build_components
 
     settings, profile = _settings()
     embedder, store, registry = build_components(settings)
     ingestor = build_ingestor(settings, profile, embedder, store, registry)
-    files, _ = discover(paths)
-    with tqdm(total=len(files), desc="ingesting", unit="file") as bar:
-
-        def advance(result: FileResult) -> None:
-            if result.outcome != Outcome.REMOVED:
-                bar.update(1)
-
-        results = ingestor.ingest(paths, sync=sync, on_result=advance)
-    failed = [result for result in results if result.outcome == Outcome.FAILED]
-    for result in failed:
-        errors.print(f"[red]failed[/red] {result.source}: {result.error}")
-    counts = Counter(result.outcome for result in results)
-    table = Table(title="ingest summary")
-    for outcome in Outcome:
-        table.add_column(outcome.value, justify="right")
-    table.add_row(*(str(counts.get(outcome, 0)) for outcome in Outcome))
-    console.print(table)
+    with ProgressBars() as bars:
+        results = ingestor.ingest(paths, sync=sync, dry_run=dry_run, progress=bars)
+    for table in summary_tables(results, dry_run=dry_run):
+        console.print(table)
+    if not dry_run:
+        console.print(timing_line(ingestor.times, results))
     console.print(f"{store.count()} chunks from {len(registry.all())} documents in {settings.data_dir}")
-    if failed:
+    if any(result.outcome == Outcome.FAILED for result in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def check() -> None:
+    """Check that the document registry and the vector store agree (exit 1 when they do not)."""
+    from ingest.pipeline import build_ingestor
+    from retrieval.engine import build_components
+
+    settings, profile = _settings()
+    embedder, store, registry = build_components(settings)
+    problems = build_ingestor(settings, profile, embedder, store, registry).audit()
+    for problem in problems:
+        errors.print(f"[red]inconsistent[/red] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"consistent: {len(registry.all())} documents, {store.count()} chunks")
 
 
 @app.command()
@@ -129,8 +137,8 @@ def ask(
         errors.print(f"[red]error:[/red] {problems}")
         raise typer.Exit(2) from exc
     settings, profile = _settings()
-    embedder, store, _ = build_components(settings)
-    answer = AnswerEngine(embedder, store, profile).ask(request.question, request.language)
+    embedder, store, registry = build_components(settings)
+    answer = AnswerEngine(embedder, store, profile, registry).ask(request.question, request.language)
     response = AskResponse(**answer.model_dump(), conversation_id=uuid.uuid4().hex)
     if as_json:
         print(response.model_dump_json(indent=2))

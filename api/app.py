@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -13,9 +12,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from answerdesk import __version__
 from api.deps import EngineDep, RegistryDep
+from api.documents import router as documents_router
 from api.errors import install_error_handlers
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorResponse
+from api.routes_support import SupportDep, answer_turn
+from api.routes_support import router as support_router
+from ingest.pipeline import build_ingestor
+from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
+from retrieval.embedding import Embedder
 from retrieval.engine import AnswerEngine, build_components
 
 logger = logging.getLogger(__name__)
@@ -26,17 +31,24 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
+    """The API app; ``embedder`` replaces the configured one (tests pass a fast fake)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        embedder, store, registry = build_components(settings)
-        await run_in_threadpool(embedder.warm_up)
-        app.state.engine = AnswerEngine(embedder, store, settings.load_profile())
+        loaded, store, registry = build_components(settings, embedder)
+        profile = settings.load_profile()
+        await run_in_threadpool(loaded.warm_up)
+        app.state.settings = settings
+        app.state.engine = AnswerEngine(loaded, store, profile, registry)
         app.state.registry = registry
+        documents = DocumentService(build_ingestor(settings, profile, loaded, store, registry), settings.uploads_dir)
+        await run_in_threadpool(documents.recover)
+        app.state.documents = documents
         logger.info("answer engine ready: %d chunks in the store", store.count())
         yield
+        documents.close()
 
     app = FastAPI(
         title="AnswerDesk",
@@ -45,13 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.include_router(documents_router)
+    app.include_router(support_router)
 
     @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["answers"])
-    async def ask(request: AskRequest, engine: EngineDep) -> AskResponse:
-        """Answer a question from the knowledge base, with citations, or abstain."""
-        answer = await run_in_threadpool(engine.ask, request.question, request.language)
-        conversation_id = request.conversation_id or uuid.uuid4().hex
-        return AskResponse(**answer.model_dump(), conversation_id=conversation_id)
+    async def ask(request: AskRequest, engine: EngineDep, desk: SupportDep) -> AskResponse:
+        """Answer a question from the knowledge base, with citations, or abstain; hands the
+        conversation to a person when triage (or ``escalate``) says so (api/routes_support.py)."""
+        return await answer_turn(request, engine, desk)
 
     @app.get("/v1/documents", response_model=DocumentList, responses=_ERRORS, tags=["documents"])
     async def list_documents(

@@ -1,8 +1,14 @@
 """One error tree for the API; a single set of handlers turns each into JSON with a stable code.
 
 ApiError
-├── NotReadyError        503 not_ready
-└── StoreUnavailable     503 store_unavailable
+├── NotReadyError          503 not_ready
+├── NotFoundError          404 document_not_found, job_not_found, escalation_not_found, answer_not_found
+├── ConflictError          409 escalation_already_resolved
+├── PayloadTooLargeError   413 payload_too_large
+├── UnsupportedMediaError  415 unsupported_media_type
+└── DocumentRejectedError  a file the ingester refused: 409 document_exists, 413 too_large,
+                           422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
+StoreUnavailable           503 store_unavailable
 (request validation)     422 invalid_request
 (HTTP errors: 404, 405…) their status, code from the status
 (anything else)          500 internal_error, logged, no trace to the client
@@ -11,6 +17,7 @@ ApiError
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +42,45 @@ class ApiError(Exception):
 class NotReadyError(ApiError):
     status_code = 503
     code = "not_ready"
+
+
+class NotFoundError(ApiError):
+    status_code = 404
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConflictError(ApiError):
+    """The request clashes with the resource's state (e.g. resolving a resolved escalation)."""
+
+    status_code = 409
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PayloadTooLargeError(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaError(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class DocumentRejectedError(ApiError):
+    """An uploaded document the ingester refused; ``code`` is the per-file code (stable)."""
+
+    _STATUS: ClassVar[dict[str, int]] = {"document_exists": 409, "too_large": 413, "store_error": 503}
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status_code = self._STATUS.get(code, 422)
 
 
 def error_response(status_code: int, code: str, message: str, details: list[ErrorDetail] | None = None) -> JSONResponse:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from retrieval.types import Answer
 
 MAX_QUESTION_CHARS = 2000
+CustomerValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None
 
 
 class AskRequest(BaseModel):
@@ -27,6 +30,12 @@ class AskRequest(BaseModel):
         pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
         description="ISO 639-1 code of the question's language; detected when absent.",
     )
+    escalate: bool = Field(default=False, description="Hand the conversation to a person now.")
+    customer: dict[str, CustomerValue] | None = Field(
+        default=None,
+        max_length=50,
+        description="Caller-supplied customer metadata (plan, account id, e-mail…) passed on with an escalation.",
+    )
 
     @field_validator("question")
     @classmethod
@@ -38,6 +47,10 @@ class AskRequest(BaseModel):
 
 class AskResponse(Answer):
     conversation_id: str
+    escalation_id: str | None = Field(default=None, description="Set when a person has taken over.")
+    escalation_offered: bool = Field(
+        default=False, description="The engine abstained; send `escalate: true` to hand over to a person."
+    )
 
 
 class DocumentSummary(BaseModel):
@@ -54,6 +67,75 @@ class DocumentSummary(BaseModel):
 class DocumentList(BaseModel):
     total: int
     documents: list[DocumentSummary]
+
+
+DOCUMENT_FORMATS = {"markdown": ".md", "text": ".txt", "html": ".html", "csv": ".csv", "json": ".json", "yaml": ".yaml"}
+
+
+class DocumentText(BaseModel):
+    """A document sent as JSON text instead of a file upload."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "document_id": "en/faq-invoices",
+                    "format": "markdown",
+                    "content": "---\ntitle: Invoices FAQ\ntype: faq\n---\n## Can I get a PDF invoice?\nYes.",
+                }
+            ]
+        },
+    )
+
+    document_id: str = Field(min_length=1, max_length=300, description="Id of the new document, e.g. en/faq-invoices.")
+    format: Literal["markdown", "text", "html", "csv", "json", "yaml"] = "markdown"
+    content: str = Field(min_length=1, description="The document's text in that format.")
+
+
+class DocumentReplacement(BaseModel):
+    """A new version of a document, sent as JSON text (its id comes from the URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["markdown", "text", "html", "csv", "json", "yaml"] = "markdown"
+    content: str = Field(min_length=1)
+
+
+class ChunkView(BaseModel):
+    chunk_id: str
+    position: int
+    section: str
+    kind: str
+    text: str
+
+
+class DocumentDetail(DocumentSummary):
+    metadata: dict[str, str] = Field(default_factory=dict, description="Front matter: audience, product, tags.")
+    chunk_details: list[ChunkView] = Field(default_factory=list, description="The live chunks, in reading order.")
+
+
+class FileOutcome(BaseModel):
+    """What happened to one uploaded file."""
+
+    file: str
+    outcome: Literal["added", "updated", "unchanged", "removed", "failed"]
+    document_id: str
+    version: int = 0
+    chunks: int = 0
+    code: str = Field(default="", description="Stable error code when the file failed.")
+    error: str = ""
+    note: str = ""
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    created_at: str
+    finished_at: str
+    files_total: int
+    files_done: int
+    results: list[FileOutcome]
 
 
 class ErrorDetail(BaseModel):

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
@@ -55,11 +55,32 @@ class Settings(BaseSettings):
     # Prepared model folder; defaults to <data_dir>/models/multilingual-e5-small.
     model_dir: Path | None = None
     embedding_batch_size: int = Field(default=16, ge=1, le=256)
+    # onnxruntime threads for the embedder; None lets onnxruntime use every physical core.
+    embedding_threads: int | None = Field(default=None, ge=1, le=64)
     collection: str = "answerdesk"
     profile_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, validation_alias=AliasChoices("ANSWERDESK_PORT", "PORT"))
     max_question_chars: int = 2000
+    # Public eval data (never copied into the repo); None means ../shared/data beside the repo.
+    eval_data_dir: Path | None = None
+    # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than
+    # ``sync_upload_bytes`` (or of several files) runs as a job.
+    max_file_bytes: int = Field(default=20_000_000, ge=1)
+    max_request_bytes: int = Field(default=100_000_000, ge=1)
+    sync_upload_bytes: int = Field(default=1_000_000, ge=0)
+    # Support (conversations, escalations, outbox, feedback, audit); None = the SQLite file below.
+    support_database_url: str | None = None
+    escalate_after_abstentions: int = Field(default=2, ge=0)  # N abstentions in a row escalate; 0 = never
+    sensitive_topics: list[str] = ["legal_threat", "security_incident", "chargeback", "account_takeover"]
+    triage_rules_path: Path | None = None  # extra sensitive topics (TOML), see retrieval/triage.py
+    webhook_urls: list[str] = []  # JSON list in the environment: '["https://desk.example/hooks"]'
+    webhook_secret: SecretStr | None = None  # HMAC-SHA256 key; required when webhook_urls is set
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    webhook_backoff_seconds: float = Field(default=2.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    outbox_poll_seconds: float = Field(default=5.0, gt=0)
 
     @property
     def resolved_model_dir(self) -> Path:
@@ -68,6 +89,11 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where files uploaded through the API are kept (they are the documents' sources)."""
+        return self.data_dir / "uploads"
 
     @property
     def database_url(self) -> str:
