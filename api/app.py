@@ -78,16 +78,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         return DocumentList(
             total=len(records),
             documents=[
-                DocumentSummary(
-                    document_id=record.document_id,
-                    title=record.title,
-                    language=record.language,
-                    kind=record.kind,
-                    source=record.source,
-                    version=record.version,
-                    chunks=len(record.chunk_ids),
-                    updated_at=record.updated_at,
-                )
+                DocumentSummary(**DocumentSummary.fields_from(record))
                 for record in page
             ],
         )

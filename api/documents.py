@@ -26,6 +26,7 @@ from api.models import (
     ChunkView,
     DocumentDetail,
     DocumentReplacement,
+    DocumentSummary,
     DocumentText,
     ErrorResponse,
     FileOutcome,
@@ -96,14 +97,7 @@ async def get_document(document_id: DocumentId, registry: RegistryDep, engine: E
         raise NotFoundError(f"no document {document_id!r}", "document_not_found")
     chunks = await run_in_threadpool(engine.store.chunks_of, document_id, record.version)
     return DocumentDetail(
-        document_id=record.document_id,
-        title=record.title,
-        language=record.language,
-        kind=record.kind,
-        source=record.source,
-        version=record.version,
-        chunks=len(record.chunk_ids),
-        updated_at=record.updated_at,
+        **DocumentSummary.fields_from(record),
         metadata=record.extra,
         chunk_details=[
             ChunkView(chunk_id=c.chunk_id, position=c.position, section=c.section, kind=c.kind, text=c.text)

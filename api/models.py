@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from retrieval.registry import DocumentRecord
 from retrieval.types import Answer
 
 MAX_QUESTION_CHARS = 2000
@@ -62,6 +63,20 @@ class DocumentSummary(BaseModel):
     version: int
     chunks: int
     updated_at: str
+
+    @classmethod
+    def fields_from(cls, record: DocumentRecord) -> dict[str, Any]:
+        """The summary fields of a registry record (subclasses add their own)."""
+        return {
+            "document_id": record.document_id,
+            "title": record.title,
+            "language": record.language,
+            "kind": record.kind,
+            "source": record.source,
+            "version": record.version,
+            "chunks": len(record.chunk_ids),
+            "updated_at": record.updated_at,
+        }
 
 
 class DocumentList(BaseModel):
