@@ -100,11 +100,12 @@ class ChromaStore:
         }
 
     def query(self, embedding: NDArray[np.float32], k: int) -> list[Hit]:
-        if k <= 0 or self.count() == 0:
+        total = self.count() if k > 0 else 0  # one count per query: it is a database round trip
+        if total == 0:
             return []
         result = self.collection.query(
             query_embeddings=[embedding],
-            n_results=min(k, self.count()),
+            n_results=min(k, total),
             include=["documents", "metadatas", "distances"],
         )
         return [
