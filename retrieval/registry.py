@@ -12,12 +12,14 @@ removes them; in normal operation it is empty between writes.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Integer, String, create_engine, delete, event, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from retrieval.rows import columns_of, record_from_row
 
 
 class _Base(DeclarativeBase):
@@ -116,7 +118,7 @@ class DocumentRegistry:
     def put(self, record: DocumentRecord) -> None:
         """Write one record as is (no journal); publishing goes through :meth:`commit`."""
         with Session(self.engine) as session, session.begin():
-            session.merge(_DocumentRow(**_columns(record)))
+            session.merge(_DocumentRow(**columns_of(record)))
 
     def set_file_hash(self, document_id: str, file_hash: str) -> None:
         with Session(self.engine) as session, session.begin():
@@ -139,7 +141,7 @@ class DocumentRegistry:
         chunks they replace are journalled as retired. Returns the retired entries' ids."""
         with Session(self.engine) as session, session.begin():
             for record in records:
-                session.merge(_DocumentRow(**_columns(record)))
+                session.merge(_DocumentRow(**columns_of(record)))
             if staged:
                 session.execute(delete(_JournalRow).where(_JournalRow.entry_id.in_(list(staged))))
             rows = [_JournalRow(document_id=document_id, chunk_ids=list(ids)) for document_id, ids in retired]
@@ -184,33 +186,7 @@ def _add_missing_columns(engine: Any) -> None:
             connection.execute(text("ALTER TABLE documents ADD COLUMN file_hash VARCHAR NOT NULL DEFAULT ''"))
 
 
-def _columns(record: DocumentRecord) -> dict[str, Any]:
-    return {
-        "document_id": record.document_id,
-        "title": record.title,
-        "source": record.source,
-        "language": record.language,
-        "kind": record.kind,
-        "content_hash": record.content_hash,
-        "version": record.version,
-        "chunk_ids": list(record.chunk_ids),
-        "extra": dict(record.extra),
-        "updated_at": record.updated_at,
-        "file_hash": record.file_hash,
-    }
-
-
 def _record(row: _DocumentRow) -> DocumentRecord:
-    return DocumentRecord(
-        document_id=row.document_id,
-        title=row.title,
-        source=row.source,
-        language=row.language,
-        kind=row.kind,
-        content_hash=row.content_hash,
-        version=row.version,
-        chunk_ids=list(row.chunk_ids),
-        updated_at=row.updated_at,
-        extra=dict(row.extra),
-        file_hash=row.file_hash or "",
-    )
+    record = record_from_row(DocumentRecord, row)
+    # Rows written before file_hash existed hold NULL there.
+    return replace(record, file_hash=record.file_hash or "")

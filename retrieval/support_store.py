@@ -35,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from retrieval.rows import columns_of, record_from_row
+
 logger = logging.getLogger(__name__)
 
 OPEN = "open"
@@ -295,7 +297,7 @@ class SupportStore:
         """The conversation's turns, oldest first (empty for a new conversation)."""
         query = select(_TurnRow).where(_TurnRow.conversation_id == conversation_id).order_by(_TurnRow.position)
         with Session(self.engine) as session:
-            return [_turn(row) for row in session.scalars(query)]
+            return [record_from_row(Turn, row) for row in session.scalars(query)]
 
     def customer(self, conversation_id: str) -> dict[str, Any]:
         with Session(self.engine) as session:
@@ -332,8 +334,8 @@ class SupportStore:
                 conversation.language = exchange.turn.language
                 if exchange.customer:
                     conversation.customer = {**conversation.customer, **exchange.customer}
-            session.add(_TurnRow(conversation_id=exchange.conversation_id, **_turn_columns(exchange.turn)))
-            session.add(_AuditRow(**_audit_columns(exchange.audit)))
+            session.add(_TurnRow(conversation_id=exchange.conversation_id, **columns_of(exchange.turn)))
+            session.add(_AuditRow(**columns_of(exchange.audit)))
             if exchange.escalation is not None:
                 escalation = exchange.escalation
                 session.add(
@@ -459,7 +461,7 @@ class SupportStore:
             .limit(limit)
         )
         with Session(self.engine) as session:
-            return [_message(row) for row in session.scalars(query)]
+            return [record_from_row(OutboxMessage, row) for row in session.scalars(query)]
 
     def claim(self, message_id: int, now: float, lease_seconds: float) -> bool:
         """Hold a message for one delivery attempt; False when another worker got it first."""
@@ -507,7 +509,7 @@ class SupportStore:
         if status:
             query = query.where(_OutboxRow.status == status)
         with Session(self.engine) as session:
-            return [_message(row) for row in session.scalars(query)]
+            return [record_from_row(OutboxMessage, row) for row in session.scalars(query)]
 
     def outbox_counts(self) -> dict[str, int]:
         query = select(_OutboxRow.status, func.count()).group_by(_OutboxRow.status)
@@ -570,7 +572,7 @@ class SupportStore:
         if limit is not None:
             query = query.limit(limit)
         with Session(self.engine) as session:
-            return [_audit(row) for row in session.scalars(query)]
+            return [record_from_row(AuditRecord, row) for row in session.scalars(query)]
 
 
 # ---- row ↔ record --------------------------------------------------------------------------------
@@ -587,78 +589,6 @@ def _codes_column(codes: Sequence[str]) -> str:
     return "|" + "|".join(dict.fromkeys(codes)) + "|"
 
 
-def _turn_columns(turn: Turn) -> dict[str, Any]:
-    return {
-        "position": turn.position,
-        "question": turn.question,
-        "query": turn.query,
-        "follow_up": turn.follow_up,
-        "answer_id": turn.answer_id,
-        "status": turn.status,
-        "answer": turn.answer,
-        "language": turn.language,
-        "confidence": turn.confidence,
-        "escalation_id": turn.escalation_id,
-        "created_at": turn.created_at,
-    }
-
-
-def _turn(row: _TurnRow) -> Turn:
-    return Turn(
-        position=row.position,
-        question=row.question,
-        query=row.query,
-        follow_up=row.follow_up,
-        answer_id=row.answer_id,
-        status=row.status,
-        answer=row.answer,
-        language=row.language,
-        confidence=row.confidence,
-        escalation_id=row.escalation_id,
-        created_at=row.created_at,
-    )
-
-
-def _audit_columns(record: AuditRecord) -> dict[str, Any]:
-    return {
-        "answer_id": record.answer_id,
-        "conversation_id": record.conversation_id,
-        "created_at": record.created_at,
-        "question": record.question,
-        "query": record.query,
-        "language": record.language,
-        "status": record.status,
-        "confidence": record.confidence,
-        "answer": record.answer,
-        "reasons": list(record.reasons),
-        "retrieved": list(record.retrieved),
-        "cited_documents": list(record.cited_documents),
-        "profile": record.profile,
-        "latency_ms": record.latency_ms,
-        "escalation_id": record.escalation_id,
-    }
-
-
-def _audit(row: _AuditRow) -> AuditRecord:
-    return AuditRecord(
-        answer_id=row.answer_id,
-        conversation_id=row.conversation_id,
-        created_at=row.created_at,
-        question=row.question,
-        query=row.query,
-        language=row.language,
-        status=row.status,
-        confidence=row.confidence,
-        answer=row.answer,
-        reasons=list(row.reasons),
-        retrieved=list(row.retrieved),
-        cited_documents=list(row.cited_documents),
-        profile=row.profile,
-        latency_ms=row.latency_ms,
-        escalation_id=row.escalation_id,
-    )
-
-
 def _escalation(row: _EscalationRow) -> Escalation:
     return Escalation(
         escalation_id=row.escalation_id,
@@ -672,22 +602,6 @@ def _escalation(row: _EscalationRow) -> Escalation:
         redacted=dict(row.redacted),
         resolved_at=row.resolved_at,
         resolution=dict(row.resolution) if row.resolution is not None else None,
-    )
-
-
-def _message(row: _OutboxRow) -> OutboxMessage:
-    return OutboxMessage(
-        message_id=row.message_id,
-        escalation_id=row.escalation_id,
-        event=row.event,
-        url=row.url,
-        idempotency_key=row.idempotency_key,
-        body=row.body,
-        status=row.status,
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        last_error=row.last_error,
-        delivered_at=row.delivered_at,
     )
 
 
