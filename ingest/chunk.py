@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ingest.parse import CODE_FENCE, TABLE_CAPTION
+from retrieval.scope import PUBLIC, tag_set
 from retrieval.types import Chunk, Document, Section, compose_embedding_text, make_chunk_id
 
 TokenCounter = Callable[[str], int]
@@ -58,6 +59,9 @@ class Chunker:
                         document_hash=document_hash,
                         updated_at=updated_at,
                         version=version,
+                        audience=document.metadata.get("audience", PUBLIC),
+                        product=document.metadata.get("product", "").strip().lower(),
+                        tags=tag_set(document.metadata.get("tags", "")),
                     )
                 )
         return chunks

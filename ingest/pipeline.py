@@ -38,13 +38,15 @@ from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.publish import Publication, Publisher
 from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
+from retrieval.scope import DEFAULT_TENANT, PUBLIC, ScopeError, check_audience, check_tenant, qualify, tenant_of
 from retrieval.store import ChromaStore
 from retrieval.types import Chunk, Document, content_hash
 
 logger = logging.getLogger(__name__)
 
-# Bump when stored chunks change shape, so everything is re-ingested once (2: versioned chunk ids).
-INDEX_FORMAT = 2
+# Bump when stored chunks change shape, so everything is re-ingested once (2: versioned chunk ids,
+# 3: tenant, audience, product and tags in chunk metadata).
+INDEX_FORMAT = 3
 
 
 class Outcome(StrEnum):
@@ -78,6 +80,34 @@ class StageTimes:
     total: float = 0.0
     passages_embedded: int = 0
     passages_reused: int = 0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an ingest run puts its documents: a tenant, and the audience of documents whose front
+    matter names none. A document's own ``audience`` wins; its id is qualified with the tenant, and an
+    id naming another tenant fails the file (an upload can never write into another tenant)."""
+
+    tenant: str = DEFAULT_TENANT
+    audience: str = PUBLIC
+
+    def __post_init__(self) -> None:
+        check_tenant(self.tenant)
+        check_audience(self.audience)
+
+    def place(self, document: Document, path: Path) -> Document:
+        try:
+            document_id = qualify(self.tenant, document.document_id)
+            audience = check_audience(document.metadata.get("audience", self.audience).strip().lower())
+        except ScopeError as exc:
+            raise ParseError(path, str(exc), "invalid_placement") from exc
+        return replace(document, document_id=document_id, metadata={**document.metadata, "audience": audience})
+
+    def owns(self, record: DocumentRecord) -> bool:
+        return tenant_of(record.document_id) == self.tenant
+
+
+DEFAULT_PLACEMENT = Placement()
 
 
 # (stage, done, total): stage is "parse", "chunk" or "embed"; both numbers are increments.
@@ -163,27 +193,32 @@ class Ingestor:
         on_result: ResultCallback | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        placement: Placement = DEFAULT_PLACEMENT,
     ) -> list[FileResult]:
-        """Ingest ``paths`` (files or folders). With ``sync``, documents from those folders whose
-        files are gone are removed. With ``dry_run``, report what would change and write nothing."""
+        """Ingest ``paths`` (files or folders) into ``placement``'s tenant. With ``sync``, that tenant's
+        documents from those folders whose files are gone are removed. With ``dry_run``, report what
+        would change and write nothing."""
         files, problems = discover(paths)
         for problem in problems:
             _emit(problem, on_result)
         with self._exclusive():
-            results = problems + self._run(files, dry_run, on_result, progress)
+            results = problems + self._run(files, dry_run, on_result, progress, placement)
             if sync:
                 present = {path.as_posix() for path, _ in files}
                 claimed = {result.document_id for result in results if result.document_id}
                 folders = [path for path in paths if path.is_dir()]
-                results.extend(self._remove_missing(folders, present, claimed, dry_run, on_result))
+                results.extend(self._remove_missing(folders, present, claimed, dry_run, on_result, placement))
         return results
 
     def ingest_files(
-        self, files: Sequence[tuple[Path, Path | None]], on_result: ResultCallback | None = None
+        self,
+        files: Sequence[tuple[Path, Path | None]],
+        on_result: ResultCallback | None = None,
+        placement: Placement = DEFAULT_PLACEMENT,
     ) -> list[FileResult]:
         """Ingest exact files, each with the root its document id is relative to (``None``: the name)."""
         with self._exclusive():
-            return self._run(files, False, on_result, None)
+            return self._run(files, False, on_result, None, placement)
 
     def remove(self, document_ids: Sequence[str]) -> None:
         """Remove documents from the registry and the store."""
@@ -228,6 +263,7 @@ class Ingestor:
         dry_run: bool,
         on_result: ResultCallback | None,
         progress: Progress | None,
+        placement: Placement,
     ) -> list[FileResult]:
         started = time.perf_counter()
         self.times = StageTimes()
@@ -238,7 +274,10 @@ class Ingestor:
             progress("chunk", 0, len(files))
         planned: queue.Queue[_Planned | FileResult | None] = queue.Queue(maxsize=256)
         reader = threading.Thread(
-            target=self._read_all, args=(files, dry_run, planned, progress), name="ingest-reader", daemon=True
+            target=self._read_all,
+            args=(files, dry_run, planned, progress, placement),
+            name="ingest-reader",
+            daemon=True,
         )
         reader.start()
         results: list[FileResult] = []
@@ -266,6 +305,7 @@ class Ingestor:
         dry_run: bool,
         out: queue.Queue[_Planned | FileResult | None],
         progress: Progress | None,
+        placement: Placement,
     ) -> None:
         """The reader thread: read, parse and chunk each file in order, for the writer to consume."""
         claimed: dict[str, str] = {}
@@ -273,7 +313,7 @@ class Ingestor:
         try:
             for path, root in files:
                 try:
-                    out.put(self._plan(path, root, claimed, present, dry_run, progress))
+                    out.put(self._plan(path, root, claimed, present, dry_run, progress, placement))
                 except Exception as exc:  # a bug must not stop the batch or lose the other files
                     logger.exception("unexpected error ingesting %s", path)
                     problem = f"internal error: {exc}"
@@ -289,19 +329,20 @@ class Ingestor:
         present: set[str],
         dry_run: bool,
         progress: Progress | None,
+        placement: Placement,
     ) -> _Planned | FileResult:
         source = path.as_posix()
         started = time.perf_counter()
         try:
             raw = read_source(path, self.max_file_bytes)
             file_hash = content_hash(f"{content_hash(raw.hex())}\x00{self.pipeline_signature}")
-            known = self.registry.by_source(source)
+            known = self.registry.by_source(source, tenant=placement.tenant)
             if known and known.file_hash == file_hash and known.document_id not in claimed:
                 claimed[known.document_id] = source
                 _advance(progress, "parse", "chunk")
                 chunks = len(known.chunk_ids)
                 return FileResult(source, Outcome.UNCHANGED, known.document_id, chunks, version=known.version)
-            document = parse_bytes(raw, path, document_id_for(path, root))
+            document = placement.place(parse_bytes(raw, path, document_id_for(path, root)), path)
         except ParseError as exc:
             logger.info("skipping %s: %s", source, exc.problem)
             _advance(progress, "parse", "chunk")
@@ -425,16 +466,20 @@ class Ingestor:
         claimed: set[str],
         dry_run: bool,
         on_result: ResultCallback | None,
+        placement: Placement,
     ) -> list[FileResult]:
-        """Remove documents whose file is gone; a file that is present but failed to parse keeps its
-        old chunks."""
+        """Remove the tenant's documents whose file is gone; a file that is present but failed to
+        parse keeps its old chunks."""
         if not folders:
             return []
         prefixes = tuple(folder.as_posix().rstrip("/") + "/" for folder in folders)
         gone = [
             record
             for record in self.registry.all()
-            if record.source.startswith(prefixes) and record.source not in present and record.document_id not in claimed
+            if placement.owns(record)
+            and record.source.startswith(prefixes)
+            and record.source not in present
+            and record.document_id not in claimed
         ]
         if not dry_run:
             self.publisher.remove([record.document_id for record in gone])

@@ -18,8 +18,9 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_bytes
-from ingest.pipeline import FileResult, Ingestor, Outcome
+from ingest.pipeline import DEFAULT_PLACEMENT, FileResult, Ingestor, Outcome, Placement
 from retrieval.registry import utc_now
+from retrieval.scope import DEFAULT_TENANT, TENANT_SEPARATOR, qualify, tenant_of
 
 logger = logging.getLogger(__name__)
 
@@ -70,22 +71,36 @@ class DocumentService:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_lock = threading.Lock()
 
-    def put(self, upload: Upload, document_id: str | None = None, must_be_new: bool = False) -> FileResult:
-        """Add or replace one document now (blocks until written)."""
-        return self._writer.submit(self._put, upload, document_id, must_be_new).result()
+    def put(
+        self,
+        upload: Upload,
+        document_id: str | None = None,
+        must_be_new: bool = False,
+        placement: Placement = DEFAULT_PLACEMENT,
+    ) -> FileResult:
+        """Add or replace one document of ``placement``'s tenant now (blocks until written);
+        ``document_id`` is the tenant's own (unqualified) id."""
+        return self._writer.submit(self._put, upload, document_id, must_be_new, placement).result()
 
     def delete(self, document_id: str) -> bool:
-        """Remove a document and its uploaded file; False when there was no such document."""
+        """Remove a document (by qualified id, retrieval/scope.py) and its uploaded file; False when
+        there was no such document."""
         return self._writer.submit(self._delete, document_id).result()
 
-    def start_job(self, uploads: list[Upload], document_id: str | None = None, must_be_new: bool = False) -> Job:
+    def start_job(
+        self,
+        uploads: list[Upload],
+        document_id: str | None = None,
+        must_be_new: bool = False,
+        placement: Placement = DEFAULT_PLACEMENT,
+    ) -> Job:
         """Queue uploads as a job and return it at once; poll :meth:`job` for progress."""
         job = Job(job_id=uuid.uuid4().hex, files_total=len(uploads))
         with self._jobs_lock:
             self._jobs[job.job_id] = job
             while len(self._jobs) > MAX_JOBS_KEPT:
                 self._jobs.popitem(last=False)
-        future: Future[None] = self._writer.submit(self._run_job, job, uploads, document_id, must_be_new)
+        future: Future[None] = self._writer.submit(self._run_job, job, uploads, document_id, must_be_new, placement)
         future.add_done_callback(_log_crash)
         return job
 
@@ -100,12 +115,14 @@ class DocumentService:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
 
-    def _run_job(self, job: Job, uploads: list[Upload], document_id: str | None, must_be_new: bool) -> None:
+    def _run_job(
+        self, job: Job, uploads: list[Upload], document_id: str | None, must_be_new: bool, placement: Placement
+    ) -> None:
         job.status = JobStatus.RUNNING
         claimed: set[str] = set()
         try:
             for upload in uploads:
-                result = self._put(upload, document_id, must_be_new, claimed)
+                result = self._put(upload, document_id, must_be_new, placement, claimed)
                 if result.document_id and result.outcome != Outcome.FAILED:
                     claimed.add(result.document_id)
                 job.results.append(result)
@@ -115,7 +132,12 @@ class DocumentService:
             job.finished_at = utc_now()
 
     def _put(
-        self, upload: Upload, document_id: str | None, must_be_new: bool, claimed: set[str] | None = None
+        self,
+        upload: Upload,
+        document_id: str | None,
+        must_be_new: bool,
+        placement: Placement,
+        claimed: set[str] | None = None,
     ) -> FileResult:
         name = upload.filename
         limit = self.ingestor.max_file_bytes
@@ -138,30 +160,31 @@ class DocumentService:
             problem, code = f"the file's front matter says id {new_id!r}, the URL {document_id!r}", "id_mismatch"
         elif not DOCUMENT_ID.fullmatch(new_id) or ".." in new_id.split("/"):
             problem, code = f"invalid document id {new_id!r}: use letters, digits, '.', '_', '-' and '/'", "invalid_id"
-        elif claimed is not None and new_id in claimed:
+        elif claimed is not None and qualify(placement.tenant, new_id) in claimed:
             problem, code = f"duplicate document id {new_id!r} in this upload", "duplicate_id"
-        elif must_be_new and self.ingestor.registry.get(new_id) is not None:
+        elif must_be_new and self.ingestor.registry.get(qualify(placement.tenant, new_id)) is not None:
             problem, code = f"document {new_id!r} already exists; use PUT /v1/documents/{new_id} to replace it", (
                 "document_exists"
             )
         if problem:
             return FileResult(name, Outcome.FAILED, new_id, error=problem, code=code)
-        return self._write_and_ingest(upload.data, new_id, relative.suffix.lower())
+        return self._write_and_ingest(upload.data, new_id, relative.suffix.lower(), placement)
 
-    def _write_and_ingest(self, data: bytes, document_id: str, suffix: str) -> FileResult:
+    def _write_and_ingest(self, data: bytes, local_id: str, suffix: str, placement: Placement) -> FileResult:
         """Keep the bytes as the document's source file and ingest it; on failure restore the old file."""
-        target = self.uploads_dir / f"{document_id}{suffix}"
+        root = self._tenant_dir(placement.tenant)
+        target = root / f"{local_id}{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
         backup = target.read_bytes() if target.exists() else None
         _write_atomically(target, data)
-        [result] = self.ingestor.ingest_files([(target, self.uploads_dir)])
+        [result] = self.ingestor.ingest_files([(target, root)], placement=placement)
         if result.outcome == Outcome.FAILED:
             if backup is None:
                 target.unlink(missing_ok=True)
             else:
                 _write_atomically(target, backup)
             return result
-        for other in self._uploaded_files(document_id):
+        for other in self._uploaded_files(qualify(placement.tenant, local_id)):
             if other != target:
                 other.unlink()  # the same document uploaded earlier in another format
         return result
@@ -174,8 +197,15 @@ class DocumentService:
             path.unlink()
         return True
 
+    def _tenant_dir(self, tenant: str) -> Path:
+        """Uploads of the default tenant sit at the top; others under ``.tenants/`` (a document id
+        never starts with a dot, so the two cannot collide)."""
+        return self.uploads_dir if tenant == DEFAULT_TENANT else self.uploads_dir / ".tenants" / tenant
+
     def _uploaded_files(self, document_id: str) -> list[Path]:
-        base = self.uploads_dir / document_id
+        tenant = tenant_of(document_id)
+        local_id = document_id.removeprefix(f"{tenant}{TENANT_SEPARATOR}") if tenant != DEFAULT_TENANT else document_id
+        base = self._tenant_dir(tenant) / local_id
         candidates = [base.with_name(base.name + suffix) for suffix in SUPPORTED_SUFFIXES]
         return [path for path in candidates if path.is_file()]
 

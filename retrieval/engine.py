@@ -9,6 +9,7 @@ from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Vector, load_embedder
 from retrieval.language import UNKNOWN, detect_language
 from retrieval.registry import DocumentRegistry
+from retrieval.scope import Scope
 from retrieval.store import ChromaStore
 from retrieval.types import Answer, Hit
 
@@ -40,13 +41,14 @@ class DenseRetriever:
         self.cross_lingual_bonus = cross_lingual_bonus
         self.registry = registry
 
-    def retrieve(self, question: str, language: str) -> list[Hit]:
-        return self.retrieve_by_vector(self.embedder.embed_query(question), language)
+    def retrieve(self, question: str, language: str, scope: Scope | None = None) -> list[Hit]:
+        """The best chunks for ``question`` inside ``scope`` (default: the default tenant's public documents)."""
+        return self.retrieve_by_vector(self.embedder.embed_query(question), language, scope)
 
-    def retrieve_by_vector(self, vector: Vector, language: str) -> list[Hit]:
+    def retrieve_by_vector(self, vector: Vector, language: str, scope: Scope | None = None) -> list[Hit]:
         """Like :meth:`retrieve` for a query already embedded (e.g. a follow-up blended with its topic)."""
         # Over-fetch so the correction can promote passages from just below the cut.
-        hits = self.store.query(vector, self.top_k * 3)
+        hits = self.store.query(vector, self.top_k * 3, scope or Scope())
         if self.registry is not None:
             live = self.registry.live_versions({hit.chunk.document_id for hit in hits})
             hits = [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
@@ -72,16 +74,19 @@ class AnswerEngine:
         self.profile = profile
         self.retriever = DenseRetriever(embedder, store, profile.top_k, profile.cross_lingual_bonus, registry)
 
-    def ask(self, question: str, language: str | None = None) -> Answer:
-        """Answer ``question``; ``language`` (ISO 639-1) overrides detection."""
-        return self.ask_with_hits(question, language)[0]
+    def ask(self, question: str, language: str | None = None, scope: Scope | None = None) -> Answer:
+        """Answer ``question`` from the chunks ``scope`` allows (default: the default tenant's public
+        documents); ``language`` (ISO 639-1) overrides detection."""
+        return self.ask_with_hits(question, language, scope)[0]
 
-    def ask_with_hits(self, question: str, language: str | None = None) -> tuple[Answer, list[Hit]]:
+    def ask_with_hits(
+        self, question: str, language: str | None = None, scope: Scope | None = None
+    ) -> tuple[Answer, list[Hit]]:
         """The answer and every hit it was chosen from (for evaluation and audit)."""
         question = question.strip()
         detected = language or detect_language(question)
         language = "en" if detected == UNKNOWN else detected
-        hits = self.retriever.retrieve(question, language)
+        hits = self.retriever.retrieve(question, language, scope)
         return compose_answer(question, language, hits, self.profile), hits
 
 

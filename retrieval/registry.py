@@ -20,6 +20,7 @@ from sqlalchemy import JSON, Integer, String, create_engine, delete, event, insp
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from retrieval.rows import columns_of, record_from_row
+from retrieval.scope import DEFAULT_TENANT, tenant_of
 
 
 class _Base(DeclarativeBase):
@@ -95,10 +96,11 @@ class DocumentRegistry:
             row = session.get(_DocumentRow, document_id)
             return _record(row) if row else None
 
-    def by_source(self, source: str) -> DocumentRecord | None:
+    def by_source(self, source: str, tenant: str = DEFAULT_TENANT) -> DocumentRecord | None:
+        """The tenant's document ingested from ``source`` (the same file may feed several tenants)."""
         with Session(self.engine) as session:
-            row = session.scalars(select(_DocumentRow).where(_DocumentRow.source == source).limit(1)).first()
-            return _record(row) if row else None
+            rows = session.scalars(select(_DocumentRow).where(_DocumentRow.source == source))
+            return next((_record(row) for row in rows if tenant_of(row.document_id) == tenant), None)
 
     def all(self) -> list[DocumentRecord]:
         with Session(self.engine) as session:

@@ -8,6 +8,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from retrieval.scope import tenant_of
+
 SECTION_SEPARATOR = " > "
 
 
@@ -53,10 +55,18 @@ class Chunk:
     updated_at: str = ""
     version: int = 0  # the document version this chunk belongs to; 0 = unknown (never live)
     embedding_key: str = ""  # equal keys mean equal embeddings (same text, same model), so they are reused
+    audience: str = "public"  # "public" or "internal" (retrieval/scope.py)
+    product: str = ""
+    tags: frozenset[str] = frozenset()
 
     @property
     def section(self) -> str:
         return SECTION_SEPARATOR.join(self.section_path)
+
+    @property
+    def tenant(self) -> str:
+        """The owning tenant, read from the qualified document id (retrieval/scope.py)."""
+        return tenant_of(self.document_id)
 
     @property
     def embedding_text(self) -> str:
@@ -65,10 +75,17 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved chunk with its similarity to the question (cosine, higher is better)."""
+    """A retrieved chunk with its similarity to the question.
+
+    ``score`` is the dense cosine similarity (after the cross-lingual correction), the figure shown
+    in citations; ``lexical_score`` is the BM25 score (0 when the lexical leg did not return the
+    chunk) and ``fused_score`` the rank-fusion score hits are ordered by (retrieval/fusion.py).
+    """
 
     chunk: Chunk
     score: float
+    lexical_score: float = 0.0
+    fused_score: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,7 +104,9 @@ class Document:
 
     @property
     def content_hash(self) -> str:
-        parts = [self.title, self.kind, self.language]
+        # Metadata decide who may see a chunk (audience) and how it is filtered, so they count as content.
+        metadata = [f"{key}={value}" for key, value in sorted(self.metadata.items())]
+        parts = [self.title, self.kind, self.language, *metadata]
         for section in self.sections:
             parts.append(SECTION_SEPARATOR.join(section.path))
             parts.extend(section.blocks)

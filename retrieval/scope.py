@@ -1,0 +1,139 @@
+"""What a caller may see, and what it asks to narrow retrieval to.
+
+Access (tenant, audiences) comes from the caller's API key and is never taken from the request;
+filters (languages, products, tags, documents) come from the request. Both are applied inside the
+store query (retrieval/store.py) and checked again on every hit (``allows``), so a chunk outside
+the scope can never reach an answer, a citation or an escalation.
+
+Tenants share one store. A document of tenant ``acme`` is stored under the qualified id
+``acme:<id>``; the default tenant's ids are unqualified, so a single-tenant deployment never sees
+the prefix. Callers see only their own tenant's ids, so the prefix reveals nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import regex
+
+DEFAULT_TENANT = "default"
+PUBLIC = "public"
+INTERNAL = "internal"
+AUDIENCES = (PUBLIC, INTERNAL)
+TENANT_SEPARATOR = ":"
+TENANT_NAME = regex.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Chroma metadata holds scalars only, so each tag is stored as its own boolean key.
+TAG_KEY_PREFIX = "tag:"
+
+
+class ScopeError(ValueError):
+    """A tenant name, audience or document id that cannot be used; the message says which."""
+
+
+def check_tenant(tenant: str) -> str:
+    if not TENANT_NAME.match(tenant):
+        raise ScopeError(f"invalid tenant {tenant!r}: use 1-63 lowercase letters, digits, '-' or '_'")
+    return tenant
+
+
+def check_audience(audience: str) -> str:
+    if audience not in AUDIENCES:
+        raise ScopeError(f"invalid audience {audience!r}: use one of {', '.join(AUDIENCES)}")
+    return audience
+
+
+def qualify(tenant: str, local_id: str) -> str:
+    """The stored id of ``local_id`` in ``tenant``; a local id may already carry the caller's own prefix."""
+    owner, _, rest = local_id.partition(TENANT_SEPARATOR)
+    if rest:
+        if owner != tenant:
+            # Another tenant's prefix is treated as an unknown id, never as a way in.
+            raise ScopeError(f"document id {local_id!r} is not valid here")
+        return local_id
+    return local_id if tenant == DEFAULT_TENANT else f"{tenant}{TENANT_SEPARATOR}{local_id}"
+
+
+def tenant_of(document_id: str) -> str:
+    owner, separator, _ = document_id.partition(TENANT_SEPARATOR)
+    return owner if separator else DEFAULT_TENANT
+
+
+def tag_set(tags: str | Iterable[str]) -> frozenset[str]:
+    """Tags from front matter (``"a,b"`` or a list), lowercased."""
+    items = tags.split(",") if isinstance(tags, str) else tags
+    return frozenset(tag.strip().lower() for tag in items if tag.strip())
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which chunks a retrieval may return. ``None`` for a filter means "any"."""
+
+    tenant: str = DEFAULT_TENANT
+    audiences: frozenset[str] = frozenset({PUBLIC})
+    languages: frozenset[str] | None = None
+    products: frozenset[str] | None = None
+    tags: frozenset[str] | None = None  # any of them
+    document_ids: frozenset[str] | None = None  # qualified ids
+
+    @classmethod
+    def everything(cls, tenant: str = DEFAULT_TENANT) -> Scope:
+        """Every audience of one tenant (command line, evaluation)."""
+        return cls(tenant=tenant, audiences=frozenset(AUDIENCES))
+
+    def narrowed(
+        self,
+        languages: Iterable[str] | None = None,
+        products: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        document_ids: Iterable[str] | None = None,
+    ) -> Scope:
+        """This scope with request filters added (access is never widened)."""
+        return Scope(
+            tenant=self.tenant,
+            audiences=self.audiences,
+            languages=frozenset(languages) if languages else self.languages,
+            products=frozenset(products) if products else self.products,
+            tags=tag_set(tags) if tags else self.tags,
+            document_ids=frozenset(document_ids) if document_ids is not None else self.document_ids,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing can match (e.g. an empty document list), so the store need not be asked."""
+        return not self.audiences or any(
+            value is not None and not value for value in (self.languages, self.products, self.tags, self.document_ids)
+        )
+
+    @property
+    def has_filters(self) -> bool:
+        return any(value is not None for value in (self.languages, self.products, self.tags, self.document_ids))
+
+    def allows(self, metadata: dict[str, Any]) -> bool:
+        """Whether a chunk with these store metadata is inside the scope."""
+        return (
+            metadata.get("tenant", DEFAULT_TENANT) == self.tenant
+            and metadata.get("audience", PUBLIC) in self.audiences
+            and (self.languages is None or metadata.get("language") in self.languages)
+            and (self.products is None or metadata.get("product", "") in self.products)
+            and (self.tags is None or any(metadata.get(TAG_KEY_PREFIX + tag) for tag in self.tags))
+            and (self.document_ids is None or metadata.get("document_id") in self.document_ids)
+        )
+
+    def where(self) -> dict[str, Any]:
+        """The same condition as a Chroma ``where`` clause."""
+        clauses: list[dict[str, Any]] = [
+            {"tenant": self.tenant},
+            {"audience": {"$in": sorted(self.audiences)}},
+        ]
+        if self.languages is not None:
+            clauses.append({"language": {"$in": sorted(self.languages)}})
+        if self.products is not None:
+            clauses.append({"product": {"$in": sorted(self.products)}})
+        if self.tags is not None:
+            tag_clauses = [{TAG_KEY_PREFIX + tag: True} for tag in sorted(self.tags)]
+            clauses.append(tag_clauses[0] if len(tag_clauses) == 1 else {"$or": tag_clauses})
+        if self.document_ids is not None:
+            clauses.append({"document_id": {"$in": sorted(self.document_ids)}})
+        return {"$and": clauses}
