@@ -5,9 +5,10 @@ filters (languages, products, tags, documents) come from the request. Both are a
 store query (retrieval/store.py) and checked again on every hit (``allows``), so a chunk outside
 the scope can never reach an answer, a citation or an escalation.
 
-Tenants share one store. A document of tenant ``acme`` is stored under the qualified id
-``acme:<id>``; the default tenant's ids are unqualified, so a single-tenant deployment never sees
-the prefix. Callers see only their own tenant's ids, so the prefix reveals nothing.
+Each tenant has its own Chroma collection (retrieval/store.py). A document of tenant ``acme`` is
+stored under the qualified id ``acme:<id>`` (registry, chunk ids); the default tenant's ids are
+unqualified, so a single-tenant deployment never sees the prefix. Callers see only their own
+tenant's ids, so the prefix reveals nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ PUBLIC = "public"
 INTERNAL = "internal"
 AUDIENCES = (PUBLIC, INTERNAL)
 TENANT_SEPARATOR = ":"
-TENANT_NAME = regex.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Also part of a Chroma collection name (retrieval/store.py), which must end in a letter or digit.
+TENANT_NAME = regex.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 # Chroma metadata holds scalars only, so each tag is stored as its own boolean key.
 TAG_KEY_PREFIX = "tag:"
 
@@ -34,7 +36,10 @@ class ScopeError(ValueError):
 
 def check_tenant(tenant: str) -> str:
     if not TENANT_NAME.match(tenant):
-        raise ScopeError(f"invalid tenant {tenant!r}: use 1-63 lowercase letters, digits, '-' or '_'")
+        raise ScopeError(
+            f"invalid tenant {tenant!r}: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting and ending with a letter or digit"
+        )
     return tenant
 
 
@@ -107,8 +112,10 @@ class Scope:
         )
 
     @property
-    def has_filters(self) -> bool:
-        return any(value is not None for value in (self.languages, self.products, self.tags, self.document_ids))
+    def narrows_tenant(self) -> bool:
+        """Whether some of the tenant's chunks are outside this scope (an audience or a filter)."""
+        has_filters = any(value is not None for value in (self.languages, self.products, self.tags, self.document_ids))
+        return has_filters or not self.audiences >= set(AUDIENCES)
 
     def allows(self, metadata: dict[str, Any]) -> bool:
         """Whether a chunk with these store metadata is inside the scope."""
