@@ -152,6 +152,7 @@ def _faq_entry(document_id: str, title: str, question: str, answer: str, languag
 def _sample(kb_dir: Path, case_files: list[Path]) -> Suite:
     from ingest.parse import ParseError, parse_file
     from ingest.pipeline import discover
+    from retrieval.scope import PUBLIC
 
     files, problems = discover([kb_dir])
     if problems:
@@ -159,10 +160,13 @@ def _sample(kb_dir: Path, case_files: list[Path]) -> Suite:
     documents = []
     for path, root in files:
         try:
-            documents.append(parse_file(path, root))
+            document = parse_file(path, root)
         except ParseError as exc:
             raise ValueError(f"{path}: {exc.problem}") from exc
-    return Suite("sample", documents, load_cases(*case_files), "our sample KB and data/eval")
+        # The questions are a customer's, so every system sees only what a customer may see.
+        if document.metadata.get("audience", PUBLIC) == PUBLIC:
+            documents.append(document)
+    return Suite("sample", documents, load_cases(*case_files), "our sample KB (public documents) and data/eval")
 
 
 def _xquad(folder: Path, question_lang: str, corpus_lang: str, abstain: bool) -> Suite:

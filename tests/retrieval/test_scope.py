@@ -142,3 +142,18 @@ def test_a_scope_that_matches_few_chunks_still_fills_the_page(multi_tenant_engin
 def test_an_empty_document_filter_returns_nothing(multi_tenant_engine: AnswerEngine) -> None:
     scope = Scope.everything("acme").narrowed(document_ids=[])
     assert multi_tenant_engine.retriever.retrieve("refund", "en", scope) == []
+
+
+def test_an_internal_playbook_is_never_cited_to_a_customer(kb_settings: Settings) -> None:
+    """The sample KB's agent playbook answers this question exactly, but only agents may see it."""
+    embedder, store, registry = build_components(kb_settings)
+    engine = AnswerEngine(embedder, store, kb_settings.load_profile(), registry)
+    question = "Can a team lead approve a goodwill refund of half a monthly charge after a four-hour outage?"
+    playbook = "internal/playbook-refund-exceptions"
+
+    customer_answer, customer_hits = engine.ask_with_hits(question, "en", Scope())
+    assert playbook not in {hit.chunk.document_id for hit in customer_hits}
+    assert playbook not in {citation.document_id for citation in customer_answer.citations}
+
+    agent_hits = engine.retriever.retrieve(question, "en", Scope.everything())
+    assert agent_hits[0].chunk.document_id == playbook
