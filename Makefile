@@ -11,7 +11,7 @@ export DO_NOT_TRACK := true
 export ANONYMIZED_TELEMETRY := False
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: run test install install-dev lint eval bench-ingest
+.PHONY: run test install install-dev lint eval bench-ingest load-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,11 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 ## Prepare the offline model, ingest the sample knowledge base and serve the API on 127.0.0.1:$(PORT).
+## The first run writes a local admin API key to var/admin.key (later runs say where it is).
 run: install
 	$(BIN)/answerdesk prepare-model
 	$(BIN)/answerdesk ingest data/kb --sync
+	$(BIN)/answerdesk keys bootstrap
 	$(BIN)/answerdesk serve --port $(PORT)
 
 ## Lint, type-check and run the whole test suite (unit and integration).
@@ -51,3 +53,12 @@ eval: install
 bench-ingest: install
 	$(BIN)/answerdesk prepare-model
 	$(BIN)/python -m ingest.bench --documents 2000
+
+## 50 concurrent clients for 60 s against /v1/ask of a local server on the ingested sample KB; prints
+## throughput, p50/p95/p99 and errors, and fails on any error (eval/load.py; CLIENTS=, DURATION= to change).
+CLIENTS ?= 50
+DURATION ?= 60
+load-test: install
+	$(BIN)/answerdesk prepare-model
+	$(BIN)/answerdesk ingest data/kb --sync
+	$(BIN)/python -m eval.load --clients $(CLIENTS) --duration $(DURATION)

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import anyio
 from fastapi import FastAPI, Query
 from fastapi.concurrency import run_in_threadpool
 
 from answerdesk import __version__
-from api.deps import EngineDep, RegistryDep
+from api.access_log import AccessLogMiddleware, log_answer
+from api.auth import AskCaller, DocumentsCaller
+from api.deps import EngineDep, RegistryDep, SettingsDep
+from api.documents import is_document_upload, visible_to
 from api.documents import router as documents_router
 from api.errors import install_error_handlers
+from api.keys import build_key_store
+from api.limits import BodySizeLimit, RateLimiter, check_question_length
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorResponse
+from api.routes_keys import router as keys_router
 from api.routes_support import SupportDep, answer_turn
 from api.routes_support import router as support_router
 from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
-from retrieval.engine import AnswerEngine, build_components
+from retrieval.engine import build_components, build_engine
 
 logger = logging.getLogger(__name__)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "No API key (`missing_api_key`), or an unknown or revoked one."},
+    403: {"model": ErrorResponse, "description": "The key's role may not use this endpoint (`forbidden_role`)."},
+    413: {"model": ErrorResponse, "description": "The request body is over the size limit (`payload_too_large`)."},
+    429: {"model": ErrorResponse, "description": "Too many requests for this key (`rate_limited`); see Retry-After."},
     422: {"model": ErrorResponse, "description": "The request is invalid; the body names the field."},
     503: {"model": ErrorResponse, "description": "The engine or its store is not ready."},
 }
@@ -41,14 +53,17 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         profile = settings.load_profile()
         await run_in_threadpool(loaded.warm_up)
         app.state.settings = settings
-        app.state.engine = AnswerEngine(loaded, store, profile, registry)
+        app.state.engine = build_engine(settings, profile, loaded, store, registry)
         app.state.registry = registry
+        app.state.keys = await run_in_threadpool(build_key_store, settings)
         documents = DocumentService(build_ingestor(settings, profile, loaded, store, registry), settings.uploads_dir)
-        await run_in_threadpool(documents.recover)
+        await run_in_threadpool(documents.recover)  # also fills a lexical index that lacks chunks
+        await run_in_threadpool(app.state.engine.warm_up)
         app.state.documents = documents
         logger.info("answer engine ready: %d chunks in the store", store.count())
         yield
         documents.close()
+        app.state.keys.close()
 
     app = FastAPI(
         title="AnswerDesk",
@@ -56,24 +71,46 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         summary="Answers customer questions only from the knowledge base, with citations, or abstains.",
         lifespan=lifespan,
     )
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    # Answering is CPU-bound (embedding): more questions at once than cores only thrash them, and the
+    # unlucky ones starve (50 clients on 2 cores: p99 over 30 s). Extra ones wait in line instead.
+    answer_slots = anyio.CapacityLimiter(settings.max_concurrent_answers or os.cpu_count() or 2)
+    app.add_middleware(
+        BodySizeLimit,
+        json_bytes=settings.max_json_bytes,
+        upload_bytes=settings.max_request_bytes,
+        is_upload=is_document_upload,
+    )
     install_error_handlers(app)
+    app.add_middleware(AccessLogMiddleware)  # access log line and X-Request-ID (api/access_log.py)
     app.include_router(documents_router)
     app.include_router(support_router)
+    app.include_router(keys_router)
 
     @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["answers"])
-    async def ask(request: AskRequest, engine: EngineDep, desk: SupportDep) -> AskResponse:
+    async def ask(
+        request: AskRequest, caller: AskCaller, engine: EngineDep, desk: SupportDep, app_settings: SettingsDep
+    ) -> AskResponse:
         """Answer a question from the knowledge base, with citations, or abstain; hands the
-        conversation to a person when triage (or ``escalate``) says so (api/routes_support.py)."""
-        return await answer_turn(request, engine, desk)
+        conversation to a person when triage (or ``escalate``) says so (api/routes_support.py).
+
+        Only documents of the key's tenant and audience are used."""
+        check_question_length(request.question, app_settings.max_question_chars)
+        async with answer_slots:  # first come, first served once the cores are busy
+            response = await answer_turn(request, engine, desk, caller.scope)
+        log_answer(request.question, response, app_settings.log_questions)
+        return response
 
     @app.get("/v1/documents", response_model=DocumentList, responses=_ERRORS, tags=["documents"])
     async def list_documents(
+        caller: DocumentsCaller,
         registry: RegistryDep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> DocumentList:
-        """The ingested documents, ordered by id."""
-        records = await run_in_threadpool(registry.all)
+        """The key's tenant's documents, ordered by id."""
+        everyone = await run_in_threadpool(registry.all)
+        records = [record for record in everyone if visible_to(caller, record)]
         page = records[offset : offset + limit]
         return DocumentList(
             total=len(records),

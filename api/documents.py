@@ -2,10 +2,15 @@
 
 A document arrives as a multipart file upload or as JSON text. One small file is written before the
 response (201); several files, or one over ``sync_upload_bytes``, run as a job (202 + ``Location``).
+
+Every route needs an editor's key (api/auth.py) and works inside its tenant: ids in paths and
+uploads are the tenant's own (retrieval/scope.py ``qualify``), and another tenant's document or job
+is a 404 exactly like one that does not exist. A public key sees only public documents.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
@@ -14,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from api.auth import Caller, DocumentsCaller, JobsCaller
 from api.deps import DocumentsDep, EngineDep, RegistryDep, SettingsDep
 from api.errors import (
     DocumentRejectedError,
@@ -32,9 +38,11 @@ from api.models import (
     FileOutcome,
     JobView,
 )
-from ingest.pipeline import FileResult, Outcome
+from ingest.pipeline import FileResult, Outcome, Placement
 from ingest.service import DocumentService, Job, Upload
 from retrieval.config import Settings
+from retrieval.registry import DocumentRecord
+from retrieval.scope import PUBLIC, TENANT_SEPARATOR, ScopeError, qualify, tenant_of
 
 router = APIRouter(tags=["documents"])
 
@@ -42,12 +50,22 @@ DocumentId = Annotated[str, Path(description="Document id, e.g. en/faq-refunds."
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
+        401: "No API key, or an unknown or revoked one.",
+        403: "The key's role may not use this endpoint.",
+        429: "Too many requests for this key; see Retry-After.",
         404: "No such document or job.",
         409: "A document with this id already exists (POST).",
         413: "The request or a file is over the size limit.",
         415: "Send multipart/form-data or application/json.",
         422: "The file was refused; `code` names the reason (content_mismatch, invalid_utf8, corrupt_pdf, …).",
     }.items()
+}
+# What a write answers: the file's outcome now (200 replaced, 201 added), or a job to poll (202).
+_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    200: {"model": FileOutcome, "description": "The document was replaced (PUT)."},
+    201: {"model": FileOutcome, "description": "The document was added."},
+    202: {"model": JobView, "description": "Several or large files: a job; poll the `Location` URL."},
 }
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -64,38 +82,55 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-@router.post("/v1/documents", status_code=201, responses=_ERRORS, openapi_extra=_UPLOAD_BODY)
-async def create_documents(request: Request, service: DocumentsDep, settings: SettingsDep) -> Response:
+def is_document_upload(method: str, path: str) -> bool:
+    """Requests that carry documents: they may be up to ``max_request_bytes`` (api/limits.py)."""
+    return method in {"POST", "PUT"} and (path == "/v1/documents" or path.startswith("/v1/documents/"))
+
+
+@router.post("/v1/documents", status_code=201, responses=_WRITE_RESPONSES, openapi_extra=_UPLOAD_BODY)
+async def create_documents(
+    request: Request, caller: DocumentsCaller, service: DocumentsDep, settings: SettingsDep
+) -> Response:
     """Add documents: upload files (multipart, field `file`, repeatable) or send JSON text.
 
     The document id is the front matter's `id` or the file name without extension (folders kept:
     `en/faq-invoices.md` → `en/faq-invoices`). An id that exists already is refused with 409.
     """
     uploads, document_id = await _read_body(request, settings, DocumentText)
-    return await _write(service, settings, uploads, document_id, must_be_new=True)
+    return await _write(service, settings, uploads, document_id, caller, must_be_new=True)
 
 
-@router.put("/v1/documents/{document_id:path}", responses=_ERRORS, openapi_extra=_UPLOAD_BODY)
+@router.put("/v1/documents/{document_id:path}", responses=_WRITE_RESPONSES, openapi_extra=_UPLOAD_BODY)
 async def replace_document(
-    document_id: DocumentId, request: Request, service: DocumentsDep, settings: SettingsDep
+    document_id: DocumentId,
+    request: Request,
+    caller: DocumentsCaller,
+    registry: RegistryDep,
+    service: DocumentsDep,
+    settings: SettingsDep,
 ) -> Response:
     """Replace a document (or create it) with one uploaded file or JSON text; its version increments.
 
     Readers see the old version until the new one is complete, never a mix of both.
     """
-    uploads, _ = await _read_body(request, settings, DocumentReplacement, document_id)
+    local_id = _local_id(caller, document_id)
+    existing = await run_in_threadpool(registry.get, qualify(caller.tenant, local_id))
+    if existing is not None and not visible_to(caller, existing):
+        # A public key may not overwrite an internal document it cannot even read.
+        raise NotFoundError(f"no document {document_id!r}", "document_not_found")
+    uploads, _ = await _read_body(request, settings, DocumentReplacement, local_id)
     if len(uploads) != 1:
         raise DocumentRejectedError(f"send exactly one file to replace {document_id!r}", "one_file_expected")
-    return await _write(service, settings, uploads, document_id, must_be_new=False)
+    return await _write(service, settings, uploads, local_id, caller, must_be_new=False)
 
 
 @router.get("/v1/documents/{document_id:path}", response_model=DocumentDetail, responses=_ERRORS)
-async def get_document(document_id: DocumentId, registry: RegistryDep, engine: EngineDep) -> DocumentDetail:
+async def get_document(
+    document_id: DocumentId, caller: DocumentsCaller, registry: RegistryDep, engine: EngineDep
+) -> DocumentDetail:
     """A document's metadata, live version and chunks."""
-    record = await run_in_threadpool(registry.get, document_id)
-    if record is None:
-        raise NotFoundError(f"no document {document_id!r}", "document_not_found")
-    chunks = await run_in_threadpool(engine.store.chunks_of, document_id, record.version)
+    record = await run_in_threadpool(_visible, registry.get, caller, document_id)
+    chunks = await run_in_threadpool(engine.store.chunks_of, record.document_id, record.version)
     return DocumentDetail(
         **DocumentSummary.fields_from(record),
         metadata=record.extra,
@@ -107,20 +142,52 @@ async def get_document(document_id: DocumentId, registry: RegistryDep, engine: E
 
 
 @router.delete("/v1/documents/{document_id:path}", status_code=204, responses=_ERRORS)
-async def delete_document(document_id: DocumentId, service: DocumentsDep) -> Response:
+async def delete_document(
+    document_id: DocumentId, caller: DocumentsCaller, registry: RegistryDep, service: DocumentsDep
+) -> Response:
     """Delete a document: it leaves answers at once, its chunks are removed right after."""
-    if not await run_in_threadpool(service.delete, document_id):
+    record = await run_in_threadpool(_visible, registry.get, caller, document_id)
+    if not await run_in_threadpool(service.delete, record.document_id):
         raise NotFoundError(f"no document {document_id!r}", "document_not_found")
     return Response(status_code=204)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobView, responses=_ERRORS, tags=["jobs"])
-async def get_job(job_id: str, service: DocumentsDep) -> JobView:
+async def get_job(job_id: str, caller: JobsCaller, service: DocumentsDep) -> JobView:
     """Progress and per-file results of an upload job."""
     job = service.job(job_id)
-    if job is None:
+    if job is None or job.tenant != caller.tenant:
         raise NotFoundError(f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "job_not_found")
     return job_view(job)
+
+
+def visible_to(caller: Caller, record: DocumentRecord) -> bool:
+    """The caller's tenant's document, of an audience its key may see."""
+    audience = record.extra.get("audience", PUBLIC)
+    return tenant_of(record.document_id) == caller.tenant and audience in caller.scope.audiences
+
+
+def _visible(
+    lookup: Callable[[str], DocumentRecord | None], caller: Caller, document_id: str
+) -> DocumentRecord:
+    """The record of the caller's ``document_id``; anything the caller may not see is "no document"."""
+    try:
+        record = lookup(qualify(caller.tenant, document_id))
+    except ScopeError:
+        record = None
+    if record is None or not visible_to(caller, record):
+        raise NotFoundError(f"no document {document_id!r}", "document_not_found")
+    return record
+
+
+def _local_id(caller: Caller, document_id: str) -> str:
+    """The caller's own id for ``document_id`` (its tenant prefix, if sent, removed); an id naming
+    another tenant is "no document"."""
+    try:
+        qualified = qualify(caller.tenant, document_id)
+    except ScopeError as exc:
+        raise NotFoundError(f"no document {document_id!r}", "document_not_found") from exc
+    return qualified.removeprefix(f"{caller.tenant}{TENANT_SEPARATOR}")
 
 
 def job_view(job: Job) -> JobView:
@@ -151,16 +218,22 @@ def file_outcome(result: FileResult) -> FileOutcome:
 
 async def _write(
     service: DocumentService,
-    settings: Settings, uploads: list[Upload], document_id: str | None, must_be_new: bool
+    settings: Settings,
+    uploads: list[Upload],
+    document_id: str | None,
+    caller: Caller,
+    must_be_new: bool,
 ) -> Response:
+    # Documents without an audience in front matter are public; a public key writes public ones only.
+    placement = Placement(tenant=caller.tenant, allowed_audiences=caller.scope.audiences)
     # One small file is written now; so is one over the size limit (refused at once, unread).
     if len(uploads) == 1 and not settings.sync_upload_bytes < uploads[0].length <= settings.max_file_bytes:
-        result: FileResult = await run_in_threadpool(service.put, uploads[0], document_id, must_be_new)
+        result: FileResult = await run_in_threadpool(service.put, uploads[0], document_id, must_be_new, placement)
         if result.outcome == Outcome.FAILED:
             raise DocumentRejectedError(f"{uploads[0].filename}: {result.error}", result.code)
         status = 201 if result.outcome == Outcome.ADDED else 200
         return JSONResponse(file_outcome(result).model_dump(), status_code=status)
-    job = service.start_job(uploads, document_id, must_be_new)
+    job = service.start_job(uploads, document_id, must_be_new, placement)
     return JSONResponse(job_view(job).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"})
 
 

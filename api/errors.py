@@ -1,15 +1,19 @@
 """One error tree for the API; a single set of handlers turns each into JSON with a stable code.
 
 ApiError
+├── AuthenticationError    401 missing_api_key, invalid_api_key (with WWW-Authenticate: Bearer)
+├── ForbiddenError         403 forbidden_role
+├── RateLimitedError       429 rate_limited (with Retry-After)
 ├── NotReadyError          503 not_ready
-├── NotFoundError          404 document_not_found, job_not_found, escalation_not_found, answer_not_found
+├── NotFoundError          404 document_not_found, job_not_found, escalation_not_found, answer_not_found,
+│                              conversation_not_found, key_not_found
 ├── ConflictError          409 escalation_already_resolved
-├── PayloadTooLargeError   413 payload_too_large
+├── PayloadTooLargeError   413 payload_too_large (also api/limits.py BodySizeLimit)
 ├── UnsupportedMediaError  415 unsupported_media_type
 └── DocumentRejectedError  a file the ingester refused: 409 document_exists, 413 too_large,
                            422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
 StoreUnavailable           503 store_unavailable
-(request validation)     422 invalid_request
+(request validation)     422 invalid_request (also a body that cannot be parsed, which FastAPI makes a 400)
 (HTTP errors: 404, 405…) their status, code from the status
 (anything else)          500 internal_error, logged, no trace to the client
 """
@@ -34,9 +38,35 @@ class ApiError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
+
+
+class AuthenticationError(ApiError):
+    """No API key (``missing_api_key``), or one that is unknown or revoked (``invalid_api_key``)."""
+
+    status_code = 401
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+        self.code = code
+
+
+class ForbiddenError(ApiError):
+    """The key is valid but its role may not do this."""
+
+    status_code = 403
+    code = "forbidden_role"
+
+
+class RateLimitedError(ApiError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message, headers={"Retry-After": retry_after})
 
 
 class NotReadyError(ApiError):
@@ -75,7 +105,12 @@ class UnsupportedMediaError(ApiError):
 class DocumentRejectedError(ApiError):
     """An uploaded document the ingester refused; ``code`` is the per-file code (stable)."""
 
-    _STATUS: ClassVar[dict[str, int]] = {"document_exists": 409, "too_large": 413, "store_error": 503}
+    _STATUS: ClassVar[dict[str, int]] = {
+        "document_exists": 409,
+        "too_large": 413,
+        "store_error": 503,
+        "audience_not_allowed": 403,
+    }
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
@@ -83,9 +118,15 @@ class DocumentRejectedError(ApiError):
         self.status_code = self._STATUS.get(code, 422)
 
 
-def error_response(status_code: int, code: str, message: str, details: list[ErrorDetail] | None = None) -> JSONResponse:
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details or []))
-    return JSONResponse(status_code=status_code, content=body.model_dump())
+    return JSONResponse(status_code=status_code, content=body.model_dump(), headers=headers)
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:
@@ -107,7 +148,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message)
+        return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers or None)
 
     @app.exception_handler(StoreUnavailableError)
     async def _store(request: Request, exc: StoreUnavailableError) -> JSONResponse:
@@ -121,5 +162,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        if exc.status_code == 400:  # a body FastAPI cannot parse (not UTF-8, broken multipart): like invalid JSON
+            problem = f"cannot be parsed ({exc.detail})"
+            details = [ErrorDetail(field="body", problem=problem)]
+            return error_response(422, "invalid_request", f"body: {problem}", details)
+        codes = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLargeError.code}
+        code = codes.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None)

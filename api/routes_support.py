@@ -6,6 +6,9 @@ delivery worker) after the app's own lifespan has built the engine; ``/v1/ask`` 
 
 Escalations are shown redacted unless ``view=full`` is asked for (agents who must contact the
 customer); webhooks always carry the redacted copy.
+
+Every route reads only the API key's tenant's data (api/auth.py): another tenant's escalation,
+answer or conversation id gets the same 404 as an id that does not exist.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.auth import ConversationsCaller, EscalationsCaller, FaqCaller, FeedbackCaller
 from api.errors import ConflictError, NotFoundError, NotReadyError
 from api.models import AskRequest, AskResponse, ErrorResponse
 from api.support_models import (
@@ -38,6 +42,7 @@ from retrieval.desk import SupportDesk, build_desk
 from retrieval.engine import AnswerEngine
 from retrieval.handoff import EscalationPayload
 from retrieval.redact import redact_metadata, redact_text
+from retrieval.scope import Scope
 from retrieval.support_store import (
     AnswerNotFoundError,
     Escalation,
@@ -60,6 +65,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(tags=["support"], lifespan=_lifespan)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No API key, or an unknown or revoked one."},
+    403: {"model": ErrorResponse, "description": "The key's role may not use this endpoint."},
+    429: {"model": ErrorResponse, "description": "Too many requests for this key; see Retry-After."},
     404: {"model": ErrorResponse, "description": "No such escalation, answer or conversation."},
     409: {"model": ErrorResponse, "description": "The escalation is resolved already."},
     422: {"model": ErrorResponse, "description": "The request is invalid; the body names the field."},
@@ -78,8 +86,9 @@ def get_desk(request: Request) -> SupportDesk:
 SupportDep = Annotated[SupportDesk, Depends(get_desk)]
 
 
-async def answer_turn(request: AskRequest, engine: AnswerEngine, desk: SupportDesk) -> AskResponse:
-    """One ``/v1/ask`` turn through the desk: context, answer, triage, handoff, audit."""
+async def answer_turn(request: AskRequest, engine: AnswerEngine, desk: SupportDesk, scope: Scope) -> AskResponse:
+    """One ``/v1/ask`` turn through the desk, within the caller's ``scope``: context, answer, triage,
+    handoff, audit."""
     reply = await run_in_threadpool(
         desk.ask,
         engine,
@@ -88,6 +97,7 @@ async def answer_turn(request: AskRequest, engine: AnswerEngine, desk: SupportDe
         language=request.language,
         escalate=request.escalate,
         customer=request.customer,
+        scope=scope,
     )
     return AskResponse(
         **reply.answer.model_dump(),
@@ -99,6 +109,7 @@ async def answer_turn(request: AskRequest, engine: AnswerEngine, desk: SupportDe
 
 @router.get("/v1/escalations", response_model=EscalationList, responses=_ERRORS)
 async def list_escalations(
+    caller: EscalationsCaller,
     desk: SupportDep,
     status: Annotated[Literal["open", "resolved"] | None, Query()] = None,
     reason: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$", description="A reason code.")] = None,
@@ -108,20 +119,30 @@ async def list_escalations(
 ) -> EscalationList:
     """Escalations, newest first, filtered by status, reason code and language (questions redacted)."""
     total, rows = await run_in_threadpool(
-        desk.store.escalations, status=status, reason=reason, language=language, limit=limit, offset=offset
+        desk.store.escalations,
+        status=status,
+        reason=reason,
+        language=language,
+        limit=limit,
+        offset=offset,
+        tenant=caller.tenant,
     )
     return EscalationList(total=total, escalations=[_summary(row) for row in rows])
 
 
 @router.get("/v1/escalations/{escalation_id}", response_model=EscalationDetail, responses=_ERRORS)
-async def get_escalation(escalation_id: EscalationId, desk: SupportDep, view: View = "redacted") -> EscalationDetail:
+async def get_escalation(
+    escalation_id: EscalationId, caller: EscalationsCaller, desk: SupportDep, view: View = "redacted"
+) -> EscalationDetail:
     """One escalation with its whole handoff record: transcript, attempted answer, sources, metadata."""
-    row = await run_in_threadpool(_find, desk, escalation_id)
+    row = await run_in_threadpool(_find, desk, escalation_id, caller.tenant)
     return _detail(row, view)
 
 
 @router.post("/v1/escalations/{escalation_id}/resolve", response_model=EscalationDetail, responses=_ERRORS)
-async def resolve_escalation(escalation_id: EscalationId, body: ResolveRequest, desk: SupportDep) -> EscalationDetail:
+async def resolve_escalation(
+    escalation_id: EscalationId, body: ResolveRequest, caller: EscalationsCaller, desk: SupportDep
+) -> EscalationDetail:
     """Record the agent's answer; with ``offer_as_faq`` it becomes a FAQ candidate for editors."""
     try:
         row = await run_in_threadpool(
@@ -132,6 +153,7 @@ async def resolve_escalation(escalation_id: EscalationId, body: ResolveRequest, 
             offer_as_faq=body.offer_as_faq,
             document_ids=body.document_ids,
             kb_gap=body.kb_gap,
+            tenant=caller.tenant,
         )
     except EscalationNotFoundError as exc:
         raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
@@ -142,23 +164,26 @@ async def resolve_escalation(escalation_id: EscalationId, body: ResolveRequest, 
 
 @router.get("/v1/faq-candidates", response_model=FaqCandidateList, responses=_ERRORS)
 async def faq_candidates(
+    caller: FaqCaller,
     desk: SupportDep,
     language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> FaqCandidateList:
     """Agents' answers offered as FAQ entries, with a Markdown FAQ draft editors can review and ingest."""
-    rows = await run_in_threadpool(desk.store.faq_candidates, limit)
+    rows = await run_in_threadpool(desk.store.faq_candidates, limit, caller.tenant)
     candidates = [_candidate(row) for row in rows if language is None or row.language == language]
     return FaqCandidateList(candidates=candidates, markdown=faq_markdown(candidates, language or "und"))
 
 
 @router.post("/v1/answers/{answer_id}/feedback", status_code=201, response_model=FeedbackResponse, responses=_ERRORS)
 async def answer_feedback(
-    answer_id: Annotated[str, Path(max_length=64)], body: FeedbackRequest, desk: SupportDep
+    answer_id: Annotated[str, Path(max_length=64)], body: FeedbackRequest, caller: FeedbackCaller, desk: SupportDep
 ) -> FeedbackResponse:
     """Was this answer helpful? Feedback feeds `answerdesk eval import-audit` and the gap report."""
     try:
-        feedback = await run_in_threadpool(desk.store.add_feedback, answer_id, body.helpful, body.comment)
+        feedback = await run_in_threadpool(
+            desk.store.add_feedback, answer_id, body.helpful, body.comment, caller.tenant
+        )
     except AnswerNotFoundError as exc:
         raise NotFoundError(f"no answer {answer_id!r}", "answer_not_found") from exc
     return FeedbackResponse(
@@ -172,13 +197,16 @@ async def answer_feedback(
 
 @router.get("/v1/conversations/{conversation_id}", response_model=ConversationView, responses=_ERRORS)
 async def get_conversation(
-    conversation_id: Annotated[str, Path(max_length=128)], desk: SupportDep, view: View = "redacted"
+    conversation_id: Annotated[str, Path(max_length=128)],
+    caller: ConversationsCaller,
+    desk: SupportDep,
+    view: View = "redacted",
 ) -> ConversationView:
     """A conversation's turns, oldest first."""
-    turns = await run_in_threadpool(desk.store.turns, conversation_id)
+    turns = await run_in_threadpool(desk.store.turns, conversation_id, caller.tenant)
     if not turns:
         raise NotFoundError(f"no conversation {conversation_id!r}", "conversation_not_found")
-    customer = await run_in_threadpool(desk.store.customer, conversation_id)
+    customer = await run_in_threadpool(desk.store.customer, conversation_id, caller.tenant)
     full = view == "full"
     return ConversationView(
         conversation_id=conversation_id,
@@ -210,9 +238,9 @@ def faq_markdown(candidates: list[FaqCandidate], locale: str) -> str:
     return "\n".join(lines)
 
 
-def _find(desk: SupportDesk, escalation_id: str) -> Escalation:
+def _find(desk: SupportDesk, escalation_id: str, tenant: str) -> Escalation:
     try:
-        return desk.store.escalation(escalation_id)
+        return desk.store.escalation(escalation_id, tenant)
     except EscalationNotFoundError as exc:
         raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
 

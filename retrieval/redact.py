@@ -1,8 +1,11 @@
 """PII redaction for whatever leaves the system: e-mails, card numbers, IBANs and phone numbers.
 
-Redaction errs on the safe side: a run of digits that looks like a phone number is masked even when
-it is an order number, and 13-19 digits that fail the card checksum (a mistyped card?) become
-``[NUMBER]``. IBANs are masked when their checksum holds (else the digit rules still apply).
+Candidates are found by shape, then checked: a card number must pass the Luhn check (and start like
+a real card, 2-6), an IBAN its mod-97 check, and a phone-shaped run of digits is left alone when it
+is a date, a time, an IP address, a version, an amount next to a currency sign or code, or an id
+right after a word such as "order", "Bestellung" or "订单". Card-like numbers failing the checksum
+stay readable: they are order or tracking numbers far more often than mistyped cards. Measured on a
+generated multilingual set with ``python -m eval.redaction`` (eval/redaction.py).
 
 Example::
 
@@ -19,22 +22,50 @@ import regex
 
 EMAIL_TOKEN = "[EMAIL]"
 CARD_TOKEN = "[CARD]"
-NUMBER_TOKEN = "[NUMBER]"
 IBAN_TOKEN = "[IBAN]"
 PHONE_TOKEN = "[PHONE]"
 REDACTED_TOKEN = "[REDACTED]"
 
-_EMAIL = regex.compile(r"[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)+")
-# 13-19 digits, optionally grouped by single spaces or dashes.
-_CARD = regex.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_IBAN = regex.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-# An optional international prefix, then digit groups joined by single separators or brackets.
+# Letters and digits of an address, except CJK: Chinese and Japanese text runs right into it.
+_ADDRESS_CHAR = r"[\p{L}\p{N}--\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]"
+_EMAIL = regex.compile(
+    rf"[{_ADDRESS_CHAR}._%+-]+@{_ADDRESS_CHAR}[{_ADDRESS_CHAR}-]*(?:\.[{_ADDRESS_CHAR}-]+)+", regex.V1
+)
 # Latin and Cyrillic letters (not CJK ones, which are written right next to numbers) bound a number.
+_WORD_BEFORE = r"\p{Latin}\p{Cyrillic}\d_"
+# All upper or all lower case (mixed would glue a word to the number); the checksum decides.
+_IBAN = regex.compile(
+    r"(?<![\p{Latin}\d])(?:[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
+    r"|[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?)(?![\p{Latin}\d])"
+)
+# 13-19 digits, plain or in groups joined by one kind of separator. A number that goes on after a
+# space or dash is longer than a card (e.g. a tracking id), but a trailing expiry ("12/27") is fine.
+_CARD = regex.compile(
+    rf"(?<![{_WORD_BEFORE}]|\d[ -])\d{{3,6}}(?:([ -]?)\d{{3,6}})(?:\1\d{{1,6}}){{1,4}}"
+    rf"(?![{_WORD_BEFORE}/]|[ -]\d(?!\d?/))"
+)
+_PHONE_GROUP = r"(?:\(\d{1,5}\)|\d{1,5})"
+# An optional international prefix, then digit groups joined by single separators or brackets. It
+# must not continue a longer number (dates, times, versions, tracking ids) on either side.
 _PHONE = regex.compile(
-    r"(?<![\p{Latin}\p{Cyrillic}\d_/#.,-])(?:\+|00)?\(?\d{1,5}\)?(?:[ .-]?\(?\d{1,5}\)?){1,6}"
-    r"(?![\p{Latin}\p{Cyrillic}\d_])"
+    rf"(?:(?<=tel:)|(?<![{_WORD_BEFORE}/#.,:+-]|\d[ .-]))"
+    rf"(?:\(\+\d{{1,4}}\)[ .-]?|\+|00)?{_PHONE_GROUP}(?:[ .-]?{_PHONE_GROUP}){{1,6}}"
+    rf"(?![{_WORD_BEFORE}]|[.,:/-]?[\p{{Latin}}\d]| \d)"
 )
 _DATE = regex.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+_YEARS = regex.compile(r"(?:19|20)\d\d ?[-–] ?(?:19|20)\d\d")  # 2019-2024
+_IP_ADDRESS = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_VERSION = regex.compile(r"\d+(?:\.\d+)*\.\d(?:\.\d+)*")  # dotted with a one-digit part: 10.0.19045.3693
+_AMOUNT = regex.compile(r"\d{1,3}(?:[ .,]\d{3})+(?:[.,]\d{1,2})?|\d+[.,]\d{1,2}")
+_CURRENCY_AFTER = regex.compile(r"\s?(?:[€$£¥₽元]|EUR|USD|GBP|RUB|CHF|CNY|руб|eur|euro|eiro)", regex.IGNORECASE)
+_CURRENCY_BEFORE = regex.compile(r"(?:[€$£¥₽]|EUR|USD|GBP|CHF)\s?$")
+# Words right before a number that make it an id, in the languages we serve ("phone no." is not one).
+_ID_BEFORE = regex.compile(
+    r"(?:(?<!\p{L})(?:order|invoice|ticket|ref(?:erence)?|tracking|заказ\w*|сч[её]т\w*|pasūtījum\w*|rēķin\w*|"
+    r"bestell\w*|rechnung\w*|sendung\w*|auftrag\w*|kundennummer|commande|facture|pedido|factura)|"
+    r"订单|发票|单号|包裹|编号)[\s.:#№-]*$",
+    regex.IGNORECASE,
+)
 # Customer-metadata keys whose whole value is personal.
 PERSONAL_KEYS = frozenset(
     {"name", "full_name", "first_name", "last_name", "email", "e_mail", "phone", "phone_number", "mobile", "address"}
@@ -63,9 +94,11 @@ def iban_valid(text: str) -> bool:
 
 
 def _card(match: regex.Match[str]) -> str:
-    digits = regex.sub(r"\D", "", match.group())
-    # A failing checksum may be a mistyped card: too long for a phone, still masked.
-    return CARD_TOKEN if luhn_valid(digits) else NUMBER_TOKEN
+    text: str = match.group()
+    digits = regex.sub(r"\D", "", text)
+    if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits):
+        return CARD_TOKEN
+    return text
 
 
 def _iban(match: regex.Match[str]) -> str:
@@ -76,12 +109,21 @@ def _iban(match: regex.Match[str]) -> str:
 def _phone(match: regex.Match[str]) -> str:
     text: str = match.group()
     digits = sum(char.isdigit() for char in text)
-    if _DATE.fullmatch(text.strip()) or not 7 <= digits <= 15:
+    international = text.startswith(("+", "00", "(+"))
+    # E.164 allows 15 digits with the country code; a national number is at most 12.
+    if not 7 <= digits <= (15 if international else 12):
         return text
-    international = text.startswith(("+", "00"))
-    grouped = any(not char.isdigit() for char in text)
-    if not international and not grouped and digits < 8:
+    if not international and text.isdigit() and digits < 8:
         return text  # a bare 7-digit number is more often an id than a phone
+    if any(shape.fullmatch(text) for shape in (_DATE, _YEARS, _IP_ADDRESS, _VERSION)):
+        return text
+    before = match.string[max(0, match.start() - 30) : match.start()]
+    if _AMOUNT.fullmatch(text) and (
+        _CURRENCY_AFTER.match(match.string, match.end()) or _CURRENCY_BEFORE.search(before)
+    ):
+        return text
+    if _ID_BEFORE.search(before):
+        return text
     return PHONE_TOKEN
 
 

@@ -1,6 +1,10 @@
 """Durable support state (SQLite by default, any SQLAlchemy URL): conversations and their turns,
 escalations, the webhook outbox, answer feedback and the audit log.
 
+Everything a customer or an agent can read belongs to a tenant: a conversation is keyed by
+``(tenant, conversation_id)``, so two tenants may use the same id without meeting, and every read the
+API makes names the caller's tenant, so another tenant's id behaves exactly like an unknown one.
+
 One ``/v1/ask`` exchange is written in one transaction (turn, audit row, and when it escalates the
 escalation with its outbox messages), so an escalation is never stored without its deliveries nor
 delivered without being stored (the transactional-outbox pattern).
@@ -28,14 +32,17 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from retrieval.rows import columns_of, record_from_row
+from retrieval.scope import DEFAULT_TENANT
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ class _Base(DeclarativeBase):
 class _ConversationRow(_Base):
     __tablename__ = "support_conversations"
 
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     created_at: Mapped[str] = mapped_column(String(40))
     updated_at: Mapped[str] = mapped_column(String(40))
@@ -62,9 +70,10 @@ class _ConversationRow(_Base):
 
 class _TurnRow(_Base):
     __tablename__ = "support_turns"
-    __table_args__ = (UniqueConstraint("conversation_id", "position"),)
+    __table_args__ = (UniqueConstraint("tenant", "conversation_id", "position"),)
 
     turn_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
     conversation_id: Mapped[str] = mapped_column(String(128), index=True)
     position: Mapped[int] = mapped_column(Integer)
     question: Mapped[str] = mapped_column(Text)
@@ -83,6 +92,7 @@ class _EscalationRow(_Base):
     __tablename__ = "support_escalations"
 
     escalation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
     conversation_id: Mapped[str] = mapped_column(String(128), index=True)
     answer_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -122,6 +132,7 @@ class _FeedbackRow(_Base):
     __tablename__ = "support_feedback"
 
     feedback_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
     answer_id: Mapped[str] = mapped_column(String(64), index=True)
     helpful: Mapped[bool] = mapped_column(Boolean)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -132,6 +143,7 @@ class _AuditRow(_Base):
     __tablename__ = "support_audit"
 
     answer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
     conversation_id: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[str] = mapped_column(String(40), index=True)
     question: Mapped[str] = mapped_column(Text)
@@ -191,6 +203,7 @@ class AuditRecord:
     profile: str
     latency_ms: float
     escalation_id: str | None = None
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,7 @@ class Escalation:
     redacted: dict[str, Any]
     resolved_at: str | None = None
     resolution: dict[str, Any] | None = None
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -256,6 +270,7 @@ class Exchange:
     audit: AuditRecord
     escalation: Escalation | None = None
     messages: list[NewMessage] = field(default_factory=list)
+    tenant: str = DEFAULT_TENANT
 
 
 class EscalationNotFoundError(LookupError):
@@ -281,6 +296,7 @@ class SupportStore:
         self.engine: Engine = create_engine(url)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        _add_tenants(self.engine)
         _Base.metadata.create_all(self.engine)
 
     @contextmanager
@@ -293,22 +309,30 @@ class SupportStore:
 
     # conversations -------------------------------------------------------------------------------
 
-    def turns(self, conversation_id: str) -> list[Turn]:
+    def turns(self, conversation_id: str, tenant: str = DEFAULT_TENANT) -> list[Turn]:
         """The conversation's turns, oldest first (empty for a new conversation)."""
-        query = select(_TurnRow).where(_TurnRow.conversation_id == conversation_id).order_by(_TurnRow.position)
+        query = (
+            select(_TurnRow)
+            .where(_TurnRow.tenant == tenant, _TurnRow.conversation_id == conversation_id)
+            .order_by(_TurnRow.position)
+        )
         with Session(self.engine) as session:
             return [record_from_row(Turn, row) for row in session.scalars(query)]
 
-    def customer(self, conversation_id: str) -> dict[str, Any]:
+    def customer(self, conversation_id: str, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
         with Session(self.engine) as session:
-            row = session.get(_ConversationRow, conversation_id)
+            row = session.get(_ConversationRow, (tenant, conversation_id))
             return dict(row.customer) if row else {}
 
-    def open_escalation(self, conversation_id: str) -> str | None:
+    def open_escalation(self, conversation_id: str, tenant: str = DEFAULT_TENANT) -> str | None:
         """The id of the conversation's open escalation, if any."""
         query = (
             select(_EscalationRow.escalation_id)
-            .where(_EscalationRow.conversation_id == conversation_id, _EscalationRow.status == OPEN)
+            .where(
+                _EscalationRow.tenant == tenant,
+                _EscalationRow.conversation_id == conversation_id,
+                _EscalationRow.status == OPEN,
+            )
             .order_by(_EscalationRow.created_at.desc())
             .limit(1)
         )
@@ -318,10 +342,12 @@ class SupportStore:
     def record_exchange(self, exchange: Exchange, now: float) -> None:
         """Write one exchange atomically: conversation, turn, audit, escalation and its outbox messages."""
         stamp = exchange.turn.created_at
+        tenant = exchange.tenant
         with self._session() as session:
-            conversation = session.get(_ConversationRow, exchange.conversation_id)
+            conversation = session.get(_ConversationRow, (tenant, exchange.conversation_id))
             if conversation is None:
                 conversation = _ConversationRow(
+                    tenant=tenant,
                     conversation_id=exchange.conversation_id,
                     created_at=stamp,
                     updated_at=stamp,
@@ -334,13 +360,14 @@ class SupportStore:
                 conversation.language = exchange.turn.language
                 if exchange.customer:
                     conversation.customer = {**conversation.customer, **exchange.customer}
-            session.add(_TurnRow(conversation_id=exchange.conversation_id, **columns_of(exchange.turn)))
-            session.add(_AuditRow(**columns_of(exchange.audit)))
+            session.add(_TurnRow(tenant=tenant, conversation_id=exchange.conversation_id, **columns_of(exchange.turn)))
+            session.add(_AuditRow(**{**columns_of(exchange.audit), "tenant": tenant}))
             if exchange.escalation is not None:
                 escalation = exchange.escalation
                 session.add(
                     _EscalationRow(
                         escalation_id=escalation.escalation_id,
+                        tenant=tenant,
                         conversation_id=escalation.conversation_id,
                         answer_id=escalation.answer_id,
                         status=escalation.status,
@@ -368,10 +395,11 @@ class SupportStore:
 
     # escalations ---------------------------------------------------------------------------------
 
-    def escalation(self, escalation_id: str) -> Escalation:
+    def escalation(self, escalation_id: str, tenant: str | None = None) -> Escalation:
+        """One escalation; another tenant's is not found (``tenant`` None: any tenant's, for operators)."""
         with Session(self.engine) as session:
             row = session.get(_EscalationRow, escalation_id)
-            if row is None:
+            if row is None or (tenant is not None and row.tenant != tenant):
                 raise EscalationNotFoundError(escalation_id)
             return _escalation(row)
 
@@ -383,9 +411,12 @@ class SupportStore:
         language: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        tenant: str | None = None,
     ) -> tuple[int, list[Escalation]]:
         """Escalations matching every given filter, newest first, with the total count."""
         conditions = []
+        if tenant is not None:
+            conditions.append(_EscalationRow.tenant == tenant)
         if status:
             conditions.append(_EscalationRow.status == status)
         if reason:
@@ -404,13 +435,17 @@ class SupportStore:
             return total, [_escalation(row) for row in session.scalars(query)]
 
     def resolve(
-        self, escalation_id: str, resolution: dict[str, Any], messages: Sequence[NewMessage] = ()
+        self,
+        escalation_id: str,
+        resolution: dict[str, Any],
+        messages: Sequence[NewMessage] = (),
+        tenant: str | None = None,
     ) -> Escalation:
         """Mark an open escalation resolved with the agent's answer (and enqueue ``messages``)."""
         stamp = utc_now()
         with self._session() as session:
             row = session.get(_EscalationRow, escalation_id, with_for_update=True)
-            if row is None:
+            if row is None or (tenant is not None and row.tenant != tenant):
                 raise EscalationNotFoundError(escalation_id)
             if row.status == RESOLVED:
                 raise EscalationResolvedError(escalation_id)
@@ -435,13 +470,15 @@ class SupportStore:
             session.flush()
             return _escalation(row)
 
-    def faq_candidates(self, limit: int = 100) -> list[Escalation]:
+    def faq_candidates(self, limit: int = 100, tenant: str | None = None) -> list[Escalation]:
         """Resolved escalations whose agent offered the answer as a FAQ candidate, newest first."""
         query = (
             select(_EscalationRow)
             .where(_EscalationRow.status == RESOLVED)
             .order_by(_EscalationRow.resolved_at.desc())
         )
+        if tenant is not None:
+            query = query.where(_EscalationRow.tenant == tenant)
         with Session(self.engine) as session:
             rows = [_escalation(row) for row in session.scalars(query)]
         return [row for row in rows if (row.resolution or {}).get("offer_as_faq")][:limit]
@@ -526,12 +563,16 @@ class SupportStore:
 
     # feedback and audit --------------------------------------------------------------------------
 
-    def add_feedback(self, answer_id: str, helpful: bool, comment: str | None) -> Feedback:
-        """Store feedback on an audited answer (several per answer are kept; the latest counts)."""
+    def add_feedback(self, answer_id: str, helpful: bool, comment: str | None, tenant: str | None = None) -> Feedback:
+        """Store feedback on an audited answer (several per answer are kept; the latest counts);
+        only on ``tenant``'s answers when given."""
         with self._session() as session:
-            if session.get(_AuditRow, answer_id) is None:
+            answer = session.get(_AuditRow, answer_id)
+            if answer is None or (tenant is not None and answer.tenant != tenant):
                 raise AnswerNotFoundError(answer_id)
-            row = _FeedbackRow(answer_id=answer_id, helpful=helpful, comment=comment, created_at=utc_now())
+            row = _FeedbackRow(
+                tenant=answer.tenant, answer_id=answer_id, helpful=helpful, comment=comment, created_at=utc_now()
+            )
             session.add(row)
             session.flush()
             return Feedback(row.feedback_id, row.answer_id, row.helpful, row.comment, row.created_at)
@@ -556,9 +597,12 @@ class SupportStore:
         since: str | None = None,
         answer_ids: Sequence[str] | None = None,
         limit: int | None = 100,
+        tenant: str | None = None,
     ) -> list[AuditRecord]:
         """Audited answers matching every filter, newest first."""
         query = select(_AuditRow).order_by(_AuditRow.created_at.desc(), _AuditRow.answer_id)
+        if tenant is not None:
+            query = query.where(_AuditRow.tenant == tenant)
         if statuses:
             query = query.where(_AuditRow.status.in_(list(statuses)))
         if language:
@@ -585,6 +629,35 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _add_tenants(engine: Engine) -> None:
+    """Tables made before tenants existed are rebuilt with a ``tenant`` column (every old row is the
+    default tenant's); a rebuild because the conversations' primary key changes, which SQLite cannot
+    alter. Names in the SQL come from our own table definitions, never from input."""
+    present = set(inspect(engine).get_table_names())
+    for table in _Base.metadata.sorted_tables:
+        if table.name not in present or "tenant" not in table.columns:
+            continue
+        columns = [column["name"] for column in inspect(engine).get_columns(table.name)]
+        if "tenant" in columns:
+            continue
+        if engine.dialect.name != "sqlite":
+            raise RuntimeError(f"support table {table.name} has no tenant column; add it (default 'default')")
+        logger.warning("adding a tenant column to %s (existing rows: tenant %r)", table.name, DEFAULT_TENANT)
+        quote = engine.dialect.identifier_preparer.quote
+        name, old = quote(table.name), quote(f"{table.name}_before_tenants")
+        names = ", ".join(quote(column) for column in columns)
+        with engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE {name} RENAME TO {old}"))
+            for index in inspect(connection).get_indexes(f"{table.name}_before_tenants"):
+                connection.execute(text(f"DROP INDEX {quote(str(index['name']))}"))
+            table.create(connection)
+            connection.execute(
+                text(f"INSERT INTO {name} ({names}, tenant) SELECT {names}, :tenant FROM {old}"),
+                {"tenant": DEFAULT_TENANT},
+            )
+            connection.execute(text(f"DROP TABLE {old}"))
+
+
 def _codes_column(codes: Sequence[str]) -> str:
     return "|" + "|".join(dict.fromkeys(codes)) + "|"
 
@@ -602,6 +675,7 @@ def _escalation(row: _EscalationRow) -> Escalation:
         redacted=dict(row.redacted),
         resolved_at=row.resolved_at,
         resolution=dict(row.resolution) if row.resolution is not None else None,
+        tenant=row.tenant,
     )
 
 

@@ -14,6 +14,7 @@ from api.app import create_app
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from tests.ingest.samples import make_docx, make_pdf
+from tests.keys import bearer, issue_key, unlimited
 
 FAQ = "---\ntitle: Invoices FAQ\ntype: faq\n---\n## Can I get a PDF invoice?\nYes, from the Billing page.\n"
 
@@ -23,7 +24,9 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
         data_dir=tmp_path / "data", max_file_bytes=60_000, max_request_bytes=300_000, sync_upload_bytes=5_000
     )
-    with TestClient(create_app(settings, embedder=HashingEmbedder())) as test_client:
+    settings = unlimited(settings)
+    app = create_app(settings, embedder=HashingEmbedder())
+    with TestClient(app, headers=bearer(issue_key(settings))) as test_client:
         yield test_client
 
 

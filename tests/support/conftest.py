@@ -41,8 +41,12 @@ type: guide
 # Resetting your password
 Click Forgot password on the login page and follow the link we e-mail you.
 """
-# The hashing embedder's cosines are far below e5's, so the profile moves the threshold to match.
-PROFILE = 'name = "hashing"\nscore_midpoint = 0.45\nscore_scale = 0.05\n'
+# The hashing embedder's cosines are far below e5's, so the profile decides on the dense score
+# alone: answerability = sigmoid((score - 0.45) / 0.05).
+PROFILE = (
+    'name = "hashing"\nscore_midpoint = 0.45\n[answerability]\nfeatures = ["dense_top"]\nmeans = [0.45]\n'
+    "scales = [0.05]\ncoefficients = [1.0]\nintercept = 0.0\n"
+)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> bool:

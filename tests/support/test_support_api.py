@@ -13,11 +13,14 @@ from api.app import create_app
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from retrieval.support_store import SupportStore
+from tests.keys import bearer, issue_key, unlimited
 
 
 @pytest.fixture
 def client(fake_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(fake_settings, embedder=HashingEmbedder())) as test_client:
+    settings = unlimited(fake_settings)
+    app = create_app(settings, embedder=HashingEmbedder())
+    with TestClient(app, headers=bearer(issue_key(settings))) as test_client:
         yield test_client
 
 

@@ -20,8 +20,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def engine(kb_settings: Settings) -> AnswerEngine:
+    from retrieval.lexical import LexicalIndex
+
     embedder, store, registry = build_components(kb_settings)
-    return AnswerEngine(embedder, store, kb_settings.load_profile(), registry)
+    lexical = LexicalIndex(kb_settings.lexical_dir)  # as the app builds it
+    return AnswerEngine(embedder, store, kb_settings.load_profile(), registry, lexical=lexical)
 
 
 @pytest.fixture
