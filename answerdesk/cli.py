@@ -17,9 +17,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from answerdesk.keys_cli import keys_app
 from answerdesk.support_cli import register as register_support_commands
 from eval.cli import eval_app
 from retrieval.config import ProfileError, RetrievalProfile, Settings, get_settings, load_settings
+from retrieval.scope import AUDIENCES, DEFAULT_TENANT, PUBLIC, Scope, ScopeError
 
 app = typer.Typer(
     help="AnswerDesk: answers customer questions from your knowledge base, with citations.",
@@ -28,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 register_support_commands(app)  # audit, report, escalations, outbox (answerdesk/support_cli.py)
+app.add_typer(keys_app, name="keys")  # answerdesk/keys_cli.py
 console = Console()
 errors = Console(stderr=True)
 
@@ -42,10 +45,9 @@ def _settings(profile: Path | None = None) -> tuple[Settings, RetrievalProfile]:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from retrieval.logs import configure_logging
+
+    configure_logging(logging.DEBUG if verbose else logging.WARNING)  # JSON lines on stderr, redacted
 
 
 @app.command("prepare-model")
@@ -63,20 +65,29 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
     sync: Annotated[bool, typer.Option(help="Remove documents whose files are gone from these folders.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    tenant: Annotated[str, typer.Option(help="The tenant the documents belong to.")] = DEFAULT_TENANT,
+    audience: Annotated[
+        str, typer.Option(help="Audience of documents whose front matter names none: public or internal.")
+    ] = PUBLIC,
 ) -> None:
     """Parse, chunk, embed and store documents; unchanged ones are skipped.
 
     Exits with 1 when any file failed (each failure is listed with its reason), else 0.
     """
-    from ingest.pipeline import Outcome, build_ingestor
+    from ingest.pipeline import Outcome, Placement, build_ingestor
     from ingest.report import ProgressBars, summary_tables, timing_line
     from retrieval.engine import build_components
 
+    try:
+        placement = Placement(tenant, audience)
+    except ScopeError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     settings, profile = _settings()
     embedder, store, registry = build_components(settings)
     ingestor = build_ingestor(settings, profile, embedder, store, registry)
     with ProgressBars() as bars:
-        results = ingestor.ingest(paths, sync=sync, dry_run=dry_run, progress=bars)
+        results = ingestor.ingest(paths, sync=sync, dry_run=dry_run, progress=bars, placement=placement)
     for table in summary_tables(results, dry_run=dry_run):
         console.print(table)
     if not dry_run:
@@ -111,9 +122,19 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from retrieval.logs import configure_logging
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info")
+    configure_logging(settings.log_level)
+    # Our JSON handler gets uvicorn's records too (log_config=None); api/access_log.py writes the access log.
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
 
 
 @app.command()
@@ -121,14 +142,16 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly the API's JSON.")] = False,
     language: Annotated[str | None, typer.Option(help="The question's language (ISO 639-1).")] = None,
+    tenant: Annotated[str, typer.Option(help="Answer from this tenant's documents.")] = DEFAULT_TENANT,
+    internal: Annotated[bool, typer.Option(help="Also use internal documents (as an agent would).")] = False,
 ) -> None:
-    """Answer one question from the ingested knowledge base."""
+    """Answer one question from the ingested knowledge base (public documents unless ``--internal``)."""
     import uuid
 
     from pydantic import ValidationError
 
     from api.models import AskRequest, AskResponse
-    from retrieval.engine import AnswerEngine, build_components
+    from retrieval.engine import build_components, build_engine
 
     try:
         request = AskRequest(question=question, language=language)
@@ -138,7 +161,9 @@ def ask(
         raise typer.Exit(2) from exc
     settings, profile = _settings()
     embedder, store, registry = build_components(settings)
-    answer = AnswerEngine(embedder, store, profile, registry).ask(request.question, request.language)
+    scope = Scope(tenant=tenant, audiences=frozenset(AUDIENCES if internal else (PUBLIC,)))
+    engine = build_engine(settings, profile, embedder, store, registry)
+    answer = engine.ask(request.question, request.language, scope)
     response = AskResponse(**answer.model_dump(), conversation_id=uuid.uuid4().hex)
     if as_json:
         print(response.model_dump_json(indent=2))

@@ -7,7 +7,11 @@
   filled with the real passage embeddings from the ingest step, repeated with Gaussian noise
   (σ = ``NOISE`` per dimension, cosine ≈ 0.93 to the source vector) and re-normalised. Questions are
   real eval questions, embedded live. Both systems take each question in turn, alternating who
-  goes first. "search" times the vector store query alone with a precomputed question vector.
+  goes first. "search" times the vector store query alone with a precomputed question vector;
+  "retrieve" the /v1/ask retrieval path: language detection, question embedding and the retriever
+  (AnswerDesk: dense + lexical legs, fusion, localized versions; the peer: its retriever).
+- AnswerDesk writes through the Publisher into Chroma, the registry and the lexical index, as
+  ingestion does, so its reads pay for the live-version checks and the lexical leg.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -62,26 +67,78 @@ def _timed(action: Callable[[], object]) -> float:
 
 class _AnswerDeskSide:
     def __init__(self, workdir: Path, embedder: Embedder, profile: RetrievalProfile) -> None:
+        from retrieval.embedding_cache import CachingEmbedder
         from retrieval.engine import AnswerEngine
+        from retrieval.evidence import SentenceScorer
+        from retrieval.lexical import LexicalIndex
+        from retrieval.publish import Publisher
+        from retrieval.registry import DocumentRegistry
         from retrieval.store import ChromaStore
 
         self.embedder = embedder
         self.profile = profile
         self.store = ChromaStore(workdir / "answerdesk", "bench")
-        self.engine = AnswerEngine(embedder, self.store, profile)
+        self.registry = DocumentRegistry(f"sqlite:///{workdir / 'answerdesk-registry.db'}")
+        self.lexical = LexicalIndex(workdir / "answerdesk-lexical", background_rebuild=False)
+        self.publisher = Publisher(self.registry, [self.store, self.lexical])
+        # Sentence evidence comes from a cache filled at ingestion, as in production (ingest/pipeline.py).
+        sentences = CachingEmbedder(embedder, workdir / "sentences.sqlite3", f"bench:{type(embedder).__name__}")
+        self.sentences = SentenceScorer(sentences)
+        self.engine = AnswerEngine(
+            embedder, self.store, profile, self.registry, lexical=self.lexical, sentence_embedder=sentences
+        )
         self.embeddings: list[Matrix] = []
 
     def ingest(self, documents: Sequence[Document]) -> None:
         chunks = chunk_documents(documents, self.embedder, self.profile)
         vectors = self.embedder.embed_documents([chunk.embedding_text for chunk in chunks])
-        self.store.upsert(chunks, vectors)
+        self.sentences.warm(chunks)
+        self._publish(chunks, vectors)
         self.embeddings.append(vectors)
 
     def add_vectors(self, chunks: Sequence[Chunk], vectors: Matrix) -> None:
-        self.store.upsert(chunks, vectors)
+        self._publish(chunks, vectors)
+
+    def _publish(self, chunks: Sequence[Chunk], vectors: Matrix) -> None:
+        """Version 1 of each chunk's document, through the Publisher (store, registry, lexical index)."""
+        from retrieval.publish import Publication
+        from retrieval.registry import DocumentRecord
+
+        rows: dict[str, list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            rows.setdefault(chunk.document_id, []).append(row)
+        self.publisher.publish(
+            [
+                Publication(
+                    DocumentRecord(
+                        document_id=document_id,
+                        title="",
+                        source="",
+                        language=chunks[ids[0]].language,
+                        kind="text",
+                        content_hash="",
+                        version=1,
+                        chunk_ids=[chunks[row].chunk_id for row in ids],
+                        updated_at="",
+                    ),
+                    [replace(chunks[row], version=1) for row in ids],
+                    vectors[ids],
+                )
+                for document_id, ids in rows.items()
+            ]
+        )
 
     def ask(self, question: str) -> None:
         self.engine.ask(question)
+
+    def retrieve(self, question: str) -> None:
+        from retrieval.language import UNKNOWN, detect_language
+
+        language = detect_language(question)
+        self.engine.retriever.retrieve(question, "en" if language == UNKNOWN else language)
+
+    def refresh(self) -> None:
+        self.lexical.refresh()
 
     def search(self, vector: np.ndarray) -> None:
         self.store.query(vector.astype(np.float32), self.profile.top_k * 3)
@@ -138,6 +195,12 @@ class _PeerSide:
             self.system = self._system_type(self.index, self.profile.top_k, self.profile.score_midpoint)
         self.system.ask(question)
 
+    def retrieve(self, question: str) -> None:
+        self.ask(question)  # the peer's question path is its retriever and the cutoff
+
+    def refresh(self) -> None:
+        """Nothing to rebuild."""
+
     def search(self, vector: np.ndarray) -> None:
         from llama_index.core.vector_stores.types import VectorStoreQuery
 
@@ -158,20 +221,26 @@ def _ingest_rounds(sides: dict[str, Any], documents: Sequence[Document], rounds:
     return {name: len(documents) / spent for name, spent in seconds.items()}
 
 
-def _synthetic(base: Matrix, texts: Sequence[str], start: int, stop: int) -> tuple[list[Chunk], Matrix]:
+def _synthetic(base: Matrix, texts: Sequence[tuple[str, str]], start: int, stop: int) -> tuple[list[Chunk], Matrix]:
     """Chunks ``start..stop`` made from real vectors plus noise (see the module docstring)."""
     rng = np.random.default_rng((SEED, start))
     rows = np.arange(start, stop) % len(base)
     vectors = base[rows] + rng.normal(0.0, NOISE, size=(stop - start, base.shape[1])).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     chunks = [
-        Chunk(chunk_id=f"bench/{i}", document_id=f"bench/{i // 4}", text=texts[i % len(texts)], title="", language="en")
+        Chunk(
+            chunk_id=f"bench/{i}",
+            document_id=f"bench/{i // 4}",
+            text=texts[i % len(texts)][0],
+            title="",
+            language=texts[i % len(texts)][1],
+        )
         for i in range(start, stop)
     ]
     return chunks, vectors.astype(np.float32)
 
 
-def _fill(side: Any, name: str, base: Matrix, texts: Sequence[str], size: int) -> None:
+def _fill(side: Any, name: str, base: Matrix, texts: Sequence[tuple[str, str]], size: int) -> None:
     """Add synthetic chunks to ``side`` until it holds ``size``."""
     start = side.count()
     with tqdm(total=max(size - start, 0), desc=f"{name}: filling to {size}", unit="chunk") as bar:
@@ -179,11 +248,15 @@ def _fill(side: Any, name: str, base: Matrix, texts: Sequence[str], size: int) -
             batch_stop = min(batch_start + _ADD_BATCH, size)
             side.add_vectors(*_synthetic(base, texts, batch_start, batch_stop))
             bar.update(batch_stop - batch_start)
+    started = time.perf_counter()
+    side.refresh()  # the lexical matrices are rebuilt before timing queries
+    logger.info("%s: index refreshed at %d chunks in %.1f s", name, size, time.perf_counter() - started)
 
 
 def _latencies(sides: dict[str, Any], questions: Sequence[str], embedder: Embedder) -> dict[str, dict[str, float]]:
     names = list(sides)
     ask_ms: dict[str, list[float]] = {name: [] for name in names}
+    retrieve_ms: dict[str, list[float]] = {name: [] for name in names}
     search_ms: dict[str, list[float]] = {name: [] for name in names}
     for question in questions[:3]:  # untimed: the first questions load lazy models (language ID)
         for side in sides.values():
@@ -193,11 +266,14 @@ def _latencies(sides: dict[str, Any], questions: Sequence[str], embedder: Embedd
         vector = embedder.embed_query(question)
         for name in order:
             ask_ms[name].append(_timed(partial(sides[name].ask, question)) * 1000)
+            retrieve_ms[name].append(_timed(partial(sides[name].retrieve, question)) * 1000)
             search_ms[name].append(_timed(partial(sides[name].search, vector)) * 1000)
     return {
         name: {
             "ask_p50_ms": percentile(ask_ms[name], 50),
             "ask_p95_ms": percentile(ask_ms[name], 95),
+            "retrieve_p50_ms": percentile(retrieve_ms[name], 50),
+            "retrieve_p95_ms": percentile(retrieve_ms[name], 95),
             "search_p50_ms": percentile(search_ms[name], 50),
             "search_p95_ms": percentile(search_ms[name], 95),
         }
@@ -234,7 +310,10 @@ def run_bench(
         report["ingest_ratio_answerdesk_over_llamaindex"] = throughput["answerdesk"] / throughput["llamaindex"]
         report["ingested_chunks"] = {name: side.count() for name, side in sides.items()}
         base = np.concatenate(sides["answerdesk"].embeddings)
-        texts = [document.sections[0].blocks[0] if document.sections else document.title for document in documents]
+        texts = [
+            (document.sections[0].blocks[0] if document.sections else document.title, document.language)
+            for document in documents
+        ]
         for size in sorted(sizes):
             for name, side in sides.items():
                 _fill(side, name, base, texts, size)

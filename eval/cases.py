@@ -18,6 +18,8 @@ class EvalCase(BaseModel):
     gold_chunk_ids: list[str] | None = None
     answer_spans: list[str] | None = None
     should_abstain: bool = False
+    # Answer only from these documents (NoMIRACL's 10 passages per query); None = the whole corpus.
+    allowed_document_ids: list[str] | None = None
 
 
 class EvalSetError(ValueError):

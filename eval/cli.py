@@ -5,7 +5,7 @@ Examples::
     answerdesk eval run --suite sample --out eval-out/sample
     answerdesk eval run --suite xquad-r:ru-en --system all --out eval-out/xquad-ru-en
     answerdesk eval compare eval-out/a eval-out/b
-    answerdesk eval calibrate --suite sample --suite xquad-r-abstain:de-en --target-precision 0.8 --out fitted.toml
+    answerdesk eval calibrate --suite sample --suite xquad-r-abstain:de-en --out fitted.toml
     answerdesk eval sweep --suite xquad-r:de-en --grid top_k=4,8 --grid score_midpoint=0.84,0.86
     answerdesk eval bench --passages 2000
 """
@@ -62,10 +62,12 @@ def _load(profile: Path | None) -> tuple[Settings, RetrievalProfile]:
 
 
 def _systems(names: Sequence[str]) -> list[str]:
+    from eval.systems import SYSTEMS  # "all" is the four compared systems; the variants are named
+
     chosen = list(SYSTEM_NAMES) if "all" in names else list(dict.fromkeys(names))
-    unknown = [name for name in chosen if name not in SYSTEM_NAMES]
+    unknown = [name for name in chosen if name not in SYSTEMS]
     if unknown:
-        raise _fail(f"unknown system {unknown[0]!r}; choose from {', '.join(SYSTEM_NAMES)} or all")
+        raise _fail(f"unknown system {unknown[0]!r}; choose from {', '.join(SYSTEMS)} or all")
     return chosen
 
 
@@ -92,7 +94,7 @@ def _suites(names: Sequence[str], settings: Settings, limit: int | None, **sampl
 @eval_app.command("run")
 def eval_run(
     suite: SuiteOption = ["sample"],  # noqa: B006 - typer reads the default, nothing mutates it
-    system: Annotated[list[str], typer.Option(help="answerdesk, llamaindex, dense, bm25 or all (repeatable).")] = [  # noqa: B006
+    system: Annotated[list[str], typer.Option(help="eval/systems.py names (repeatable); all = the four compared.")] = [  # noqa: B006
         "answerdesk"
     ],
     profile: ProfileOption = None,
@@ -202,42 +204,57 @@ def eval_compare(
 @eval_app.command("calibrate")
 def eval_calibrate(
     suite: SuiteOption,
-    out: Annotated[Path, typer.Option(help="Profile file to write (TOML).")],
-    target_precision: Annotated[float, typer.Option(help="Wanted share of answers that are right.")] = 0.9,
+    out: Annotated[Path, typer.Option(help="Profile file to write (TOML); the held-out report goes beside it (.md).")],
+    target_precision: Annotated[
+        float | None,
+        typer.Option(help="Set min_confidence to the lowest probability whose answers are right this often "
+        "(on cross-validated probabilities, suites weighted equally). Default: keep the profile's."),
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds for the held-out figures.")] = 5,
+    write_default: Annotated[
+        bool, typer.Option(help="Also write the fitted model as the packaged default (retrieval/answerability.toml).")
+    ] = False,
     profile: ProfileOption = None,
     name: Annotated[str, typer.Option(help="Name of the written profile.")] = "calibrated",
     limit: LimitOption = None,
 ) -> None:
-    """Fit the abstention threshold (and the confidence slope) to hit a target answered-precision.
+    """Fit the answerability model (logistic regression over retrieval features) on labelled suites.
 
     Test sets (nomiracl) are refused: calibrate on the sample set and public dev data.
     """
-    from eval.calibrate import fit_profile, profile_to_toml
+    import tempfile
+
+    from eval.calibrate import calibrate, collect_cases, model_to_toml, profile_to_toml
     from eval.datasets import TEST_ONLY_PREFIXES
-    from eval.run import build_embedder, run_suite
+    from eval.run import build_embedder
+    from retrieval.answerability import DEFAULT_MODEL_PATH
 
     forbidden = [name for name in suite if name.startswith(TEST_ONLY_PREFIXES)]
     if forbidden:
         raise _fail(f"{forbidden[0]} is a test set: calibrate on other suites and only report it")
-    if not 0 < target_precision < 1:
+    if target_precision is not None and not 0 < target_precision < 1:
         raise _fail("--target-precision must be between 0 and 1")
     settings, base = _load(profile)
     embedder = build_embedder(settings, cache_queries=True)
-    scores: list[float] = []
-    correct: list[bool] = []
+    cases = []
     for loaded in _suites(suite, settings, limit):
         console.print(f"[bold]{loaded.name}[/bold]: {len(loaded.cases)} cases")
-        _, results = run_suite(loaded, "answerdesk", base, embedder)
-        for result in results:
-            scores.append(result.top_score if math.isfinite(result.top_score) else -1.0)
-            correct.append(result.correct_if_answered)
-    if not scores:
-        raise _fail("no cases to calibrate on")
-    fit = fit_profile(base, scores, correct, target_precision, name)
+        with tempfile.TemporaryDirectory(prefix="answerdesk-calibrate-") as scratch:
+            cases += collect_cases(loaded, base, embedder, Path(scratch))
+    try:
+        result = calibrate(cases, base, name, folds, target_precision)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(profile_to_toml(fit.profile, comment=fit.describe()), encoding="utf-8")
-    console.print(fit.describe())
-    console.print(f"wrote {out}")
+    out.write_text(profile_to_toml(result.profile, comment=result.header), encoding="utf-8")
+    report = out.with_suffix(".md")
+    report.write_text(result.report, encoding="utf-8")
+    if write_default:
+        comment = f"{result.header}\nHeld-out figures: {report}."
+        DEFAULT_MODEL_PATH.write_text(model_to_toml(result.profile.answerability, comment), encoding="utf-8")
+        console.print(f"wrote the default model {DEFAULT_MODEL_PATH}")
+    console.print(result.report)
+    console.print(f"wrote {out} and {report}")
 
 
 @eval_app.command("sweep")
@@ -312,3 +329,8 @@ def eval_bench(
 from eval.audit_import import import_audit_command  # noqa: E402
 
 eval_app.command("import-audit")(import_audit_command)
+
+# Per-kind recall and precision of PII redaction on a generated set (eval/redaction.py).
+from eval.redaction import redaction_command  # noqa: E402
+
+eval_app.command("redaction")(redaction_command)

@@ -7,7 +7,8 @@ each folder's README documents its license and protocol. Suite names::
     sample                    data/kb + data/eval/sample_qa_*.jsonl
     xquad-r:Q-C               questions in Q against the 240 paragraphs in C (gold = the paragraph)
     xquad-r-abstain:Q-C       as above, articles with index ≡ 0 mod 5 removed; their questions must abstain
-    nomiracl[:LANG]           pooled judged passages; non-relevant queries must abstain (a test set)
+    nomiracl[:LANG]           each query against its own 10 judged passages; non-relevant must abstain (a test set)
+    nomiracl-pooled[:LANG]    every judged passage in one corpus, retrieved from for each query (a test set)
     squad2                    646 paragraphs; unanswerable questions must abstain
     covid-faq:LANG            FAQ entries (en or de), paraphrased questions; gold = the matching entry
     clinc150                  one FAQ entry per in-scope intent from its training utterances; OOS must abstain
@@ -87,9 +88,9 @@ def load_suite(
     if kind in ("xquad-r", "xquad-r-abstain"):
         question_lang, corpus_lang = _pair(name, arg)
         return _xquad(root / "xquad-r", question_lang, corpus_lang, abstain=kind == "xquad-r-abstain")
-    if kind == "nomiracl":
+    if kind in ("nomiracl", "nomiracl-pooled"):
         languages = (_one_of(name, arg, NOMIRACL_LANGUAGES),) if arg else NOMIRACL_LANGUAGES
-        return _nomiracl(root / "nomiracl-subset", languages, name)
+        return _nomiracl(root / "nomiracl-subset", languages, name, per_query=kind == "nomiracl")
     if kind == "squad2" and not arg:
         return _squad2(root / "squad2-dev-cs224n")
     if kind == "covid-faq":
@@ -206,16 +207,22 @@ def _xquad(folder: Path, question_lang: str, corpus_lang: str, abstain: bool) ->
     return Suite(f"{kind}:{question_lang}-{corpus_lang}", documents, cases, protocol)
 
 
-def _nomiracl(folder: Path, languages: tuple[str, ...], name: str) -> Suite:
-    """One pooled corpus of every judged passage; relevant queries have unknown gold passages."""
+def _nomiracl(folder: Path, languages: tuple[str, ...], name: str, per_query: bool) -> Suite:
+    """Every judged passage in one corpus; relevant queries have unknown gold passages.
+
+    Per query (the dataset's main use), a case may only be answered from its own 10 passages, the
+    "retrieved context" the paper hands its models; pooled, each query retrieves from all of them.
+    """
     documents: dict[str, Document] = {}
     cases = []
     for row in _read_jsonl(folder / "nomiracl_test_5lang_with_text.jsonl.gz"):
         language = row["lang"]
         if language not in languages:
             continue
+        passage_ids = []
         for passage in row["passages"]:
             document_id = f"nomiracl/{language}/{passage['docid']}"
+            passage_ids.append(document_id)
             if document_id not in documents:
                 documents[document_id] = _passage(document_id, "", passage["text"], language, "nomiracl")
         cases.append(
@@ -224,9 +231,14 @@ def _nomiracl(folder: Path, languages: tuple[str, ...], name: str) -> Suite:
                 question=row["query"],
                 language=language,
                 should_abstain=not row["answer_in_passages"],
+                allowed_document_ids=passage_ids if per_query else None,
             )
         )
-    protocol = "test set: retrieve from the pooled judged passages; abstain on non-relevant queries"
+    protocol = (
+        "test set: each query answers from its own 10 judged passages or abstains (non-relevant queries must)"
+        if per_query
+        else "test set: retrieve from the pooled judged passages; abstain on non-relevant queries"
+    )
     return Suite(name, list(documents.values()), cases, protocol)
 
 

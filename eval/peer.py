@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 from eval.systems import BuildContext, Prediction
@@ -78,6 +78,9 @@ def llamaindex_documents(documents: Sequence[Document]) -> list[Any]:
     hidden = ["document_id", "language"]
     return [
         LlamaDocument(
+            # LlamaIndex stores its document id as the Chroma metadata key "document_id", over ours:
+            # give it ours, so a metadata filter on document_id (the per-query protocol) matches.
+            id_=document.document_id,
             text=render_text(document),
             metadata={"document_id": document.document_id, "language": document.language}
             | ({"title": document.title} if document.title else {}),
@@ -105,11 +108,14 @@ class LlamaIndexSystem:
     def __init__(self, index: Any, top_k: int, cutoff_cosine: float) -> None:
         from llama_index.core.postprocessor import SimilarityPostprocessor
 
+        self.index = index
+        self.top_k = top_k
         self.retriever = index.as_retriever(similarity_top_k=top_k)
         self.postprocessor = SimilarityPostprocessor(similarity_cutoff=similarity_from_cosine(cutoff_cosine))
 
-    def ask(self, question: str) -> Prediction:
-        nodes = self.retriever.retrieve(question)
+    def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
+        retriever = self.retriever if document_ids is None else self._restricted_retriever(document_ids)
+        nodes = retriever.retrieve(question)
         kept = self.postprocessor.postprocess_nodes(nodes)
         hits = [_hit(node) for node in nodes]
         return Prediction(
@@ -119,6 +125,14 @@ class LlamaIndexSystem:
             cited_document_ids=[str(node.node.metadata["document_id"]) for node in kept],
             confidence=min(max(hits[0].score, 0.0), 1.0) if hits else 0.0,
         )
+
+
+    def _restricted_retriever(self, document_ids: Collection[str]) -> Any:
+        """A retriever limited to ``document_ids`` by a metadata filter (applied inside Chroma)."""
+        from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
+
+        only = MetadataFilter(key="document_id", value=sorted(document_ids), operator=FilterOperator.IN)
+        return self.index.as_retriever(similarity_top_k=self.top_k, filters=MetadataFilters(filters=[only]))
 
 
 def _hit(node: Any) -> Hit:

@@ -101,7 +101,7 @@ def run_cases(answerer: Answerer, cases: Sequence[EvalCase], show_progress: bool
     results = []
     for case in tqdm(cases, desc="questions", unit="q", disable=not show_progress):
         started = time.perf_counter()
-        prediction = answerer.ask(case.question)
+        prediction = answerer.ask(case.question, case.allowed_document_ids)
         elapsed_ms = (time.perf_counter() - started) * 1000
         results.append(
             CaseResult(

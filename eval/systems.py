@@ -1,6 +1,11 @@
 """The systems an eval suite can run through, each built over the suite's documents in a scratch folder.
 
-- ``answerdesk``: our pipeline: structure-aware chunks in Chroma, the AnswerEngine's decision and citations.
+- ``answerdesk``: our pipeline: structure-aware chunks published to Chroma, the registry and the lexical
+  index as ingestion does, the AnswerEngine's hybrid retrieval, decision and citations.
+- ``answerdesk-dense``: the same without the lexical leg and without preferring localized versions
+  (the engine before hybrid retrieval).
+- ``lexical``: the engine's lexical leg alone (retrieval/lexical.py, language-aware analysis); like
+  ``bm25`` it abstains only when nothing matches.
 - ``dense``: the same chunks and embedder, exact cosine search in numpy, abstain below ``score_midpoint``.
 - ``bm25``: the same chunks, lexical BM25 (bm25s); abstains only when no query term is in the corpus.
 - ``llamaindex``: the peer, a plain LlamaIndex pipeline (eval/peer.py).
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +28,10 @@ from eval.metrics import unique_in_order
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import Embedder, Matrix
 from retrieval.engine import AnswerEngine
+from retrieval.lexical import LexicalIndex
+from retrieval.registry import DocumentRegistry
+from retrieval.scope import Scope
+from retrieval.store import ChromaStore
 from retrieval.types import Chunk, Document, Hit, Status
 
 logger = logging.getLogger(__name__)
@@ -52,8 +61,8 @@ class Prediction:
 class Answerer(Protocol):
     """A system, built and ready for questions."""
 
-    def ask(self, question: str) -> Prediction:
-        """Answer or abstain on one question."""
+    def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
+        """Answer or abstain on one question, only from ``document_ids`` when given."""
         ...
 
 
@@ -104,8 +113,9 @@ class AnswerDeskSystem:
     def with_profile(self, profile: RetrievalProfile) -> AnswerDeskSystem:
         return AnswerDeskSystem(self._factory, profile)
 
-    def ask(self, question: str) -> Prediction:
-        answer, hits = self.engine.ask_with_hits(question)
+    def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
+        scope = None if document_ids is None else Scope.everything().narrowed(document_ids=document_ids)
+        answer, hits = self.engine.ask_with_hits(question, scope=scope)
         return Prediction(
             answered=answer.status == Status.ANSWERED,
             ranked_chunks=hits,
@@ -115,15 +125,66 @@ class AnswerDeskSystem:
         )
 
 
-def build_answerdesk(documents: Sequence[Document], context: BuildContext) -> AnswerDeskSystem:
-    from retrieval.store import ChromaStore
-
+def build_answerdesk(
+    documents: Sequence[Document], context: BuildContext, hybrid: bool = True
+) -> AnswerDeskSystem:
+    """The engine over a scratch data dir, written through the Publisher as ingestion writes it."""
     chunks = chunk_documents(documents, context.embedder, context.profile)
     embeddings = embed_passages(context.embedder, [chunk.embedding_text for chunk in chunks], context.show_progress)
-    store = ChromaStore(context.workdir / "answerdesk-chroma", "eval")
-    store.upsert(chunks, embeddings)
+    lexical = LexicalIndex(context.workdir / "answerdesk-lexical", background_rebuild=False) if hybrid else None
+    store, registry = _published(documents, chunks, embeddings, context.workdir, lexical)
+    if lexical is not None:
+        lexical.refresh()  # build the BM25 matrices now, not on the first question
     logger.info("answerdesk: %d documents, %d chunks", len(documents), len(chunks))
-    return AnswerDeskSystem(lambda profile: AnswerEngine(context.embedder, store, profile), context.profile)
+
+    def engine(profile: RetrievalProfile) -> AnswerEngine:
+        if not hybrid:
+            profile = profile.model_copy(update={"lexical_weight": 0.0, "prefer_localized": False})
+        return AnswerEngine(context.embedder, store, profile, registry, lexical=lexical)
+
+    return AnswerDeskSystem(engine, context.profile)
+
+
+def build_answerdesk_dense(documents: Sequence[Document], context: BuildContext) -> AnswerDeskSystem:
+    return build_answerdesk(documents, context, hybrid=False)
+
+
+def _published(
+    documents: Sequence[Document],
+    chunks: Sequence[Chunk],
+    embeddings: Matrix,
+    workdir: Path,
+    lexical: LexicalIndex | None,
+) -> tuple[ChromaStore, DocumentRegistry]:
+    """A store and registry (and ``lexical``) holding ``chunks`` as version 1 of their documents."""
+    from retrieval.publish import Publication, Publisher
+    from retrieval.registry import DocumentRecord
+
+    store = ChromaStore(workdir / "answerdesk-chroma", "eval")
+    registry = DocumentRegistry(f"sqlite:///{workdir / 'answerdesk-registry.db'}")
+    rows: dict[str, list[int]] = {}
+    for row, chunk in enumerate(chunks):
+        rows.setdefault(chunk.document_id, []).append(row)
+    publications = [
+        Publication(
+            DocumentRecord(
+                document.document_id,
+                document.title,
+                document.source,
+                document.language,
+                document.kind,
+                document.content_hash,
+                1,
+                [chunks[row].chunk_id for row in rows.get(document.document_id, [])],
+                "",
+            ),
+            [chunks[row] for row in rows.get(document.document_id, [])],
+            embeddings[rows.get(document.document_id, [])],
+        )
+        for document in documents
+    ]
+    Publisher(registry, [store] if lexical is None else [store, lexical]).publish(publications)
+    return store, registry
 
 
 class DenseSystem:
@@ -136,8 +197,8 @@ class DenseSystem:
         self.top_k = top_k
         self.threshold = threshold
 
-    def ask(self, question: str) -> Prediction:
-        scores = self.matrix @ self.embedder.embed_query(question)
+    def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
+        scores = _restricted(self.matrix @ self.embedder.embed_query(question), self.chunks, document_ids)
         top = _top_indices(scores, self.top_k)
         hits = [Hit(self.chunks[i], float(scores[i])) for i in top]
         answered = bool(hits) and hits[0].score >= self.threshold
@@ -178,11 +239,11 @@ class BM25System:
         self.index.index([lexical_tokens(chunk.embedding_text) for chunk in chunks], show_progress=False)
         self.vocabulary: dict[str, int] = self.index.vocab_dict
 
-    def ask(self, question: str) -> Prediction:
+    def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
         tokens = [token for token in lexical_tokens(question) if token in self.vocabulary]
         if not tokens:
             return Prediction(False, [], [], [], 0.0)
-        scores = np.asarray(self.index.get_scores(tokens), dtype=np.float32)
+        scores = _restricted(np.asarray(self.index.get_scores(tokens), dtype=np.float32), self.chunks, document_ids)
         top = [i for i in _top_indices(scores, self.top_k) if scores[i] > 0]
         hits = [Hit(self.chunks[i], float(scores[i])) for i in top]
         if not hits:
@@ -197,12 +258,57 @@ def build_bm25(documents: Sequence[Document], context: BuildContext) -> BM25Syst
     return BM25System(chunk_documents(documents, context.embedder, context.profile), context.profile.top_k)
 
 
+class LexicalSystem:
+    """The engine's lexical leg alone; like ``bm25`` it answers whenever a term matches."""
+
+    def __init__(self, index: LexicalIndex, chunks: Sequence[Chunk], top_k: int) -> None:
+        self.index = index
+        self.chunks = {chunk.chunk_id: chunk for chunk in chunks}
+        self.top_k = top_k
+
+    def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
+        from retrieval.analysis import analyze
+        from retrieval.language import UNKNOWN, detect_language
+
+        language = detect_language(question)
+        scope = Scope.everything()
+        if document_ids is not None:
+            scope = scope.narrowed(document_ids=document_ids)
+        terms = analyze(question, "en" if language == UNKNOWN else language)
+        hits = [
+            Hit(self.chunks[match.chunk_id], match.score, lexical_score=match.score)
+            for match in self.index.search(terms, self.top_k, scope)
+        ]
+        if not hits:
+            return Prediction(False, [], [], [], 0.0)
+        best = hits[0]
+        confidence = 1.0 - math.exp(-best.score / 10.0)  # an ordering for risk-coverage, as for bm25
+        return Prediction(True, hits, [best.chunk.chunk_id], [best.chunk.document_id], confidence)
+
+
+def build_lexical(documents: Sequence[Document], context: BuildContext) -> LexicalSystem:
+    chunks = chunk_documents(documents, context.embedder, context.profile)
+    index = LexicalIndex(context.workdir / "lexical", background_rebuild=False)
+    index.upsert(chunks)
+    index.refresh()
+    return LexicalSystem(index, chunks, context.profile.top_k)
+
+
 def _top_indices(scores: np.ndarray, k: int) -> list[int]:
-    if len(scores) == 0:
+    k = min(k, int(np.isfinite(scores).sum()))
+    if k <= 0:
         return []
-    k = min(k, len(scores))
     candidates = np.argpartition(-scores, k - 1)[:k]
     return [int(i) for i in candidates[np.argsort(-scores[candidates], kind="stable")]]
+
+
+def _restricted(scores: np.ndarray, chunks: Sequence[Chunk], document_ids: Collection[str] | None) -> np.ndarray:
+    """``scores`` with chunks outside ``document_ids`` set to -inf (never ranked); all when None."""
+    if document_ids is None:
+        return scores
+    allowed = set(document_ids)
+    inside = np.fromiter((chunk.document_id in allowed for chunk in chunks), dtype=bool, count=len(chunks))
+    return np.where(inside, scores, -np.inf).astype(scores.dtype)
 
 
 def _build_llamaindex(documents: Sequence[Document], context: BuildContext) -> Answerer:
@@ -213,6 +319,8 @@ def _build_llamaindex(documents: Sequence[Document], context: BuildContext) -> A
 
 SYSTEMS: dict[str, Builder] = {
     "answerdesk": build_answerdesk,
+    "answerdesk-dense": build_answerdesk_dense,
+    "lexical": build_lexical,
     "llamaindex": _build_llamaindex,
     "dense": build_dense,
     "bm25": build_bm25,

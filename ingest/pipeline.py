@@ -36,13 +36,26 @@ from ingest.parse import (
 )
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Matrix, Vector
+from retrieval.evidence import SentenceScorer, sentence_cache
+from retrieval.lexical import LexicalIndex
 from retrieval.publish import Publication, Publisher
 from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
-from retrieval.scope import DEFAULT_TENANT, PUBLIC, ScopeError, check_audience, check_tenant, qualify, tenant_of
+from retrieval.scope import (
+    AUDIENCES,
+    DEFAULT_TENANT,
+    PUBLIC,
+    ScopeError,
+    check_audience,
+    check_tenant,
+    qualify,
+    tenant_of,
+)
 from retrieval.store import ChromaStore
 from retrieval.types import Chunk, Document, content_hash
 
 logger = logging.getLogger(__name__)
+
+_LEXICAL_FILL_BATCH = 1000
 
 # Bump when stored chunks change shape, so everything is re-ingested once (2: versioned chunk ids,
 # 3: tenant, audience, product and tags in chunk metadata).
@@ -90,6 +103,8 @@ class Placement:
 
     tenant: str = DEFAULT_TENANT
     audience: str = PUBLIC
+    # Audiences the writer may publish to (an API key for public documents may not add internal ones).
+    allowed_audiences: frozenset[str] = frozenset(AUDIENCES)
 
     def __post_init__(self) -> None:
         check_tenant(self.tenant)
@@ -101,6 +116,8 @@ class Placement:
             audience = check_audience(document.metadata.get("audience", self.audience).strip().lower())
         except ScopeError as exc:
             raise ParseError(path, str(exc), "invalid_placement") from exc
+        if audience not in self.allowed_audiences:
+            raise ParseError(path, f"this key may not publish {audience} documents", "audience_not_allowed")
         return replace(document, document_id=document_id, metadata={**document.metadata, "audience": audience})
 
     def owns(self, record: DocumentRecord) -> bool:
@@ -173,8 +190,13 @@ class Ingestor:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         batch_passages: int = 128,
         lock_path: Path | None = None,
+        lexical: LexicalIndex | None = None,
+        sentences: SentenceScorer | None = None,
     ) -> None:
         self.embedder = embedder
+        # Sentence embeddings for answer evidence are computed here, once per new passage, so that
+        # questions read them from the cache instead of paying 25-200 ms each (retrieval/evidence.py).
+        self.sentences = sentences
         self.store = store
         self.registry = registry
         self.chunker = chunker
@@ -183,7 +205,8 @@ class Ingestor:
         self.max_file_bytes = max_file_bytes
         self.batch_passages = batch_passages
         self.lock_path = lock_path
-        self.publisher = Publisher(registry, [store])
+        self.lexical = lexical
+        self.publisher = Publisher(registry, [store, lexical] if lexical is not None else [store])
         self.times = StageTimes()
 
     def ingest(
@@ -223,7 +246,7 @@ class Ingestor:
     def remove(self, document_ids: Sequence[str]) -> None:
         """Remove documents from the registry and the store."""
         with self._exclusive():
-            self.publisher.recover()
+            self._replay()
             self.publisher.remove(document_ids)
 
     def recover(self) -> int:
@@ -232,7 +255,7 @@ class Ingestor:
         Skipped when another process holds the ingest lock: that writer replays the journal itself.
         """
         with self._exclusive(wait=False) as acquired:
-            return self.publisher.recover() if acquired else 0
+            return self._replay() if acquired else 0
 
     def audit(self) -> list[str]:
         """Disagreements between the registry and the store (empty when consistent)."""
@@ -268,7 +291,7 @@ class Ingestor:
         started = time.perf_counter()
         self.times = StageTimes()
         if not dry_run:
-            self.publisher.recover()
+            self._replay()
         if progress:
             progress("parse", 0, len(files))
             progress("chunk", 0, len(files))
@@ -444,6 +467,8 @@ class Ingestor:
         vectors = self.embedder.embed_documents([item.chunks[position].embedding_text for item, position in todo])
         for (item, position), vector in zip(todo, vectors, strict=True):
             item.embeddings[position] = vector
+        if self.sentences is not None:
+            self.sentences.warm(item.chunks[position] for item, position in todo)
         self.times.passages_embedded += len(todo)
         if progress:
             progress("embed", len(todo), 0)
@@ -452,6 +477,28 @@ class Ingestor:
     def _previous_embeddings(self, records: Sequence[DocumentRecord]) -> dict[str, Vector]:
         ids = [chunk_id for record in records for chunk_id in record.chunk_ids]
         return {chunk.embedding_key: vector for chunk, vector in self.store.embedded(ids) if chunk.embedding_key}
+
+    def _replay(self) -> int:
+        """Replay the journal (see :meth:`recover`), then bring the lexical index in line with the registry."""
+        replayed = self.publisher.recover()
+        self._sync_lexical()
+        return replayed
+
+    def _sync_lexical(self) -> None:
+        """Give the lexical index the live chunks it lacks (a data dir ingested before it existed) and
+        drop any it holds that are not live. Normally there is nothing to do."""
+        if self.lexical is None:
+            return
+        live = {chunk_id for record in self.registry.all() for chunk_id in record.chunk_ids}
+        held = self.lexical.inventory()
+        stale = [chunk_id for chunk_id in held if chunk_id not in live]
+        missing = sorted(live - held.keys())
+        self.lexical.delete(stale)
+        for start in range(0, len(missing), _LEXICAL_FILL_BATCH):
+            batch = missing[start : start + _LEXICAL_FILL_BATCH]
+            self.lexical.upsert([chunk for chunk, _ in self.store.embedded(batch)])
+        if stale or missing:
+            logger.info("lexical index: added %d live chunks it lacked, removed %d stale", len(missing), len(stale))
 
     def _recover_quietly(self) -> None:
         try:
@@ -536,4 +583,6 @@ def build_ingestor(
         pipeline_signature=signature,
         max_file_bytes=settings.max_file_bytes,
         lock_path=settings.data_dir / "ingest.lock",
+        lexical=LexicalIndex(settings.lexical_dir),
+        sentences=SentenceScorer(sentence_cache(embedder, settings)),
     )

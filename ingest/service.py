@@ -59,6 +59,7 @@ class Job:
     created_at: str = field(default_factory=utc_now)
     finished_at: str = ""
     results: list[FileResult] = field(default_factory=list)
+    tenant: str = DEFAULT_TENANT  # whose documents; the API shows a job only to its tenant
 
 
 class DocumentService:
@@ -95,7 +96,7 @@ class DocumentService:
         placement: Placement = DEFAULT_PLACEMENT,
     ) -> Job:
         """Queue uploads as a job and return it at once; poll :meth:`job` for progress."""
-        job = Job(job_id=uuid.uuid4().hex, files_total=len(uploads))
+        job = Job(job_id=uuid.uuid4().hex, files_total=len(uploads), tenant=placement.tenant)
         with self._jobs_lock:
             self._jobs[job.job_id] = job
             while len(self._jobs) > MAX_JOBS_KEPT:

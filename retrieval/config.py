@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retrieval.answerability import AnswerabilityModel, default_model
+
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 
 
@@ -28,15 +30,32 @@ class RetrievalProfile(BaseModel):
     chunk_overlap_tokens: int = Field(default=32, ge=0, le=128)
     top_k: int = Field(default=8, ge=1, le=100)
     cross_lingual_bonus: float = Field(default=0.02, ge=0, le=0.2)
-    # Cosine scores of multilingual-e5 are squeezed into ~0.80-0.92, so the confidence curve is steep:
-    # confidence = sigmoid((top_score - score_midpoint) / score_scale). The midpoint was chosen on
-    # data/eval (answers 85% of answerable questions, abstains on half of the unanswerable ones).
+    # Hybrid retrieval: the dense and lexical (BM25) rankings, each `top_k * candidate_factor` deep,
+    # fused by weighted reciprocal rank: Σ weight / (rrf_k + rank) (retrieval/fusion.py).
+    dense_weight: float = Field(default=1.0, ge=0)
+    lexical_weight: float = Field(default=1.0, ge=0)
+    rrf_k: float = Field(default=60.0, ge=0)
+    candidate_factor: int = Field(default=3, ge=1, le=10)
+    # Put the question-language version of the best document first when the KB has one and its best
+    # passage scores within localized_margin of the best hit (retrieval/locale.py).
+    prefer_localized: bool = True
+    localized_margin: float = Field(default=0.03, ge=0, le=1)
+    # The cosine threshold of the eval baselines (dense, the LlamaIndex peer): they answer when the
+    # best score reaches score_midpoint. The engine decides with `answerability` instead.
     score_midpoint: float = 0.865
     score_scale: float = Field(default=0.01, gt=0)
+    # The engine answers when the answerability model's probability reaches this.
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     # A second source is quoted only when it scores nearly as well as the best one.
     second_source_margin: float = Field(default=0.02, ge=0)
     max_answer_sentences: int = Field(default=3, ge=1, le=10)
+    # Sentence evidence (retrieval/evidence.py): the sentences of the first `evidence_chunks` hits are
+    # scored; a quote grows around the best sentence by neighbours scoring within `quote_margin` of it.
+    evidence_chunks: int = Field(default=3, ge=1, le=20)
+    evidence_term_weight: float = Field(default=0.05, ge=0, le=1)
+    quote_margin: float = Field(default=0.05, ge=0, le=1)
+    # P(answering from the top hit is right), fitted by `answerdesk eval calibrate` (retrieval/answerability.py).
+    answerability: AnswerabilityModel = Field(default_factory=default_model)
 
     @classmethod
     def from_toml(cls, path: Path) -> RetrievalProfile:
@@ -61,7 +80,17 @@ class Settings(BaseSettings):
     profile_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, validation_alias=AliasChoices("ANSWERDESK_PORT", "PORT"))
-    max_question_chars: int = 2000
+    max_question_chars: int = Field(default=2000, ge=1, le=2000)  # AskRequest's schema allows at most 2000
+    # Logs (retrieval/logs.py): JSON lines, redacted; question and answer text only when log_questions.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_questions: bool = False
+    # Questions answered at once (None: one per CPU core); more wait in line, first come first served.
+    max_concurrent_answers: int | None = Field(default=None, ge=1, le=256)
+    # Abuse limits of the API: JSON bodies (uploads have max_request_bytes), requests per API key
+    # (a token bucket: rate_limit_burst at once, refilled at rate_limit_per_second; 0 turns it off).
+    max_json_bytes: int = Field(default=262_144, ge=1024)
+    rate_limit_per_second: float = Field(default=20.0, ge=0)
+    rate_limit_burst: int = Field(default=40, ge=1)
     # Public eval data (never copied into the repo); None means ../shared/data beside the repo.
     eval_data_dir: Path | None = None
     # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than
@@ -89,6 +118,11 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def lexical_dir(self) -> Path:
+        """The BM25 index's chunk terms (retrieval/lexical.py), beside the vector store."""
+        return self.data_dir / "lexical"
 
     @property
     def uploads_dir(self) -> Path:

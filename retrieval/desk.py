@@ -13,12 +13,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from retrieval.compose import compose_answer
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.conversation import ContextualQuestion, FollowUp, PriorTurn, contextualize
 from retrieval.delivery import DeliveryWorker, OutboxDispatcher
@@ -38,6 +37,7 @@ from retrieval.handoff import (
 )
 from retrieval.language import UNKNOWN, detect_language
 from retrieval.redact import redact_text
+from retrieval.scope import Scope
 from retrieval.support_store import (
     OPEN,
     AuditRecord,
@@ -102,17 +102,24 @@ class SupportDesk:
         language: str | None = None,
         escalate: bool = False,
         customer: Mapping[str, Any] | None = None,
+        scope: Scope | None = None,
     ) -> Reply:
-        """Answer one customer turn, escalating when triage (or the caller) says so."""
+        """Answer one customer turn, escalating when triage (or the caller) says so.
+
+        ``scope`` (the caller's tenant and audiences) limits retrieval, and the conversation is the
+        scope's tenant's: the same id in another tenant is another conversation.
+        """
         started = time.perf_counter()
+        scope = scope or Scope()
+        tenant = scope.tenant
         question = question.strip()
         conversation_id = conversation_id or uuid.uuid4().hex
-        history = self.store.turns(conversation_id)
+        history = self.store.turns(conversation_id, tenant)
         detected = language or detect_language(question)
         language = "en" if detected == UNKNOWN else detected
 
-        retrieval = self._retrieve(engine, question, language, history)
-        attempt = compose_answer(retrieval.query, language, retrieval.hits, engine.profile)
+        retrieval = self._retrieve(engine, question, language, history, scope)
+        attempt = engine.answer(retrieval.query, language, retrieval.hits)
         if retrieval.follow_up:
             attempt.reasons.append("follow_up: read together with the conversation's earlier question")
 
@@ -129,7 +136,7 @@ class SupportDesk:
         offered = False
         answer = attempt
         if triggers:
-            existing = self.store.open_escalation(conversation_id)
+            existing = self.store.open_escalation(conversation_id, tenant)
             if existing:
                 escalation_id = existing
                 triggers = [Trigger(ALREADY, "a person is already handling this conversation"), *triggers]
@@ -145,7 +152,8 @@ class SupportDesk:
                     retrieval.hits,
                     triggers,
                     history,
-                    {**self.store.customer(conversation_id), **dict(customer or {})},
+                    {**self.store.customer(conversation_id, tenant), **dict(customer or {})},
+                    tenant,
                 )
         elif attempt.status == Status.ABSTAINED:
             answer, offered = offer_escalation(attempt), True
@@ -184,8 +192,9 @@ class SupportDesk:
             profile=self.profile_version(engine.profile),
             latency_ms=latency_ms,
             escalation_id=escalation_id,
+            tenant=tenant,
         )
-        exchange = Exchange(conversation_id, dict(customer or {}), turn, audit, escalation, messages)
+        exchange = Exchange(conversation_id, dict(customer or {}), turn, audit, escalation, messages, tenant)
         self.store.record_exchange(exchange, self.clock())
         if escalation is not None:
             logger.info(
@@ -207,9 +216,12 @@ class SupportDesk:
         offer_as_faq: bool = False,
         document_ids: Sequence[str] = (),
         kb_gap: bool = False,
+        tenant: str | None = None,
     ) -> Escalation:
-        """Record the agent's answer; an ``escalation.resolved`` webhook goes out with it."""
-        current = self.store.escalation(escalation_id)
+        """Record the agent's answer; an ``escalation.resolved`` webhook goes out with it.
+
+        With ``tenant``, another tenant's escalation is not found (EscalationNotFoundError)."""
+        current = self.store.escalation(escalation_id, tenant)
         resolved_at = utc_now()
         resolution = {
             "answer": answer,
@@ -229,7 +241,7 @@ class SupportDesk:
             offer_as_faq=offer_as_faq,
         )
         messages = [NewMessage(RESOLVED, url, key, dumps(body.model_dump(mode="json"))) for url in self.webhook_urls]
-        resolved = self.store.resolve(escalation_id, resolution, messages)
+        resolved = self.store.resolve(escalation_id, resolution, messages, tenant)
         if messages and self.worker is not None:
             self.worker.wake()
         return resolved
@@ -249,13 +261,15 @@ class SupportDesk:
 
     # ---- internals -------------------------------------------------------------------------------
 
-    def _retrieve(self, engine: AnswerEngine, question: str, language: str, history: Sequence[Turn]) -> Retrieval:
+    def _retrieve(
+        self, engine: AnswerEngine, question: str, language: str, history: Sequence[Turn], scope: Scope
+    ) -> Retrieval:
         context = contextualize(question, [PriorTurn(turn.question, turn.follow_up) for turn in history])
         if context.kind == FollowUp.NONE or context.anchor is None:
-            return Retrieval(engine.retriever.retrieve(question, language), question, follow_up=False)
-        blended = _blended_hits(engine, context, language)
+            return Retrieval(engine.retriever.retrieve(question, language, scope), question, follow_up=False)
+        blended = _blended_hits(engine, context, language, scope)
         if context.kind == FollowUp.POSSIBLE:
-            alone = engine.retriever.retrieve(question, language)
+            alone = engine.retriever.retrieve(question, language, scope)
             best_alone = alone[0].score if alone else float("-inf")
             best_blended = blended[0].score if blended else float("-inf")
             same_best = bool(alone and blended) and alone[0].chunk.chunk_id == blended[0].chunk.chunk_id
@@ -273,6 +287,7 @@ class SupportDesk:
         triggers: Sequence[Trigger],
         history: Sequence[Turn],
         customer: dict[str, Any],
+        tenant: str,
     ) -> tuple[Escalation, list[NewMessage]]:
         created_at = utc_now()
         key = idempotency_key(CREATED, escalation_id)
@@ -306,6 +321,7 @@ class SupportDesk:
             created_at=created_at,
             record=payload.model_dump(mode="json"),
             redacted=redacted.model_dump(mode="json"),
+            tenant=tenant,
         )
         return escalation, [NewMessage(CREATED, url, key, body) for url in self.webhook_urls]
 
@@ -328,7 +344,7 @@ def _abstentions_in_a_row(history: Sequence[Turn]) -> int:
     return count
 
 
-def _blended_hits(engine: AnswerEngine, context: ContextualQuestion, language: str) -> list[Hit]:
+def _blended_hits(engine: AnswerEngine, context: ContextualQuestion, language: str, scope: Scope) -> list[Hit]:
     """Hits for a weighted blend of the follow-up and its contextual reading.
 
     The dot product is linear, so the blend ranks passages by the weighted mean of their two
@@ -339,15 +355,17 @@ def _blended_hits(engine: AnswerEngine, context: ContextualQuestion, language: s
     blend = FOLLOW_UP_WEIGHT * alone + together
     norm = float(np.linalg.norm(blend))
     if norm == 0.0:
-        return engine.retriever.retrieve(context.question, language)
-    hits = engine.retriever.retrieve_by_vector((blend / norm).astype(np.float32), language)
+        return engine.retriever.retrieve(context.question, language, scope)
+    # The lexical leg reads the contextual wording: the follow-up alone often lacks the topic's words.
+    blended = (blend / norm).astype(np.float32)
+    hits = engine.retriever.retrieve_by_vector(blended, language, scope, text=context.contextual)
     scale = norm / (FOLLOW_UP_WEIGHT + 1.0)
     bonus = engine.retriever.cross_lingual_bonus
     rescaled = []
     for hit in hits:
         extra = bonus if hit.chunk.language != language else 0.0
-        rescaled.append(Hit(hit.chunk, (hit.score - extra) * scale + extra))
-    return sorted(rescaled, key=lambda hit: hit.score, reverse=True)
+        rescaled.append(replace(hit, score=(hit.score - extra) * scale + extra))
+    return rescaled  # kept in the retriever's fused order
 
 
 class SupportConfigError(ValueError):

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 
+import numpy as np
+
+from retrieval.analysis import warm_up as warm_up_analysis
 from retrieval.compose import compose_answer
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Vector, load_embedder
+from retrieval.evidence import ChunkEvidence, SentenceScorer, sentence_cache
+from retrieval.fusion import fuse_ranks, ranks_of
 from retrieval.language import UNKNOWN, detect_language
+from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever, scope_metadata
+from retrieval.locale import localized_id
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
 from retrieval.store import ChromaStore
@@ -47,16 +56,136 @@ class DenseRetriever:
 
     def retrieve_by_vector(self, vector: Vector, language: str, scope: Scope | None = None) -> list[Hit]:
         """Like :meth:`retrieve` for a query already embedded (e.g. a follow-up blended with its topic)."""
-        # Over-fetch so the correction can promote passages from just below the cut.
-        hits = self.store.query(vector, self.top_k * 3, scope or Scope())
+        return self.candidates(vector, language, scope, self.top_k * 3)[: self.top_k]
+
+    def candidates(self, vector: Vector, language: str, scope: Scope | None, depth: int) -> list[Hit]:
+        """The ``depth`` nearest live chunks, corrected for language and re-sorted.
+
+        Over-fetching lets the correction promote passages from just below the cut.
+        """
+        hits = self.store.query(vector, depth, scope or Scope())
         if self.registry is not None:
             live = self.registry.live_versions({hit.chunk.document_id for hit in hits})
             hits = [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
-        adjusted = [
-            Hit(hit.chunk, hit.score + self.cross_lingual_bonus) if hit.chunk.language != language else hit
-            for hit in hits
+        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language)) for hit in hits]
+        return sorted(adjusted, key=lambda hit: hit.score, reverse=True)
+
+    def adjusted(self, cosine: float, passage_language: str, language: str) -> float:
+        return cosine + self.cross_lingual_bonus if passage_language != language else cosine
+
+
+class HybridRetriever:
+    """Dense and lexical rankings fused by weighted reciprocal rank (retrieval/fusion.py).
+
+    Each leg ranks ``top_k * candidate_factor`` chunks inside the scope, of live versions only. Every
+    hit carries its dense cosine (``score``, with the cross-lingual correction; computed from the
+    stored embedding for chunks only the lexical leg found), its BM25 score (``lexical_score``, 0
+    when the lexical leg missed it) and the ``fused_score`` hits are ordered by. With
+    ``prefer_localized``, the question-language version of the best document goes first
+    (retrieval/locale.py). Without a lexical index, or with ``lexical_weight`` 0, it is the dense
+    ranking with fused scores.
+
+    Words rarely match across languages, so in a KB with articles in several languages the lexical
+    leg favours the question's language: a Russian question shares words with an off-topic Russian
+    article, never with the right English one (the bias ``cross_lingual_bonus`` corrects in the dense
+    leg). So when any candidate is in the question's language, a candidate in another language gets
+    the better of its lexical rank and its dense rank in the lexical ranking: the lexical leg cannot
+    judge it, so it neither lifts nor sinks it. On the sample set this took recall@1 from 0.710 (plain
+    fusion) to 0.733 (dense alone 0.693, Russian questions 0.703 → 0.811). When no candidate is in the
+    question's language (an English KB asked in Russian), the lexical ranks stand: names and numbers
+    then match across languages on an equal footing.
+    """
+
+    def __init__(
+        self,
+        dense: DenseRetriever,
+        lexical: LexicalRetriever | None,
+        profile: RetrievalProfile,
+    ) -> None:
+        self.dense = dense
+        self.lexical = lexical
+        self.profile = profile
+        self.top_k = profile.top_k
+        self.cross_lingual_bonus = dense.cross_lingual_bonus
+        self.registry = dense.registry
+
+    def retrieve(self, question: str, language: str, scope: Scope | None = None) -> list[Hit]:
+        """The best chunks for ``question`` inside ``scope`` (default: the default tenant's public documents)."""
+        return self.retrieve_by_vector(self.dense.embedder.embed_query(question), language, scope, question)
+
+    def retrieve_by_vector(
+        self, vector: Vector, language: str, scope: Scope | None = None, text: str | None = None
+    ) -> list[Hit]:
+        """Like :meth:`retrieve` for a query already embedded; the lexical leg runs only with its ``text``."""
+        scope = scope or Scope()
+        depth = self.top_k * self.profile.candidate_factor
+        dense = self.dense.candidates(vector, language, scope, depth)
+        matches: list[LexicalMatch] = []
+        if self.lexical is not None and text and self.profile.lexical_weight > 0:
+            matches = self.lexical.retrieve(text, language, depth, scope)
+        dense_ranks = ranks_of([hit.chunk.chunk_id for hit in dense])
+        lexical_ranks = _language_fair_ranks(dense, matches, dense_ranks, language)
+        fused = fuse_ranks(
+            [dense_ranks, lexical_ranks], [self.profile.dense_weight, self.profile.lexical_weight], self.profile.rrf_k
+        )[: self.top_k]
+        by_id = {hit.chunk.chunk_id: hit for hit in dense}
+        lexical_scores = {match.chunk_id: match.score for match in matches}
+        missing = [chunk_id for chunk_id, _ in fused if chunk_id not in by_id]
+        for chunk, embedding in self.dense.store.embedded(missing):
+            if scope.allows(scope_metadata(chunk)):  # the lexical index checked it; so does the store copy
+                cosine = float(np.dot(embedding, vector))
+                by_id[chunk.chunk_id] = Hit(chunk, self.dense.adjusted(cosine, chunk.language, language))
+        hits = [
+            replace(by_id[chunk_id], lexical_score=lexical_scores.get(chunk_id, 0.0), fused_score=fused_score)
+            for chunk_id, fused_score in fused
+            if chunk_id in by_id
         ]
-        return sorted(adjusted, key=lambda hit: hit.score, reverse=True)[: self.top_k]
+        if self.profile.prefer_localized and hits:
+            hits = self.localized_first(hits, vector, language, scope)
+        return hits
+
+    def localized_first(self, hits: list[Hit], vector: Vector, language: str, scope: Scope) -> list[Hit]:
+        """``hits`` with the question-language version of the best document first, when the KB has one
+        in scope whose best passage scores within ``localized_margin`` of the best hit. It takes the
+        place (and fused score) of the hit it localizes; that hit moves down one."""
+        top = hits[0]
+        sibling = localized_id(top.chunk.document_id, top.chunk.language, language)
+        if sibling is None or self.registry is None:
+            return hits
+        record = self.registry.get(sibling)
+        if record is None:
+            return hits
+        passages = [
+            (chunk, float(np.dot(embedding, vector)))
+            for chunk, embedding in self.dense.store.embedded(record.chunk_ids)
+            if chunk.version == record.version and scope.allows(scope_metadata(chunk))
+        ]
+        if not passages:
+            return hits
+        chunk, cosine = max(passages, key=lambda passage: passage[1])
+        if cosine < top.score - self.profile.localized_margin:
+            return hits
+        known = next((hit for hit in hits if hit.chunk.chunk_id == chunk.chunk_id), None)
+        localized = Hit(chunk, cosine, known.lexical_score if known else 0.0, top.fused_score)
+        rest = [hit for hit in hits if hit.chunk.chunk_id != chunk.chunk_id]
+        return [localized, *rest][: self.top_k]
+
+
+def _language_fair_ranks(
+    dense: Sequence[Hit], matches: Sequence[LexicalMatch], dense_ranks: dict[str, int], language: str
+) -> dict[str, int]:
+    """The lexical leg's ranks, where a candidate in another language than the question gets the
+    better of its lexical and dense rank when some candidate is in the question's language
+    (see :class:`HybridRetriever`)."""
+    ranks = ranks_of([match.chunk_id for match in matches])
+    languages = {hit.chunk.chunk_id: hit.chunk.language for hit in dense}
+    languages.update({match.chunk_id: match.language for match in matches})
+    if language not in languages.values():
+        return ranks
+    for chunk_id, rank in dense_ranks.items():
+        if languages[chunk_id] != language:
+            ranks[chunk_id] = min(ranks.get(chunk_id, rank), rank)
+    return ranks
 
 
 class AnswerEngine:
@@ -68,11 +197,24 @@ class AnswerEngine:
         store: ChromaStore,
         profile: RetrievalProfile,
         registry: DocumentRegistry | None = None,
+        sentence_embedder: Embedder | None = None,
+        lexical: LexicalIndex | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.profile = profile
-        self.retriever = DenseRetriever(embedder, store, profile.top_k, profile.cross_lingual_bonus, registry)
+        dense = DenseRetriever(embedder, store, profile.top_k, profile.cross_lingual_bonus, registry)
+        self.retriever = HybridRetriever(dense, LexicalRetriever(lexical, registry) if lexical else None, profile)
+        # Sentences are embedded as passages; give a content-hash cache (retrieval/embedding_cache.py)
+        # filled at ingestion, or each question pays 25-200 ms to embed them (retrieval/evidence.py).
+        self.scorer = SentenceScorer(sentence_embedder or embedder, profile.evidence_term_weight)
+
+    def warm_up(self) -> None:
+        """Load now what the first question would wait for: the word segmenter and stemmers, and the
+        lexical index's matrices (seconds at 100k chunks)."""
+        warm_up_analysis()
+        if self.retriever.lexical is not None:
+            self.retriever.lexical.index.refresh()
 
     def ask(self, question: str, language: str | None = None, scope: Scope | None = None) -> Answer:
         """Answer ``question`` from the chunks ``scope`` allows (default: the default tenant's public
@@ -86,8 +228,20 @@ class AnswerEngine:
         question = question.strip()
         detected = language or detect_language(question)
         language = "en" if detected == UNKNOWN else detected
-        hits = self.retriever.retrieve(question, language, scope)
-        return compose_answer(question, language, hits, self.profile), hits
+        vector = self.embedder.embed_query(question)  # once, for retrieval and sentence evidence
+        hits = self.retriever.retrieve_by_vector(vector, language, scope, question)
+        return self.answer(question, language, hits, vector), hits
+
+    def evidence(self, question: str, hits: Sequence[Hit], vector: Vector | None = None) -> list[ChunkEvidence]:
+        """The scored sentences of the first ``evidence_chunks`` hits (``vector``: the embedded question)."""
+        if not hits:
+            return []
+        vector = self.embedder.embed_query(question) if vector is None else vector
+        return self.scorer.score(question, vector, hits[: self.profile.evidence_chunks])
+
+    def answer(self, question: str, language: str, hits: Sequence[Hit], vector: Vector | None = None) -> Answer:
+        """Decide and compose from ``hits`` retrieved for ``question``: answer with quotes, or abstain."""
+        return compose_answer(question, language, hits, self.profile, self.evidence(question, hits, vector))
 
 
 def build_components(
@@ -106,3 +260,18 @@ def build_components(
     store = ChromaStore(settings.chroma_dir, settings.collection)
     registry = DocumentRegistry(settings.database_url)
     return embedder, store, registry
+
+
+def build_engine(
+    settings: Settings, profile: RetrievalProfile, embedder: Embedder, store: ChromaStore, registry: DocumentRegistry
+) -> AnswerEngine:
+    """A process's answer engine: hybrid retrieval over the data dir's lexical index, and sentence
+    evidence read from the cache that ingestion fills (retrieval/evidence.py)."""
+    return AnswerEngine(
+        embedder,
+        store,
+        profile,
+        registry,
+        lexical=LexicalIndex(settings.lexical_dir),
+        sentence_embedder=sentence_cache(embedder, settings),
+    )

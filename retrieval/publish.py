@@ -5,7 +5,7 @@ says which version of each document is live; readers drop hits of any other vers
 version N+1 of a document:
 
 1. journal the new chunk ids (registry transaction);
-2. write the new chunks to every chunk index (the vector store; a lexical index joins here later);
+2. write the new chunks to every chunk index (the vector store and the lexical index);
 3. in one registry transaction, make N+1 live and journal version N's chunks as retired;
 4. delete the retired chunks from every index and clear their journal entry.
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class ChunkIndex(Protocol):
-    """A store of chunks keyed by chunk id: the vector store now, a BM25 index later."""
+    """A store of chunks keyed by chunk id: the vector store, the lexical (BM25) index."""
 
     def upsert(self, chunks: Sequence[Chunk], embeddings: NDArray[np.float32]) -> None: ...
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import regex
 
 # A sentence ends at . ! ? … followed by space and a capital/digit/opening quote, after CJK
-# terminal punctuation, or at a line break (list items, table rows, headings).
+# terminal punctuation, or at a line break (list items, table rows, headings). A clause number at
+# the start of a line ("2.1. Monthly availability is …") belongs to its sentence.
 _BOUNDARY = regex.compile(
-    r"(?<=[.!?…])\s+(?=[\p{Lu}\p{N}\"'«„“(\[*-])"
+    r"(?<=[.!?…])(?<!(?:^|\n)[ \t]*\d{1,3}(?:\.\d{1,3})*\.)\s+(?=[\p{Lu}\p{N}\"'«„“(\[*-])"
     r"|(?<=[。！？；])\s*"
     r"|\s*\n\s*"
 )

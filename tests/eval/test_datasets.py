@@ -42,17 +42,28 @@ def test_squad2_unanswerable_questions_must_abstain(settings: Settings) -> None:
     ]
 
 
+@pytest.mark.parametrize("kind", ["nomiracl", "nomiracl-pooled"])
 @pytest.mark.parametrize(
-    ("name", "cases", "passages", "english_abstains"),
-    [("nomiracl", 3, 3, [False, True]), ("nomiracl:en", 2, 2, [False, True]), ("nomiracl:de", 1, 1, [])],
+    ("language", "cases", "passages", "english_abstains"),
+    [("", 3, 3, [False, True]), (":en", 2, 2, [False, True]), (":de", 1, 1, [])],
 )
 def test_nomiracl_pools_passages_per_language(
-    settings: Settings, name: str, cases: int, passages: int, english_abstains: list[bool]
+    settings: Settings, kind: str, language: str, cases: int, passages: int, english_abstains: list[bool]
 ) -> None:
-    suite = load_suite(name, settings)
+    suite = load_suite(kind + language, settings)
     assert len(suite.cases) == cases
     assert len(suite.documents) == passages  # d2 is shared by two English queries, stored once
     assert [case.should_abstain for case in suite.cases if case.language == "en"] == english_abstains
+
+
+def test_nomiracl_per_query_limits_each_case_to_its_own_passages(settings: Settings) -> None:
+    per_query = {case.id: case.allowed_document_ids for case in load_suite("nomiracl", settings).cases}
+    assert per_query == {
+        "en/1": ["nomiracl/en/d1", "nomiracl/en/d2"],
+        "en/2": ["nomiracl/en/d2"],
+        "de/3": ["nomiracl/de/d1"],
+    }
+    assert all(case.allowed_document_ids is None for case in load_suite("nomiracl-pooled", settings).cases)
 
 
 @pytest.mark.parametrize(("language", "questions"), [("en", 2), ("de", 1)])

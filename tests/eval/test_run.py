@@ -18,7 +18,7 @@ from retrieval.embedding import HashingEmbedder
 HASHING_PROFILE = RetrievalProfile(score_midpoint=0.3, cross_lingual_bonus=0.0)
 
 
-@pytest.mark.parametrize("system", ["answerdesk", "llamaindex", "dense", "bm25"])
+@pytest.mark.parametrize("system", ["answerdesk", "answerdesk-dense", "lexical", "llamaindex", "dense", "bm25"])
 def test_every_system_runs_a_suite_end_to_end(public_data: Path, tmp_path: Path, system: str) -> None:
     suite = load_suite("xquad-r-abstain:en-en", Settings(eval_data_dir=public_data))
     metrics, results = run_suite(suite, system, HASHING_PROFILE, HashingEmbedder(), tmp_path, show_progress=False)
@@ -36,11 +36,11 @@ def test_every_system_runs_a_suite_end_to_end(public_data: Path, tmp_path: Path,
 
 def test_sweep_sorts_by_the_primary_metric(public_data: Path) -> None:
     suite = load_suite("xquad-r-abstain:en-en", Settings(eval_data_dir=public_data))
-    axes = parse_grid(["score_midpoint=-1,0.99", "chunk_target_tokens=64,250"], HASHING_PROFILE)
+    axes = parse_grid(["min_confidence=0,1", "chunk_target_tokens=64,250"], HASHING_PROFILE)
     points = sweep([suite], HASHING_PROFILE, axes, HashingEmbedder(), "hallucination_rate", show_progress=False)
     assert len(points) == 4
     assert [point.metrics["hallucination_rate"] for point in points] == [0.0, 0.0, 1.0, 1.0]
-    assert points[0].values["score_midpoint"] == 0.99
+    assert points[0].values["min_confidence"] == 1
 
 
 @pytest.mark.parametrize(
@@ -85,10 +85,11 @@ def test_cli_runs_all_systems_compares_and_calibrates(cli_env: Path) -> None:
 
     profile = cli_env / "fitted.toml"
     calibrated = runner.invoke(
-        app, ["eval", "calibrate", "--suite", "xquad-r:en-en", "--target-precision", "0.5", "--out", str(profile)]
+        app, ["eval", "calibrate", "--suite", "xquad-r-abstain:en-en", "--suite", "squad2", "--out", str(profile)]
     )
     assert calibrated.exit_code == 0, calibrated.output
     assert RetrievalProfile.from_toml(profile).name == "calibrated"
+    assert "Leave-one-suite-out" in profile.with_suffix(".md").read_text(encoding="utf-8")
 
     refused = runner.invoke(app, ["eval", "calibrate", "--suite", "nomiracl:en", "--out", str(profile)])
     assert refused.exit_code == 2

@@ -1,7 +1,7 @@
 """Crash safety: ``kill -9`` in the middle of ingesting 1,000 documents, then a rerun.
 
 After the rerun every document must be present exactly once, in its newest version, with no orphan
-or duplicate chunks, and the registry and the vector store must agree. The worker process uses the
+or duplicate chunks, and the registry, the vector store and the lexical index must agree. The worker process uses the
 hashing embedder, so the test measures the write protocol, not the model.
 """
 
@@ -20,6 +20,7 @@ import pytest
 from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor, Outcome
 from retrieval.embedding import HashingEmbedder
+from retrieval.lexical import LexicalIndex
 from retrieval.registry import DocumentRegistry
 from retrieval.store import ChromaStore
 
@@ -46,6 +47,7 @@ def ingestor(data: Path) -> Ingestor:
         Chunker(embedder.count_tokens),
         batch_passages=24,
         lock_path=data / "ingest.lock",
+        lexical=LexicalIndex(data / "lexical"),
     )
 
 
@@ -98,6 +100,10 @@ def _assert_whole(data: Path, edition: int) -> None:
     live = {chunk_id for record in records.values() for chunk_id in record.chunk_ids}
     assert len(stored["ids"]) == len(set(stored["ids"])) == len(live)  # no orphans, no duplicates
     assert set(stored["ids"]) == live
+    assert ingest.lexical is not None
+    lexical = ingest.lexical.inventory()
+    assert set(lexical) == live
+    assert all(version == records[document_id].version for document_id, version in lexical.values())
     for chunk_id, text, meta in zip(stored["ids"], stored["documents"], stored["metadatas"], strict=True):
         record = records[str(meta["document_id"])]
         assert meta["version"] == record.version, chunk_id

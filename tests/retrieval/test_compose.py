@@ -1,12 +1,20 @@
 from __future__ import annotations
 
-import pytest
+from collections.abc import Sequence
 
-from retrieval.compose import compose_answer, confidence_from_score, select_evidence
+from retrieval.answerability import AnswerabilityModel
+from retrieval.compose import compose_answer
 from retrieval.config import RetrievalProfile
-from retrieval.types import Chunk, Hit, Status
+from retrieval.embedding import HashingEmbedder
+from retrieval.evidence import SentenceScorer
+from retrieval.sentences import split_sentences
+from retrieval.types import Answer, Chunk, Hit, Status
 
-PROFILE = RetrievalProfile(score_midpoint=0.8, score_scale=0.01, min_confidence=0.5, second_source_margin=0.02)
+# The former threshold rule as a model: confidence = sigmoid((dense_top - 0.8) / 0.01).
+THRESHOLD_MODEL = AnswerabilityModel(
+    features=("dense_top",), means=(0.8,), scales=(0.01,), coefficients=(1.0,), intercept=0.0
+)
+PROFILE = RetrievalProfile(answerability=THRESHOLD_MODEL, min_confidence=0.5, second_source_margin=0.02)
 
 
 def _hit(text: str, score: float, document_id: str = "en/doc", kind: str = "section", language: str = "en") -> Hit:
@@ -22,35 +30,47 @@ def _hit(text: str, score: float, document_id: str = "en/doc", kind: str = "sect
     return Hit(chunk=chunk, score=score)
 
 
-@pytest.mark.parametrize(("score", "expected"), [(0.8, 0.5), (0.9, 1.0), (0.7, 0.0)])
-def test_confidence_from_score(score: float, expected: float) -> None:
-    assert confidence_from_score(score, 0.8, 0.01) == pytest.approx(expected, abs=1e-4)
+def _compose(question: str, language: str, hits: Sequence[Hit], profile: RetrievalProfile = PROFILE) -> Answer:
+    embedder = HashingEmbedder()
+    evidence = SentenceScorer(embedder).score(
+        question, embedder.embed_query(question), hits[: profile.evidence_chunks]
+    )
+    return compose_answer(question, language, hits, profile, evidence)
 
 
 def test_answer_is_built_from_verbatim_quotes_with_markers() -> None:
     hit = _hit("Refunds are paid in 5–10 business days. They go to the original card. Contact us.", 0.85)
-    answer = compose_answer("how long do refunds take", "en", [hit], PROFILE)
+    answer = _compose("how long do refunds take", "en", [hit])
     assert answer.status == Status.ANSWERED
     assert answer.citations[0].quote in hit.chunk.text
     assert answer.citations[0].chunk_id == hit.chunk.chunk_id
     assert answer.answer.startswith("Refunds are paid in 5–10 business days. [1]")
-    assert all(sentence.rstrip().endswith("[1]") for sentence in answer.answer.split(" [1] ")[-1:])
-    assert 0.5 < answer.confidence <= 1.0
-    assert answer.reasons[0].startswith("confident_match")
+    quoted = split_sentences(answer.citations[0].quote)
+    assert answer.answer == " ".join(f"{sentence} [1]" for sentence in quoted)
+    assert answer.confidence == 0.9933  # sigmoid((0.85 - 0.8) / 0.01)
+    assert answer.reasons[0].startswith("confident_match: answerability 0.99")
 
 
-def test_low_score_abstains_without_source_text() -> None:
+def test_the_quote_is_the_answering_sentence_not_the_start_of_the_chunk() -> None:
+    text = "Monthly plans renew each month. Annual plans can be refunded within 60 days. Credits never expire."
+    answer = _compose("refund of annual plans", "en", [_hit(text, 0.9)])
+    assert answer.citations[0].quote == "Annual plans can be refunded within 60 days."
+    assert answer.answer == "Annual plans can be refunded within 60 days. [1]"
+
+
+def test_low_confidence_abstains_without_source_text_and_says_why() -> None:
     hit = _hit("Our office is in Riga.", 0.78)
-    answer = compose_answer("Do you sell hardware?", "en", [hit], PROFILE)
+    answer = _compose("Do you sell hardware?", "en", [hit])
     assert answer.status == Status.ABSTAINED
     assert answer.citations == []
     assert "Riga" not in answer.answer
-    assert answer.reasons[0].startswith("low_confidence")
+    assert answer.reasons[0].startswith("low_confidence: answerability 0.12, below the threshold 0.50")
+    assert answer.reasons[1] == "weak_match: the best source scored 0.780"
     assert answer.confidence < 0.5
 
 
 def test_no_hits_abstains() -> None:
-    answer = compose_answer("anything", "ru", [], PROFILE)
+    answer = compose_answer("anything", "ru", [], PROFILE, [])
     assert answer.status == Status.ABSTAINED
     assert answer.reasons == ["no_sources: nothing in the knowledge base matched"]
     assert "ИИ" in answer.disclosure
@@ -58,15 +78,8 @@ def test_no_hits_abstains() -> None:
 
 def test_faq_quote_skips_the_question_line() -> None:
     hit = _hit("How do I reset my password?\nClick Forgot password. The link is valid for 1 hour.", 0.9, kind="faq")
-    evidence = select_evidence("reset password", hit, max_sentences=3)
-    assert evidence.sentences == ("Click Forgot password.", "The link is valid for 1 hour.")
-    assert evidence.quote == "Click Forgot password. The link is valid for 1 hour."
-
-
-def test_section_quote_starts_at_the_best_matching_sentence() -> None:
-    text = "Monthly plans renew each month. Annual plans can be refunded within 60 days. Credits never expire."
-    evidence = select_evidence("refund of annual plans", _hit(text, 0.9), max_sentences=1)
-    assert evidence.quote == "Annual plans can be refunded within 60 days."
+    answer = _compose("reset password", "en", [hit], PROFILE.model_copy(update={"quote_margin": 1.0}))
+    assert answer.citations[0].quote == "Click Forgot password. The link is valid for 1 hour."
 
 
 def test_second_source_is_cited_only_when_close_and_from_another_document() -> None:
@@ -74,13 +87,16 @@ def test_second_source_is_cited_only_when_close_and_from_another_document() -> N
     same_doc = _hit("Refunds go to the card.", 0.859, "en/policy-refunds")
     close = _hit("Billing refunds are processed by finance.", 0.85, "en/faq-billing")
     far = _hit("Something else entirely.", 0.80, "en/other")
-    assert [c.document_id for c in compose_answer("refund", "en", [top, same_doc, close], PROFILE).citations] == [
+    assert [c.document_id for c in _compose("refund", "en", [top, same_doc, close]).citations] == [
         "en/policy-refunds",
         "en/faq-billing",
     ]
-    assert len(compose_answer("refund", "en", [top, far], PROFILE).citations) == 1
+    assert len(_compose("refund", "en", [top, far]).citations) == 1
+    # A close document beyond the chunks with scored sentences is not quoted.
+    narrow = PROFILE.model_copy(update={"evidence_chunks": 2})
+    assert len(_compose("refund", "en", [top, same_doc, close], narrow).citations) == 1
 
 
 def test_cross_lingual_answer_says_the_source_language() -> None:
-    answer = compose_answer("Как вернуть деньги?", "ru", [_hit("Refunds take 5 days.", 0.9)], PROFILE)
+    answer = _compose("Как вернуть деньги?", "ru", [_hit("Refunds take 5 days.", 0.9)])
     assert "cross_lingual: sources are in en" in answer.reasons

@@ -18,6 +18,9 @@ from retrieval.sentences import sentence_spans, split_sentences
         ("打开设置。点击保存！完成", ["打开设置。", "点击保存！", "完成"]),
         ("Question?\nAnswer line one.\n- item", ["Question?", "Answer line one.", "- item"]),
         ("   ", []),
+        ("2.1. Uptime is measured monthly. Credits apply.", ["2.1. Uptime is measured monthly.", "Credits apply."]),
+        ("Intro.\n3. Refunds take 5 days. Ask us.", ["Intro.", "3. Refunds take 5 days.", "Ask us."]),
+        ("We support version 2. Then update.", ["We support version 2.", "Then update."]),
     ],
 )
 def test_split_sentences(text: str, expected: list[str]) -> None:
