@@ -20,14 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import String, create_engine, event, select
+from sqlalchemy import String, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from retrieval.config import Settings
-from retrieval.rows import record_from_row
+from retrieval.rows import open_database, record_from_row
 from retrieval.scope import PUBLIC, check_audience, check_tenant
 
 TOKEN_PREFIX = "adk_"
@@ -123,9 +122,7 @@ class KeyStore:
     """Creates, lists, revokes and checks API keys; safe to share between threads."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = open_database(url)
         _Base.metadata.create_all(self.engine)
 
     @contextmanager
@@ -207,9 +204,3 @@ def build_key_store(settings: Settings) -> KeyStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return KeyStore(settings.support_database_url or settings.database_url)
 
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

@@ -61,8 +61,10 @@ FEATURE_NAMES: tuple[str, ...] = tuple(Features.__dataclass_fields__)
 # Reason code and explanation for each feature, used when it pulls towards abstaining.
 _REASONS: dict[str, tuple[str, str]] = {
     "dense_top": ("weak_match", "the best source scored {value:.3f}"),
-    "dense_margin": ("ambiguous", "the next source scored within {value:.3f} of the best"),
-    "document_margin": ("ambiguous", "another document scored within {value:.3f} of the best"),
+    # Margins are the best-ranked hit's score minus the next one's: negative when fusion ranked a
+    # lower-scoring hit first.
+    "dense_margin": ("ambiguous", "the next source's score differs from the best one's by only {value:+.3f}"),
+    "document_margin": ("ambiguous", "another document's score differs from the best one's by only {value:+.3f}"),
     "lexical_top": ("no_lexical_support", "few of the question's words are in the best source"),
     "agreement": ("no_lexical_support", "keyword search did not find the best source"),
     "term_coverage": ("low_term_coverage", "{value:.0%} of the question's words are in the best source"),

@@ -1,4 +1,5 @@
-"""Copying between frozen dataclass records and SQLAlchemy rows whose columns share their field names."""
+"""SQLAlchemy helpers shared by our stores: opening a database, and copying between frozen
+dataclass records and rows whose columns share their field names."""
 
 from __future__ import annotations
 
@@ -6,7 +7,25 @@ import copy
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
 RecordT = TypeVar("RecordT")
+
+
+def open_database(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout, so the API and the CLI can share it."""
+    engine = create_engine(url)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
 
 
 def columns_of(record: Any) -> dict[str, Any]:

@@ -29,8 +29,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     func,
     inspect,
     or_,
@@ -41,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from retrieval.rows import columns_of, record_from_row
+from retrieval.rows import columns_of, open_database, record_from_row
 from retrieval.scope import DEFAULT_TENANT
 
 logger = logging.getLogger(__name__)
@@ -293,9 +291,7 @@ class SupportStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = open_database(url)
         _add_tenants(self.engine)
         _Base.metadata.create_all(self.engine)
 
@@ -621,12 +617,6 @@ class SupportStore:
 
 # ---- row ↔ record --------------------------------------------------------------------------------
 
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
 
 
 def _add_tenants(engine: Engine) -> None:

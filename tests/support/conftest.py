@@ -19,34 +19,9 @@ import pytest
 from retrieval.config import Settings
 from retrieval.delivery import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SignatureError, verify
 from retrieval.embedding import HashingEmbedder
+from tests.api.small_kb import FAQ, GUIDE, PROFILE
 
 SECRET = "test-secret-do-not-use"
-
-FAQ = """---
-title: Refunds FAQ
-locale: en
-type: faq
----
-## How long does a refund take?
-Refunds reach your card within 5-10 business days after approval.
-
-## Can I get a refund for an annual plan?
-Annual plans can be refunded within 60 days of purchase, pro rata.
-"""
-GUIDE = """---
-title: Passwords
-locale: en
-type: guide
----
-# Resetting your password
-Click Forgot password on the login page and follow the link we e-mail you.
-"""
-# The hashing embedder's cosines are far below e5's, so the profile decides on the dense score
-# alone: answerability = sigmoid((score - 0.45) / 0.05).
-PROFILE = (
-    'name = "hashing"\nscore_midpoint = 0.45\n[answerability]\nfeatures = ["dense_top"]\nmeans = [0.45]\n'
-    "scales = [0.05]\ncoefficients = [1.0]\nintercept = 0.0\n"
-)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> bool:
