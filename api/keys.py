@@ -15,18 +15,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import String, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from retrieval.config import Settings
-from retrieval.rows import open_database, record_from_row
+from retrieval.rows import SqlStore, record_from_row
 from retrieval.scope import PUBLIC, check_audience, check_tenant
 
 TOKEN_PREFIX = "adk_"
@@ -118,20 +115,12 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class KeyStore:
+class KeyStore(SqlStore):
     """Creates, lists, revokes and checks API keys; safe to share between threads."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = open_database(url)
+        super().__init__(url)
         _Base.metadata.create_all(self.engine)
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with Session(self.engine) as session, session.begin():
-            yield session
-
-    def close(self) -> None:
-        self.engine.dispose()
 
     def create(self, role: str, tenant: str, audience: str = PUBLIC, name: str = "") -> tuple[ApiKey, str]:
         """A new key and its token; the token is returned only here.

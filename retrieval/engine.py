@@ -15,11 +15,11 @@ from retrieval.embedding import Embedder, Vector, load_embedder
 from retrieval.evidence import ChunkEvidence, SentenceScorer, sentence_cache
 from retrieval.fusion import fuse_ranks, ranks_of
 from retrieval.language import UNKNOWN, detect_language
-from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever, scope_metadata
+from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
 from retrieval.locale import localized_id
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
-from retrieval.store import ChromaStore
+from retrieval.store import ChromaStore, scope_metadata
 from retrieval.types import Answer, Hit
 
 logger = logging.getLogger(__name__)

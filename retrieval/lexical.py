@@ -363,16 +363,3 @@ class LexicalRetriever:
             live = self.registry.live_versions({match.document_id for match in matches})
             matches = [match for match in matches if live.get(match.document_id) == match.version]
         return matches
-
-
-def scope_metadata(chunk: Chunk) -> dict[str, Any]:
-    """The fields of a chunk :meth:`Scope.allows` reads, under the vector store's metadata keys."""
-    values: dict[str, Any] = {
-        "document_id": chunk.document_id,
-        "tenant": chunk.tenant,
-        "audience": chunk.audience,
-        "language": chunk.language,
-        "product": chunk.product,
-    }
-    values.update({TAG_KEY_PREFIX + tag: True for tag in chunk.tags})
-    return values

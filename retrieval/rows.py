@@ -4,11 +4,14 @@ dataclass records and rows whose columns share their field names."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 RecordT = TypeVar("RecordT")
 
@@ -19,6 +22,22 @@ def open_database(url: str) -> Engine:
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+class SqlStore:
+    """Base of our SQL stores: one engine, a short transaction per unit of work, so an instance is
+    safe to share between threads."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = open_database(url)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

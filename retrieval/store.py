@@ -275,17 +275,27 @@ def _by_tenant(tenants: Iterable[str]) -> dict[str, list[int]]:
     return groups
 
 
-def _metadata(chunk: Chunk) -> dict[str, str | int | bool]:
+def scope_metadata(chunk: Chunk) -> dict[str, str | int | bool]:
+    """The metadata :meth:`Scope.allows` and :meth:`Scope.where` read, under their store keys
+    (each tag its own boolean key: Chroma metadata hold scalars only)."""
     metadata: dict[str, str | int | bool] = {
         "document_id": chunk.document_id,
         "tenant": chunk.tenant,
         "audience": chunk.audience,
+        "language": chunk.language,
         "product": chunk.product,
+    }
+    metadata.update({TAG_KEY_PREFIX + tag: True for tag in chunk.tags})
+    return metadata
+
+
+def _metadata(chunk: Chunk) -> dict[str, str | int | bool]:
+    return {
+        **scope_metadata(chunk),
         "title": chunk.title,
         # A JSON list keeps headings that contain the display separator intact.
         "section_path": json.dumps(chunk.section_path, ensure_ascii=False),
         "kind": chunk.kind,
-        "language": chunk.language,
         "source": chunk.source,
         "position": chunk.position,
         "document_hash": chunk.document_hash,
@@ -293,8 +303,6 @@ def _metadata(chunk: Chunk) -> dict[str, str | int | bool]:
         "version": chunk.version,
         "embedding_key": chunk.embedding_key,
     }
-    metadata.update({TAG_KEY_PREFIX + tag: True for tag in chunk.tags})
-    return metadata
 
 
 def _chunk(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from retrieval.rows import columns_of, open_database, record_from_row
+from retrieval.rows import SqlStore, columns_of, record_from_row
 from retrieval.scope import DEFAULT_TENANT
 
 logger = logging.getLogger(__name__)
@@ -286,22 +285,14 @@ class AnswerNotFoundError(LookupError):
 # ---- the store -----------------------------------------------------------------------------------
 
 
-class SupportStore:
+class SupportStore(SqlStore):
     """Reads and writes the support tables; safe to share between threads (one engine, short sessions)."""
 
     def __init__(self, url: str) -> None:
+        super().__init__(url)
         self.url = url
-        self.engine: Engine = open_database(url)
         _add_tenants(self.engine)
         _Base.metadata.create_all(self.engine)
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with Session(self.engine) as session, session.begin():
-            yield session
-
-    def close(self) -> None:
-        self.engine.dispose()
 
     # conversations -------------------------------------------------------------------------------
 
