@@ -31,6 +31,7 @@ from retrieval.answerability import FEATURE_NAMES, AnswerabilityModel, Features,
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import Embedder
 from retrieval.scope import Scope
+from retrieval.verify import Verifier
 
 # L2 strength of the logistic regression (sklearn's C): mild, the features are few and standardised.
 REGULARISATION_C = 1.0
@@ -48,21 +49,27 @@ class LabelledCase:
 
 
 def collect_cases(
-    suite: Suite, profile: RetrievalProfile, embedder: Embedder, workdir: Any, show_progress: bool = True
+    suite: Suite,
+    profile: RetrievalProfile,
+    embedder: Embedder,
+    workdir: Any,
+    show_progress: bool = True,
+    verifier: Verifier | None = None,
 ) -> list[LabelledCase]:
     """Run ``suite`` through the engine (a scratch index in ``workdir``) and label every case."""
     from eval.systems import BuildContext, build_answerdesk
 
-    engine = build_answerdesk(suite.documents, BuildContext(embedder, profile, workdir, show_progress)).engine
+    engine = build_answerdesk(suite.documents, BuildContext(embedder, profile, workdir, show_progress, verifier)).engine
     labelled = []
     for case in tqdm(suite.cases, desc=f"features {suite.name}", unit="q", disable=not show_progress):
         scope = None
         if case.allowed_document_ids is not None:
             scope = Scope.everything().narrowed(document_ids=case.allowed_document_ids)
-        answer, hits = engine.ask_with_hits(case.question, scope=scope)
+        _, language, assessment = engine.examine(case.question, scope=scope)
+        hits = assessment.hits
         if not hits:
             continue  # nothing retrieved: the engine abstains without asking the model
-        features = extract_features(answer.language, hits, engine.evidence(case.question.strip(), hits))
+        features = extract_features(language, hits, assessment.evidence, assessment.verifier)
         gold = case.gold_document_ids
         right = not case.should_abstain and (not gold or hits[0].chunk.document_id in gold)
         labelled.append(LabelledCase(suite.name, case.id, features, case.should_abstain, right))

@@ -5,7 +5,7 @@ Examples::
     answerdesk eval run --suite sample --out eval-out/sample
     answerdesk eval run --suite xquad-r:ru-en --system all --out eval-out/xquad-ru-en
     answerdesk eval compare eval-out/a eval-out/b
-    answerdesk eval calibrate --suite sample --suite xquad-r-abstain:de-en --out fitted.toml
+    answerdesk eval calibrate --suite sample --suite train-squad2 --suite train-mlqa:de-en --out fitted.toml
     answerdesk eval sweep --suite xquad-r:de-en --grid top_k=4,8 --grid score_midpoint=0.84,0.86
     answerdesk eval bench --passages 2000
 """
@@ -220,7 +220,8 @@ def eval_calibrate(
 ) -> None:
     """Fit the answerability model (logistic regression over retrieval features) on labelled suites.
 
-    Test sets (nomiracl) are refused: calibrate on the sample set and public dev data.
+    Public eval sets are test sets and are refused: calibrate on our dev set (sample) and the
+    training data's held-out groups (train-squad2, train-squad2:lv, train-mlqa:de-en, train-cmrc …).
     """
     import tempfile
 
@@ -231,7 +232,9 @@ def eval_calibrate(
 
     forbidden = [name for name in suite if name.startswith(TEST_ONLY_PREFIXES)]
     if forbidden:
-        raise _fail(f"{forbidden[0]} is a test set: calibrate on other suites and only report it")
+        raise _fail(
+            f"{forbidden[0]} is a public eval (test) set: calibrate on sample and train-… suites, and only report it"
+        )
     if target_precision is not None and not 0 < target_precision < 1:
         raise _fail("--target-precision must be between 0 and 1")
     settings, base = _load(profile)

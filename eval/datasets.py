@@ -39,8 +39,9 @@ SAMPLE_CASES = "sample_qa_*.jsonl"
 XQUAD_LANGUAGES = ("en", "de", "es", "ru", "zh")
 NOMIRACL_LANGUAGES = ("en", "ru", "zh", "de", "es")
 COVID_LANGUAGES = ("en", "de")
-# Suites fitted on by `eval calibrate` must not include these (they are test sets).
-TEST_ONLY_PREFIXES = ("nomiracl",)
+# Suites fitted on by `eval calibrate` must not include these: every public eval set is a test set.
+# Calibrate on our dev set (`sample`) and the training data's held-out groups (`train-…`).
+TEST_ONLY_PREFIXES = ("nomiracl", "xquad-r", "squad2", "covid-faq", "clinc150")
 EXAMPLE_SUITES = (
     "sample",
     "xquad-r:en-en",
@@ -75,6 +76,11 @@ def eval_data_dir(settings: Settings) -> Path:
     return settings.eval_data_dir or REPO.parent / "shared" / "data"
 
 
+def train_data_dir(settings: Settings) -> Path:
+    """The public training data (``../shared/data/train``): the verifier's and calibration's only source."""
+    return settings.train_data_dir or eval_data_dir(settings) / "train"
+
+
 def load_suite(
     name: str, settings: Settings, kb_dir: Path | None = None, case_files: list[Path] | None = None
 ) -> Suite:
@@ -97,6 +103,10 @@ def load_suite(
         return _covid_faq(root / "covid-faq-deepset", _one_of(name, arg, COVID_LANGUAGES))
     if kind == "clinc150" and not arg:
         return _clinc150(root / "clinc150-oos")
+    if kind.startswith("train-"):
+        from eval.train_suites import load_train_suite
+
+        return load_train_suite(name, train_data_dir(settings))
     raise SuiteError(f"unknown suite {name!r}; for example: {', '.join(EXAMPLE_SUITES)}")
 
 

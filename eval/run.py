@@ -38,6 +38,7 @@ from eval.systems import SYSTEMS, Answerer, BuildContext
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder
 from retrieval.embedding_cache import CachingEmbedder
+from retrieval.verify import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -189,11 +190,12 @@ def run_suite(
     embedder: Embedder,
     out_dir: Path | None = None,
     show_progress: bool = True,
+    verifier: Verifier | None = None,
 ) -> tuple[dict[str, Any], list[CaseResult]]:
     """Build ``system`` over the suite's documents in a scratch folder, answer its cases, summarise."""
     builder = SYSTEMS[system]
     with tempfile.TemporaryDirectory(prefix=f"answerdesk-eval-{system}-") as scratch:
-        context = BuildContext(embedder, profile, Path(scratch), show_progress)
+        context = BuildContext(embedder, profile, Path(scratch), show_progress, verifier)
         started = time.perf_counter()
         answerer = builder(suite.documents, context)
         build_seconds = time.perf_counter() - started

@@ -33,6 +33,7 @@ from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
 from retrieval.store import ChromaStore
 from retrieval.types import Chunk, Document, Hit, Status
+from retrieval.verify import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class BuildContext:
     profile: RetrievalProfile
     workdir: Path
     show_progress: bool = True
+    verifier: Verifier | None = None  # the trained verifier (retrieval/verify.py); None = off
 
 
 Builder = Callable[[Sequence[Document], BuildContext], Answerer]
@@ -140,7 +142,7 @@ def build_answerdesk(
     def engine(profile: RetrievalProfile) -> AnswerEngine:
         if not hybrid:
             profile = profile.model_copy(update={"lexical_weight": 0.0, "prefer_localized": False})
-        return AnswerEngine(context.embedder, store, profile, registry, lexical=lexical)
+        return AnswerEngine(context.embedder, store, profile, registry, lexical=lexical, verifier=context.verifier)
 
     return AnswerDeskSystem(engine, context.profile)
 

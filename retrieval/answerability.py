@@ -51,6 +51,9 @@ class Features:
     evidence: float  # best sentence similarity over the evidence chunks
     evidence_top: float  # best sentence similarity in the top chunk
     language_match: float  # 1 when the top chunk is in the question's language
+    # The trained verifier's probabilities (retrieval/verify.py); NaN ("unknown") without a verifier.
+    verifier_top: float = math.nan  # the top chunk answers the question
+    verifier_sentence: float = math.nan  # the best sentence of the top chunk answers it
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -71,10 +74,25 @@ _REASONS: dict[str, tuple[str, str]] = {
     "evidence": ("weak_evidence", "no sentence matches the question well (best {value:.3f})"),
     "evidence_top": ("weak_evidence", "no sentence of the best source matches well (best {value:.3f})"),
     "language_match": ("cross_lingual", "the best source is in another language"),
+    "verifier_top": ("not_answered", "the verifier reads no answer in the best source ({value:.2f})"),
+    "verifier_sentence": ("weak_evidence", "the verifier finds no sentence that answers ({value:.2f})"),
 }
 
 
-def extract_features(language: str, hits: Sequence[Hit], evidence: Sequence[ChunkEvidence]) -> Features:
+@dataclass(frozen=True)
+class VerifierSignals:
+    """The verifier's probabilities for the top chunk and its best sentence (retrieval/verify.py)."""
+
+    top: float
+    sentence: float
+
+
+def extract_features(
+    language: str,
+    hits: Sequence[Hit],
+    evidence: Sequence[ChunkEvidence],
+    verifier: VerifierSignals | None = None,
+) -> Features:
     """Features of a non-empty retrieval; ``evidence`` scores the sentences of the first hits."""
     if not hits:
         raise ValueError("no hits to extract features from")
@@ -97,6 +115,8 @@ def extract_features(language: str, hits: Sequence[Hit], evidence: Sequence[Chun
         evidence=max((item.best_similarity for item in evidence), default=0.0),
         evidence_top=top_evidence.best_similarity if top_evidence else 0.0,
         language_match=1.0 if top.chunk.language == language else 0.0,
+        verifier_top=verifier.top if verifier else math.nan,
+        verifier_sentence=verifier.sentence if verifier else math.nan,
     )
 
 

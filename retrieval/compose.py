@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from retrieval.answerability import abstain_reasons, extract_features
+from retrieval.answerability import VerifierSignals, abstain_reasons, extract_features
 from retrieval.config import RetrievalProfile
 from retrieval.evidence import ChunkEvidence, select_quote
 from retrieval.messages import ABSTAINED, DISCLOSURE, localized
@@ -24,10 +24,12 @@ def compose_answer(
     hits: Sequence[Hit],
     profile: RetrievalProfile,
     evidence: Sequence[ChunkEvidence],
+    verifier: VerifierSignals | None = None,
 ) -> Answer:
     """Answer from ``hits`` (best first) or abstain when answering is not likely to be right.
 
-    ``evidence`` holds the scored sentences of the first hits (``SentenceScorer.score``), best first.
+    ``evidence`` holds the scored sentences of the first hits (``SentenceScorer.score``), best first;
+    with ``verifier`` signals, the top chunk's sentences carry the verifier's scores (retrieval/verify.py).
     """
     answer_id = uuid.uuid4().hex
     disclosure = localized(DISCLOSURE, language)
@@ -47,7 +49,7 @@ def compose_answer(
         return abstain(0.0, ["no_sources: nothing in the knowledge base matched"])
     top = hits[0]
     model = profile.answerability
-    features = extract_features(language, hits, evidence)
+    features = extract_features(language, hits, evidence, verifier)
     confidence = model.probability(features)
     if confidence < profile.min_confidence:
         decision = (
@@ -62,14 +64,16 @@ def compose_answer(
     top_evidence = next((item for item in scored if item.hit.chunk.chunk_id == top.chunk.chunk_id), None)
     if top_evidence is None:
         raise ValueError("the top hit has no scored sentences: pass the evidence of the first hits")
-    quotes = [select_quote(top_evidence, profile.max_answer_sentences, profile.quote_margin)]
+    top_margin = profile.verify_quote_margin if verifier else profile.quote_margin
+    quotes = [select_quote(top_evidence, profile.max_answer_sentences, top_margin)]
     runner_up = next((item for item in scored if item.hit.chunk.document_id != top.chunk.document_id), None)
     if runner_up and top.score - runner_up.hit.score <= profile.second_source_margin:
         quotes.append(select_quote(runner_up, max(1, profile.max_answer_sentences - 1), profile.quote_margin))
 
+    verified = f", verifier {verifier.top:.2f}" if verifier else ""
     reasons = [
         f"confident_match: answerability {confidence:.2f} (threshold {profile.min_confidence:.2f}); "
-        f"best source scored {top.score:.3f}, best sentence {features.evidence_top:.3f}"
+        f"best source scored {top.score:.3f}, best sentence {features.evidence_top:.3f}{verified}"
     ]
     if len(quotes) > 1:
         reasons.append(f"second_source: another document scored within {profile.second_source_margin:.3f}")

@@ -54,6 +54,12 @@ class RetrievalProfile(BaseModel):
     evidence_chunks: int = Field(default=3, ge=1, le=20)
     evidence_term_weight: float = Field(default=0.05, ge=0, le=1)
     quote_margin: float = Field(default=0.05, ge=0, le=1)
+    # The trained verifier (retrieval/verify.py), when a model is prepared: the first `verify_depth`
+    # hits are reranked by it (0 = off), the top chunk's sentences are scored as windows of
+    # `verify_window` sentences and the quote grows by neighbours within `verify_quote_margin`.
+    verify_depth: int = Field(default=6, ge=0, le=50)
+    verify_window: int = Field(default=1, ge=1, le=5)
+    verify_quote_margin: float = Field(default=0.15, ge=0, le=1)
     # P(answering from the top hit is right), fitted by `answerdesk eval calibrate` (retrieval/answerability.py).
     answerability: AnswerabilityModel = Field(default_factory=default_model)
 
@@ -93,6 +99,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=40, ge=1)
     # Public eval data (never copied into the repo); None means ../shared/data beside the repo.
     eval_data_dir: Path | None = None
+    # The public training data (verifier, calibration); default <eval data dir>/train.
+    train_data_dir: Path | None = None
     # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than
     # ``sync_upload_bytes`` (or of several files) runs as a job.
     max_file_bytes: int = Field(default=20_000_000, ge=1)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from retrieval.analysis import warm_up as warm_up_analysis
+from retrieval.answerability import VerifierSignals
 from retrieval.compose import compose_answer
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Vector, load_embedder
@@ -21,6 +22,7 @@ from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
 from retrieval.store import ChromaStore, scope_metadata
 from retrieval.types import Answer, Hit
+from retrieval.verify import Verifier, rerank, verify_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +190,16 @@ def _language_fair_ranks(
     return ranks
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What the decision sees: the hits (reranked by the verifier when there is one), the scored
+    sentences of the first of them, and the verifier's signals."""
+
+    hits: list[Hit]
+    evidence: list[ChunkEvidence]
+    verifier: VerifierSignals | None = None
+
+
 class AnswerEngine:
     """Answers questions only from the knowledge base, or abstains."""
 
@@ -199,10 +211,12 @@ class AnswerEngine:
         registry: DocumentRegistry | None = None,
         sentence_embedder: Embedder | None = None,
         lexical: LexicalIndex | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.profile = profile
+        self.verifier = verifier
         dense = DenseRetriever(embedder, store, profile.top_k, profile.cross_lingual_bonus, registry)
         self.retriever = HybridRetriever(dense, LexicalRetriever(lexical, registry) if lexical else None, profile)
         # Sentences are embedded as passages; give a content-hash cache (retrieval/embedding_cache.py)
@@ -224,13 +238,21 @@ class AnswerEngine:
     def ask_with_hits(
         self, question: str, language: str | None = None, scope: Scope | None = None
     ) -> tuple[Answer, list[Hit]]:
-        """The answer and every hit it was chosen from (for evaluation and audit)."""
+        """The answer and every hit it was chosen from, in the order the decision saw them (for
+        evaluation and audit)."""
+        question, language, assessment = self.examine(question, language, scope)
+        return self.compose(question, language, assessment), assessment.hits
+
+    def examine(
+        self, question: str, language: str | None = None, scope: Scope | None = None
+    ) -> tuple[str, str, Assessment]:
+        """Retrieve and assess ``question``: the cleaned question, its language and the assessment."""
         question = question.strip()
         detected = language or detect_language(question)
         language = "en" if detected == UNKNOWN else detected
         vector = self.embedder.embed_query(question)  # once, for retrieval and sentence evidence
         hits = self.retriever.retrieve_by_vector(vector, language, scope, question)
-        return self.answer(question, language, hits, vector), hits
+        return question, language, self.assess(question, language, hits, vector)
 
     def evidence(self, question: str, hits: Sequence[Hit], vector: Vector | None = None) -> list[ChunkEvidence]:
         """The scored sentences of the first ``evidence_chunks`` hits (``vector``: the embedded question)."""
@@ -239,9 +261,27 @@ class AnswerEngine:
         vector = self.embedder.embed_query(question) if vector is None else vector
         return self.scorer.score(question, vector, hits[: self.profile.evidence_chunks])
 
+    def assess(self, question: str, language: str, hits: Sequence[Hit], vector: Vector | None = None) -> Assessment:
+        """Rerank ``hits`` with the verifier (when there is one) and score the sentences of the first."""
+        hits = list(hits)
+        depth = self.profile.verify_depth
+        if self.verifier is None or depth == 0 or not hits:
+            return Assessment(hits, self.evidence(question, hits, vector))
+        verified = rerank(self.verifier, question, hits, language, depth, self.profile.localized_margin)
+        evidence = self.evidence(question, verified.hits, vector)
+        evidence[0] = verify_sentences(self.verifier, question, evidence[0], self.profile.verify_window)
+        best_sentence = max((sentence.score for sentence in evidence[0].sentences), default=0.0)
+        signals = VerifierSignals(verified.top or 0.0, best_sentence)
+        return Assessment(verified.hits, evidence, signals)
+
+    def compose(self, question: str, language: str, assessment: Assessment) -> Answer:
+        return compose_answer(
+            question, language, assessment.hits, self.profile, assessment.evidence, assessment.verifier
+        )
+
     def answer(self, question: str, language: str, hits: Sequence[Hit], vector: Vector | None = None) -> Answer:
         """Decide and compose from ``hits`` retrieved for ``question``: answer with quotes, or abstain."""
-        return compose_answer(question, language, hits, self.profile, self.evidence(question, hits, vector))
+        return self.compose(question, language, self.assess(question, language, hits, vector))
 
 
 def build_components(
