@@ -31,8 +31,9 @@ def kb_text() -> dict[str, str]:
 def test_the_set_has_every_kind_of_case_in_every_language() -> None:
     assert 250 <= len(CASES) <= 300
     assert {case.language for case in CASES} == LANGUAGES
-    for kind in (_answerable, _cross_lingual, _unanswerable, _escalation):
-        assert {case.language for case in CASES if kind(case)} >= LANGUAGES - ({"en"} if kind is _cross_lingual else set())
+    for kind in (_answerable, _unanswerable, _escalation):
+        assert {case.language for case in CASES if kind(case)} == LANGUAGES
+    assert {case.language for case in CASES if case.cross_lingual} == LANGUAGES - {"en"}
     assert {case.language for case in CASES if case.history} == {"en", "ru", "lv", "zh"}
     tags = Counter(tag for case in CASES for tag in case.tags)
     assert tags["near_miss"] >= 15 and tags["out_of_domain"] >= 15
@@ -62,10 +63,6 @@ def test_no_question_is_copied_from_the_dev_set() -> None:
 
 def _answerable(case: EvalCase) -> bool:
     return bool(case.gold_document_ids) and not case.history
-
-
-def _cross_lingual(case: EvalCase) -> bool:
-    return case.cross_lingual
 
 
 def _unanswerable(case: EvalCase) -> bool:
