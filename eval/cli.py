@@ -124,6 +124,7 @@ def eval_run(
             rows.append(metrics)
             if not nested:
                 _print_metrics(metrics)
+            _print_targets(metrics)
     if nested:
         _print_summary(rows)
     if out and rows:
@@ -163,6 +164,20 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         row = [_fmt(metrics[key])] + [_fmt(per_language[language].get(key)) for language in per_language]
         table.add_row(key, *row)
     console.print(table)
+
+
+def _print_targets(metrics: dict[str, Any]) -> None:
+    """The issue's target figures: share (cases) per language and for cross-lingual questions."""
+    from eval.targets import targets_markdown
+
+    targets = metrics["targets"]
+    table = Table(title=f"{metrics.get('suite', 'eval')} · {metrics.get('system', '')} · target figures")
+    table.add_column("figure")
+    for group in targets:
+        table.add_column(group, justify="right")
+    for line in targets_markdown(targets).splitlines()[2:]:
+        table.add_row(*[cell.strip() for cell in line.strip("|").split("|")])
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -207,8 +222,10 @@ def eval_calibrate(
     out: Annotated[Path, typer.Option(help="Profile file to write (TOML); the held-out report goes beside it (.md).")],
     target_precision: Annotated[
         float | None,
-        typer.Option(help="Set min_confidence to the lowest probability whose answers are right this often "
-        "(on cross-validated probabilities, suites weighted equally). Default: keep the profile's."),
+        typer.Option(
+            help="Set min_confidence to the lowest probability whose answers are right this often "
+            "(on cross-validated probabilities, suites weighted equally). Default: keep the profile's."
+        ),
     ] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds for the held-out figures.")] = 5,
     write_default: Annotated[
@@ -270,8 +287,12 @@ def eval_sweep(
     out: Annotated[Path | None, typer.Option(help="Write the table as markdown here.")] = None,
 ) -> None:
     """Run every grid point on the suites (answerdesk system) and print a table sorted by the metric."""
+    from eval.datasets import TEST_ONLY_PREFIXES
     from eval.sweep import parse_grid, sweep, sweep_markdown
 
+    forbidden = [name for name in suite if name.startswith(TEST_ONLY_PREFIXES)]
+    if forbidden:
+        raise _fail(f"{forbidden[0]} is a test set: sweep on other suites and only report it")
     settings, base = _load(profile)
     try:
         axes = parse_grid(grid, base)

@@ -1,10 +1,12 @@
 """Eval suites: a corpus of documents plus the cases asked against it.
 
-Our own ``sample`` suite is the sample KB with ``data/eval/*.jsonl``. The public sets are read from
-``ANSWERDESK_EVAL_DATA_DIR`` (default ``../shared/data`` beside the repo) and never copied into it;
-each folder's README documents its license and protocol. Suite names::
+Our own ``sample`` suite is the sample KB with ``data/eval/*.jsonl`` (the development set) and ``test``
+the same KB with ``data/test/*.jsonl``, a held-out set nothing may be tuned on (data/test/README.md).
+The public sets are read from ``ANSWERDESK_EVAL_DATA_DIR`` (default ``../shared/data`` beside the repo) and never
+copied into it; each folder's README documents its license and protocol. Suite names::
 
-    sample                    data/kb + data/eval/sample_qa_*.jsonl
+    sample                    data/kb + data/eval/sample_qa_*.jsonl (development)
+    test                      data/kb + data/test/*.jsonl (held out: report only, never tune)
     xquad-r:Q-C               questions in Q against the 240 paragraphs in C (gold = the paragraph)
     xquad-r-abstain:Q-C       as above, articles with index ≡ 0 mod 5 removed; their questions must abstain
     nomiracl[:LANG]           each query against its own 10 judged passages; non-relevant must abstain (a test set)
@@ -23,7 +25,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,13 @@ SAMPLE_CASES = "sample_qa_*.jsonl"
 XQUAD_LANGUAGES = ("en", "de", "es", "ru", "zh")
 NOMIRACL_LANGUAGES = ("en", "ru", "zh", "de", "es")
 COVID_LANGUAGES = ("en", "de")
-# Suites fitted on by `eval calibrate` must not include these: every public eval set is a test set.
+# Suites fitted on by `eval calibrate` must not include these: every public eval set and our own
+# test set (data/test) are test sets.
 # Calibrate on our dev set (`sample`) and the training data's held-out groups (`train-…`).
-TEST_ONLY_PREFIXES = ("nomiracl", "xquad-r", "squad2", "covid-faq", "clinc150")
+TEST_ONLY_PREFIXES = ("nomiracl", "xquad-r", "squad2", "covid-faq", "clinc150", "test")
 EXAMPLE_SUITES = (
     "sample",
+    "test",
     "xquad-r:en-en",
     "xquad-r:ru-en",
     "xquad-r-abstain:zh-en",
@@ -91,6 +95,9 @@ def load_suite(
         return _sample(
             kb_dir or REPO / "data" / "kb", case_files or sorted((REPO / "data" / "eval").glob(SAMPLE_CASES))
         )
+    if kind == "test" and not arg:
+        suite = _sample(kb_dir or REPO / "data" / "kb", case_files or sorted((REPO / "data" / "test").glob("*.jsonl")))
+        return replace(suite, name="test", protocol="our held-out test set (data/test): report only, never tune")
     if kind in ("xquad-r", "xquad-r-abstain"):
         question_lang, corpus_lang = _pair(name, arg)
         return _xquad(root / "xquad-r", question_lang, corpus_lang, abstain=kind == "xquad-r-abstain")

@@ -141,3 +141,14 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     if not total:
         return math.nan
     return sum(count * abs(conf - acc) for conf, acc, count in table) / total
+
+
+def normalized(text: str) -> str:
+    """Case-folded, markdown bold dropped, whitespace collapsed: how quotes and facts are compared."""
+    return " ".join(text.replace("**", "").casefold().split())
+
+
+def contains_fact(quotes: Sequence[str], facts: Sequence[str]) -> bool:
+    """Whether any quote contains any of the alternative wordings of the asked fact."""
+    folded = [normalized(quote) for quote in quotes]
+    return any(normalized(fact) in quote for fact in facts for quote in folded)

@@ -124,8 +124,8 @@ class LlamaIndexSystem:
             cited_chunk_ids=[node.node.node_id for node in kept],
             cited_document_ids=[str(node.node.metadata["document_id"]) for node in kept],
             confidence=min(max(hits[0].score, 0.0), 1.0) if hits else 0.0,
+            quotes=[node.node.get_content() for node in kept],
         )
-
 
     def _restricted_retriever(self, document_ids: Collection[str]) -> Any:
         """A retriever limited to ``document_ids`` by a metadata filter (applied inside Chroma)."""

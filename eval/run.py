@@ -1,5 +1,9 @@
 """Run a suite through a system in an isolated scratch index and summarise the metrics.
 
+Single questions go to the system's ``ask``. Dialogs and escalation requests go through the support desk
+(retrieval/desk.py, the path of ``/v1/ask``) around the answerdesk engine, one conversation per case;
+other systems have no desk and skip them.
+
 ``DIR/metrics.json`` holds flat metrics and a per-language breakdown; ``DIR/cases.jsonl`` one row per
 case (what ``eval compare`` bootstraps over); ``DIR/report.html`` the plots.
 """
@@ -13,9 +17,9 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -34,11 +38,16 @@ from eval.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
-from eval.systems import SYSTEMS, Answerer, BuildContext
+from eval.systems import SYSTEMS, AnswerDeskSystem, Answerer, BuildContext
+from eval.targets import grouped_targets, targets_markdown
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder
 from retrieval.embedding_cache import CachingEmbedder
+from retrieval.types import Status
 from retrieval.verify import Verifier
+
+if TYPE_CHECKING:
+    from retrieval.desk import SupportDesk
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +67,9 @@ class CaseResult:
     top_score: float
     confidence: float
     latency_ms: float
+    quotes: list[str] = field(default_factory=list)
+    escalated: bool = False
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def has_gold(self) -> bool:
@@ -90,6 +102,8 @@ class CaseResult:
             "latency_ms": round(self.latency_ms, 3),
             "ranked_documents": self.ranked_documents[:10],
             "cited_documents": self.cited_documents,
+            "escalated": self.escalated,
+            "quotes": self.quotes,
         }
         for k in CURVE_KS:
             values[f"recall@{k}"] = recall_at_k(self.ranked_documents, gold, k) if self.has_gold else None
@@ -98,9 +112,17 @@ class CaseResult:
         return values
 
 
-def run_cases(answerer: Answerer, cases: Sequence[EvalCase], show_progress: bool = True) -> list[CaseResult]:
+def run_cases(
+    answerer: Answerer, cases: Sequence[EvalCase], show_progress: bool = True, workdir: Path | None = None
+) -> list[CaseResult]:
+    """Each case through ``answerer``; dialogs and escalation requests through a desk in ``workdir``."""
+    desk = _desk(answerer, workdir) if any(case.through_desk for case in cases) else None
     results = []
     for case in tqdm(cases, desc="questions", unit="q", disable=not show_progress):
+        if case.through_desk:
+            if desk is not None and isinstance(answerer, AnswerDeskSystem):
+                results.append(_through_desk(answerer, desk, case))
+            continue
         started = time.perf_counter()
         prediction = answerer.ask(case.question, case.allowed_document_ids)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -114,18 +136,55 @@ def run_cases(answerer: Answerer, cases: Sequence[EvalCase], show_progress: bool
                 top_score=prediction.top_score,
                 confidence=prediction.confidence,
                 latency_ms=elapsed_ms,
+                quotes=prediction.quotes,
             )
         )
+    if desk is not None:
+        desk.close()
     return results
 
 
+def _desk(answerer: Answerer, workdir: Path | None) -> SupportDesk | None:
+    """The API's desk (triage rules and abstention limit from the settings) over a scratch database."""
+    from retrieval.desk import build_desk
+
+    if not isinstance(answerer, AnswerDeskSystem) or workdir is None:
+        logger.warning("dialogs and escalation requests need the answerdesk system; skipped")
+        return None
+    settings = Settings(support_database_url=f"sqlite:///{workdir / 'support.db'}", webhook_urls=[])
+    return build_desk(settings, start_worker=False)
+
+
+def _through_desk(system: AnswerDeskSystem, desk: SupportDesk, case: EvalCase) -> CaseResult:
+    """The case's turns as one conversation; the result is the last turn's reply."""
+    started = time.perf_counter()
+    conversation = f"eval-{case.id}"
+    for turn in [*case.history, case.question]:
+        answer = desk.ask(system.engine, turn, conversation_id=conversation).answer
+    return CaseResult(
+        case=case,
+        answered=answer.status == Status.ANSWERED,
+        ranked_documents=[],
+        cited_documents=[citation.document_id for citation in answer.citations],
+        cited_chunks=[citation.chunk_id for citation in answer.citations],
+        top_score=-math.inf,
+        confidence=answer.confidence,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        quotes=[citation.quote for citation in answer.citations],
+        escalated=answer.status == Status.ESCALATED,
+        reasons=list(answer.reasons),
+    )
+
+
 def summarize(results: Sequence[CaseResult]) -> dict[str, Any]:
-    """Flat metrics over all cases, plus the same per language."""
-    metrics = _metrics(results)
+    """Flat metrics over single questions, the same per language, and the issue's target figures."""
+    single = [result for result in results if not result.case.through_desk]
+    metrics = _metrics(single)
     by_language: dict[str, list[CaseResult]] = defaultdict(list)
-    for result in results:
+    for result in single:
         by_language[result.case.language].append(result)
     metrics["per_language"] = {language: _metrics(group) for language, group in sorted(by_language.items())}
+    metrics["targets"] = grouped_targets(results)
     return metrics
 
 
@@ -199,7 +258,7 @@ def run_suite(
         started = time.perf_counter()
         answerer = builder(suite.documents, context)
         build_seconds = time.perf_counter() - started
-        results = run_cases(answerer, suite.cases, show_progress)
+        results = run_cases(answerer, suite.cases, show_progress, Path(scratch))
     metrics = summarize(results)
     metrics["suite"] = suite.name
     metrics["system"] = system
@@ -221,6 +280,7 @@ def write_run(out_dir: Path, metrics: dict[str, Any], results: Sequence[CaseResu
         for result in results:
             fh.write(json.dumps(_json_safe(result.row()), ensure_ascii=False) + "\n")
     write_report(out_dir / "report.html", metrics, results)
+    (out_dir / "targets.md").write_text(targets_markdown(metrics["targets"]), encoding="utf-8")
 
 
 def _json_safe(value: Any) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -49,6 +49,7 @@ class Prediction:
     cited_chunk_ids: list[str]
     cited_document_ids: list[str]
     confidence: float
+    quotes: list[str] = field(default_factory=list)  # what each citation quotes; a whole chunk for simple systems
 
     @property
     def ranked_documents(self) -> list[str]:
@@ -124,12 +125,11 @@ class AnswerDeskSystem:
             cited_chunk_ids=[citation.chunk_id for citation in answer.citations],
             cited_document_ids=[citation.document_id for citation in answer.citations],
             confidence=answer.confidence,
+            quotes=[citation.quote for citation in answer.citations],
         )
 
 
-def build_answerdesk(
-    documents: Sequence[Document], context: BuildContext, hybrid: bool = True
-) -> AnswerDeskSystem:
+def build_answerdesk(documents: Sequence[Document], context: BuildContext, hybrid: bool = True) -> AnswerDeskSystem:
     """The engine over a scratch data dir, written through the Publisher as ingestion writes it."""
     chunks = chunk_documents(documents, context.embedder, context.profile)
     embeddings = embed_passages(context.embedder, [chunk.embedding_text for chunk in chunks], context.show_progress)
@@ -210,6 +210,7 @@ class DenseSystem:
             cited_chunk_ids=[hits[0].chunk.chunk_id] if answered else [],
             cited_document_ids=[hits[0].chunk.document_id] if answered else [],
             confidence=min(max(hits[0].score, 0.0), 1.0) if hits else 0.0,
+            quotes=[hits[0].chunk.text] if answered else [],
         )
 
 
@@ -253,7 +254,7 @@ class BM25System:
         best = hits[0]
         # Only an ordering for risk-coverage; a BM25 score is not a probability.
         confidence = 1.0 - math.exp(-best.score / 10.0)
-        return Prediction(True, hits, [best.chunk.chunk_id], [best.chunk.document_id], confidence)
+        return Prediction(True, hits, [best.chunk.chunk_id], [best.chunk.document_id], confidence, [best.chunk.text])
 
 
 def build_bm25(documents: Sequence[Document], context: BuildContext) -> BM25System:
@@ -285,7 +286,7 @@ class LexicalSystem:
             return Prediction(False, [], [], [], 0.0)
         best = hits[0]
         confidence = 1.0 - math.exp(-best.score / 10.0)  # an ordering for risk-coverage, as for bm25
-        return Prediction(True, hits, [best.chunk.chunk_id], [best.chunk.document_id], confidence)
+        return Prediction(True, hits, [best.chunk.chunk_id], [best.chunk.document_id], confidence, [best.chunk.text])
 
 
 def build_lexical(documents: Sequence[Document], context: BuildContext) -> LexicalSystem:
