@@ -69,7 +69,8 @@ HUMAN_PATTERNS: Mapping[str, Sequence[str]] = {
     ),
     "lv": (
         r"\bdzīv\w* (?:cilvēk|darbiniek|operator)\w*",
-        r"\b(?:savienojiet|pārslēdziet|savienot|pārslēgt) (?:mani )?(?:ar|uz) (?:cilvēk|darbiniek|operator|konsultant)\w*",
+        r"\b(?:savienojiet|pārslēdziet|savienot|pārslēgt) (?:mani )?(?:ar|uz) "
+        r"(?:cilvēk|darbiniek|operator|konsultant)\w*",
         r"\bnevis (?:ar )?(?:robot|bot)\w*",
     ),
     "zh": (
