@@ -56,7 +56,10 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = getattr(app.state, "settings", None) or get_settings()
-    desk = await run_in_threadpool(build_desk, settings)
+    engine: AnswerEngine | None = getattr(app.state, "engine", None)
+    # Triage reads the question vectors the engine's embedder computes anyway (retrieval/desk.py).
+    embedder = engine.embedder if engine is not None else None
+    desk = await run_in_threadpool(build_desk, settings, embedder=embedder)
     app.state.support = desk
     yield
     await run_in_threadpool(desk.close)

@@ -8,6 +8,7 @@ Examples::
     answerdesk eval calibrate --suite sample --suite xquad-r-abstain:de-en --out fitted.toml
     answerdesk eval sweep --suite xquad-r:de-en --grid top_k=4,8 --grid score_midpoint=0.84,0.86
     answerdesk eval bench --passages 2000
+    answerdesk eval triage-fit && answerdesk eval triage
 """
 
 from __future__ import annotations
@@ -355,3 +356,9 @@ eval_app.command("import-audit")(import_audit_command)
 from eval.redaction import redaction_command  # noqa: E402
 
 eval_app.command("redaction")(redaction_command)
+
+# Triage: fit the classifier heads on our written examples; measure on the dev sets (eval/triage.py).
+from eval.triage import triage_command, triage_fit_command  # noqa: E402
+
+eval_app.command("triage-fit")(triage_fit_command)
+eval_app.command("triage")(triage_command)

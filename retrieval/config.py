@@ -101,7 +101,9 @@ class Settings(BaseSettings):
     # Support (conversations, escalations, outbox, feedback, audit); None = the SQLite file below.
     support_database_url: str | None = None
     escalate_after_abstentions: int = Field(default=2, ge=0)  # N abstentions in a row escalate; 0 = never
-    sensitive_topics: list[str] = ["legal_threat", "security_incident", "chargeback", "account_takeover"]
+    sensitive_topics: list[str] = [
+        "legal_threat", "security_incident", "chargeback", "account_takeover", "cancellation_threat"
+    ]
     triage_rules_path: Path | None = None  # extra sensitive topics (TOML), see retrieval/triage.py
     webhook_urls: list[str] = []  # JSON list in the environment: '["https://desk.example/hooks"]'
     webhook_secret: SecretStr | None = None  # HMAC-SHA256 key; required when webhook_urls is set

@@ -21,6 +21,7 @@ import numpy as np
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.conversation import ContextualQuestion, FollowUp, PriorTurn, contextualize
 from retrieval.delivery import DeliveryWorker, OutboxDispatcher
+from retrieval.embedding import Embedder, Vector
 from retrieval.engine import AnswerEngine
 from retrieval.handoff import (
     CREATED,
@@ -36,6 +37,7 @@ from retrieval.handoff import (
     redacted_copy,
 )
 from retrieval.language import UNKNOWN, detect_language
+from retrieval.message_classifier import default_heads
 from retrieval.redact import redact_text
 from retrieval.scope import Scope
 from retrieval.support_store import (
@@ -118,13 +120,20 @@ class SupportDesk:
         detected = language or detect_language(question)
         language = "en" if detected == UNKNOWN else detected
 
-        retrieval = self._retrieve(engine, question, language, history, scope)
-        attempt = engine.answer(retrieval.query, language, retrieval.hits)
+        # Embedded once: for retrieval, sentence evidence, and the triage and follow-up classifier
+        # (when it reads this embedder's vectors; else triage embeds with its own).
+        vector = engine.embedder.embed_query(question)
+        probabilities = self.triage.read(question, vector if self.triage.reads(engine.embedder) else None)
+        classified = self.triage.reader.follow_up(probabilities) if self.triage.reader else None
+        retrieval = self._retrieve(engine, question, vector, language, history, scope, classified)
+        attempt = engine.answer(
+            retrieval.query, language, retrieval.hits, vector if retrieval.query == question else None
+        )
         if retrieval.follow_up:
             attempt.reasons.append("follow_up: read together with the conversation's earlier question")
 
         triggers = decide(
-            self.triage.detect(question),
+            self.triage.detect(question, probabilities=probabilities),
             abstained=attempt.status == Status.ABSTAINED,
             abstentions_in_a_row=_abstentions_in_a_row(history),
             abstention_limit=self.abstention_limit,
@@ -262,14 +271,22 @@ class SupportDesk:
     # ---- internals -------------------------------------------------------------------------------
 
     def _retrieve(
-        self, engine: AnswerEngine, question: str, language: str, history: Sequence[Turn], scope: Scope
+        self,
+        engine: AnswerEngine,
+        question: str,
+        vector: Vector,
+        language: str,
+        history: Sequence[Turn],
+        scope: Scope,
+        classified: FollowUp | None,
     ) -> Retrieval:
-        context = contextualize(question, [PriorTurn(turn.question, turn.follow_up) for turn in history])
+        context = contextualize(question, [PriorTurn(turn.question, turn.follow_up) for turn in history], classified)
         if context.kind == FollowUp.NONE or context.anchor is None:
-            return Retrieval(engine.retriever.retrieve(question, language, scope), question, follow_up=False)
-        blended = _blended_hits(engine, context, language, scope)
+            hits = engine.retriever.retrieve_by_vector(vector, language, scope, question)
+            return Retrieval(hits, question, follow_up=False)
+        blended = _blended_hits(engine, context, vector, language, scope)
         if context.kind == FollowUp.POSSIBLE:
-            alone = engine.retriever.retrieve(question, language, scope)
+            alone = engine.retriever.retrieve_by_vector(vector, language, scope, question)
             best_alone = alone[0].score if alone else float("-inf")
             best_blended = blended[0].score if blended else float("-inf")
             same_best = bool(alone and blended) and alone[0].chunk.chunk_id == blended[0].chunk.chunk_id
@@ -344,18 +361,19 @@ def _abstentions_in_a_row(history: Sequence[Turn]) -> int:
     return count
 
 
-def _blended_hits(engine: AnswerEngine, context: ContextualQuestion, language: str, scope: Scope) -> list[Hit]:
-    """Hits for a weighted blend of the follow-up and its contextual reading.
+def _blended_hits(
+    engine: AnswerEngine, context: ContextualQuestion, alone: Vector, language: str, scope: Scope
+) -> list[Hit]:
+    """Hits for a weighted blend of the follow-up (``alone``: its embedding) and its contextual reading.
 
     The dot product is linear, so the blend ranks passages by the weighted mean of their two
     similarities; scores are scaled back to that mean so the engine's thresholds keep their meaning.
     """
-    alone = engine.embedder.embed_query(context.question)
     together = engine.embedder.embed_query(context.contextual)
     blend = FOLLOW_UP_WEIGHT * alone + together
     norm = float(np.linalg.norm(blend))
     if norm == 0.0:
-        return engine.retriever.retrieve(context.question, language, scope)
+        return engine.retriever.retrieve_by_vector(alone, language, scope, context.question)
     # The lexical leg reads the contextual wording: the follow-up alone often lacks the topic's words.
     blended = (blend / norm).astype(np.float32)
     hits = engine.retriever.retrieve_by_vector(blended, language, scope, text=context.contextual)
@@ -372,10 +390,15 @@ class SupportConfigError(ValueError):
     """Support settings that cannot work together (e.g. webhooks without a secret)."""
 
 
-def build_desk(settings: Settings, *, start_worker: bool = True) -> SupportDesk:
-    """The desk, its store, triage rules and (when webhooks are configured) the delivery worker."""
+def build_desk(settings: Settings, *, start_worker: bool = True, embedder: Embedder | None = None) -> SupportDesk:
+    """The desk, its store, triage and (when webhooks are configured) the delivery worker.
+
+    ``embedder`` is the engine's: when it is the model the triage classifier was trained on, triage
+    reads the vectors the desk computes anyway; otherwise (another model, or none) triage keeps to
+    its phrase rules."""
     store = SupportStore(settings.support_database_url or settings.database_url)
-    triage = build_triage(settings.sensitive_topics, settings.triage_rules_path)
+    triage_embedder = embedder if settings.embedding_model == default_heads().model else None
+    triage = build_triage(settings.sensitive_topics, settings.triage_rules_path, embedder=triage_embedder)
     worker = None
     try:
         dispatcher = build_dispatcher(settings, store)
