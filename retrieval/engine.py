@@ -18,6 +18,7 @@ from retrieval.language import UNKNOWN, detect_language
 from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
 from retrieval.locale import localized_id
 from retrieval.registry import DocumentRegistry
+from retrieval.rows import private_dir
 from retrieval.scope import Scope
 from retrieval.store import ChromaStore, scope_metadata
 from retrieval.types import Answer, Hit
@@ -249,7 +250,7 @@ def build_components(
 ) -> tuple[Embedder, ChromaStore, DocumentRegistry]:
     """The embedder, store and registry a process needs, all configured from ``settings``
     (``embedder`` replaces the configured one, e.g. a fake in tests)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     embedder = embedder or load_embedder(
         settings.embedding_backend,
         settings.embedding_model,
