@@ -68,8 +68,9 @@ def _single(matrix: Matrix) -> Vector:
 
 
 def onnxruntime() -> Any:
-    """The onnxruntime module with its telemetry events turned off: the only import of it that
-    creates sessions, so no session ever starts with telemetry on (``DO_NOT_TRACK`` does not stop it)."""
+    """The onnxruntime module with its telemetry events turned off (``DO_NOT_TRACK`` does not), the
+    one import of it that creates sessions; ``ORT_DISABLE_TELEMETRY`` (retrieval/__init__.py) keeps
+    the import itself from writing under the user's home."""
     import onnxruntime as ort
 
     ort.disable_telemetry_events()
