@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from retrieval.analysis import set_cache_dir as set_analysis_cache_dir
 from retrieval.analysis import warm_up as warm_up_analysis
 from retrieval.compose import compose_answer
 from retrieval.config import RetrievalProfile, Settings
@@ -251,6 +252,7 @@ def build_components(
     """The embedder, store and registry a process needs, all configured from ``settings``
     (``embedder`` replaces the configured one, e.g. a fake in tests)."""
     private_dir(settings.data_dir)
+    set_analysis_cache_dir(settings.data_dir / "cache")
     embedder = embedder or load_embedder(
         settings.embedding_backend,
         settings.embedding_model,

@@ -63,8 +63,10 @@ def test_a_public_agent_reads_nothing_an_internal_readers_escalation_shows(
     # Resolved by an internal agent, it is a FAQ candidate for internal keys only.
     assert internal_agent.request("POST", f"/v1/escalations/{escalation_id}/resolve", json=resolve).status_code == 200
     assert public_agent.request("GET", "/v1/faq-candidates").json()["candidates"] == []
-    [candidate] = internal_agent.request("GET", "/v1/faq-candidates").json()["candidates"]
+    candidates = internal_agent.request("GET", "/v1/faq-candidates").json()
+    [candidate] = candidates["candidates"]
     assert candidate["answer"] == "Approved by Maria, call [PHONE]."  # meant for the knowledge base: redacted
+    assert "2612" not in candidates["markdown"]
 
     # Feedback: a public reader cannot rate (or learn of) an internal reader's answer.
     public_reader = _key(client, settings, "reader", "public")
