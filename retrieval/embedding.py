@@ -66,7 +66,6 @@ def _single(matrix: Matrix) -> Vector:
     return np.asarray(matrix[0], dtype=np.float32)
 
 
-
 def onnxruntime() -> Any:
     """The onnxruntime module with its telemetry events turned off (``DO_NOT_TRACK`` does not), the
     one import of it that creates sessions; ``ORT_DISABLE_TELEMETRY`` (retrieval/__init__.py) keeps
@@ -75,6 +74,7 @@ def onnxruntime() -> Any:
 
     ort.disable_telemetry_events()
     return ort
+
 
 class OnnxEmbedder:
     """e5 encoder served by onnxruntime: ``model_int8.onnx`` + ``tokenizer.json``.
