@@ -7,8 +7,9 @@ the scope can never reach an answer, a citation or an escalation.
 
 Each tenant has its own Chroma collection (retrieval/store.py). A document of tenant ``acme`` is
 stored under the qualified id ``acme:<id>`` (registry, chunk ids); the default tenant's ids are
-unqualified, so a single-tenant deployment never sees the prefix. Callers see only their own
-tenant's ids, so the prefix reveals nothing.
+unqualified, so a single-tenant deployment never sees the prefix. Responses name documents and
+chunks without it (``local_id``) and their files by the path below the ingested folder
+(``shown_source``), never by a path on the server.
 """
 
 from __future__ import annotations
