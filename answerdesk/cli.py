@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from answerdesk.keys_cli import keys_app
+from answerdesk.privacy_cli import privacy_app
 from answerdesk.support_cli import register as register_support_commands
 from eval.cli import eval_app
 from retrieval.config import ProfileError, RetrievalProfile, Settings, get_settings, load_settings
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 register_support_commands(app)  # audit, report, escalations, outbox (answerdesk/support_cli.py)
 app.add_typer(keys_app, name="keys")  # answerdesk/keys_cli.py
+app.add_typer(privacy_app, name="privacy")  # answerdesk/privacy_cli.py
 console = Console()
 errors = Console(stderr=True)
 

@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         Only documents of the key's tenant and audience are used."""
         check_question_length(request.question, app_settings.max_question_chars)
         async with answer_slots:  # first come, first served once the cores are busy
-            response = await answer_turn(request, engine, desk, caller.scope)
+            response = await answer_turn(request, engine, desk, caller.scope, caller.key_id)
         log_answer(request.question, response, app_settings.log_questions)
         return response
 

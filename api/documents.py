@@ -42,7 +42,7 @@ from ingest.pipeline import FileResult, Outcome, Placement
 from ingest.service import DocumentService, Job, Upload
 from retrieval.config import Settings
 from retrieval.registry import DocumentRecord
-from retrieval.scope import PUBLIC, TENANT_SEPARATOR, ScopeError, qualify, tenant_of
+from retrieval.scope import PUBLIC, TENANT_SEPARATOR, ScopeError, local_id, qualify, tenant_of
 
 router = APIRouter(tags=["documents"])
 
@@ -135,7 +135,7 @@ async def get_document(
         **DocumentSummary.fields_from(record),
         metadata=record.extra,
         chunk_details=[
-            ChunkView(chunk_id=c.chunk_id, position=c.position, section=c.section, kind=c.kind, text=c.text)
+            ChunkView(chunk_id=local_id(c.chunk_id), position=c.position, section=c.section, kind=c.kind, text=c.text)
             for c in chunks
         ],
     )
@@ -156,7 +156,7 @@ async def delete_document(
 async def get_job(job_id: str, caller: JobsCaller, service: DocumentsDep) -> JobView:
     """Progress and per-file results of an upload job."""
     job = service.job(job_id)
-    if job is None or job.tenant != caller.tenant:
+    if job is None or job.tenant != caller.tenant or not job.audiences <= caller.scope.audiences:
         raise NotFoundError(f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "job_not_found")
     return job_view(job)
 
@@ -204,10 +204,12 @@ def job_view(job: Job) -> JobView:
 
 
 def file_outcome(result: FileResult) -> FileOutcome:
+    name = result.source.rsplit("/", 1)[-1]
     return FileOutcome(
-        file=result.source.rsplit("/", 1)[-1] if result.outcome != Outcome.FAILED else result.source,
+        # A failed upload is named as it was sent; a path on the server only by its file name.
+        file=result.source if result.outcome == Outcome.FAILED and not result.source.startswith("/") else name,
         outcome=result.outcome.value,
-        document_id=result.document_id,
+        document_id=local_id(result.document_id),
         version=result.version,
         chunks=result.chunks,
         code=result.code,

@@ -61,6 +61,12 @@ class ForbiddenError(ApiError):
     code = "forbidden_role"
 
 
+class AudienceForbiddenError(ForbiddenError):
+    """The key asks to grant an audience it does not have (a public admin minting an internal key)."""
+
+    code = "audience_not_allowed"
+
+
 class RateLimitedError(ApiError):
     status_code = 429
     code = "rate_limited"

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from retrieval.registry import DocumentRecord
+from retrieval.scope import local_id, shown_source
 from retrieval.types import Answer
 
 MAX_QUESTION_CHARS = 2000
@@ -68,11 +69,11 @@ class DocumentSummary(BaseModel):
     def fields_from(cls, record: DocumentRecord) -> dict[str, Any]:
         """The summary fields of a registry record (subclasses add their own)."""
         return {
-            "document_id": record.document_id,
+            "document_id": local_id(record.document_id),
             "title": record.title,
             "language": record.language,
             "kind": record.kind,
-            "source": record.source,
+            "source": shown_source(record.document_id, record.source),
             "version": record.version,
             "chunks": len(record.chunk_ids),
             "updated_at": record.updated_at,

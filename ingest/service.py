@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_bytes
 from ingest.pipeline import DEFAULT_PLACEMENT, FileResult, Ingestor, Outcome, Placement
 from retrieval.registry import utc_now
-from retrieval.scope import DEFAULT_TENANT, TENANT_SEPARATOR, qualify, tenant_of
+from retrieval.scope import DEFAULT_TENANT, PUBLIC, TENANT_SEPARATOR, qualify, tenant_of
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class Job:
     finished_at: str = ""
     results: list[FileResult] = field(default_factory=list)
     tenant: str = DEFAULT_TENANT  # whose documents; the API shows a job only to its tenant
+    # The audiences its writer could publish to: a job of an internal key may name internal
+    # documents, so the API shows it only to keys that see every one of them.
+    audiences: frozenset[str] = frozenset({PUBLIC})
 
 
 class DocumentService:
@@ -96,7 +99,12 @@ class DocumentService:
         placement: Placement = DEFAULT_PLACEMENT,
     ) -> Job:
         """Queue uploads as a job and return it at once; poll :meth:`job` for progress."""
-        job = Job(job_id=uuid.uuid4().hex, files_total=len(uploads), tenant=placement.tenant)
+        job = Job(
+            job_id=uuid.uuid4().hex,
+            files_total=len(uploads),
+            tenant=placement.tenant,
+            audiences=placement.allowed_audiences,
+        )
         with self._jobs_lock:
             self._jobs[job.job_id] = job
             while len(self._jobs) > MAX_JOBS_KEPT:
@@ -164,9 +172,9 @@ class DocumentService:
         elif claimed is not None and qualify(placement.tenant, new_id) in claimed:
             problem, code = f"duplicate document id {new_id!r} in this upload", "duplicate_id"
         elif must_be_new and self.ingestor.registry.get(qualify(placement.tenant, new_id)) is not None:
-            problem, code = f"document {new_id!r} already exists; use PUT /v1/documents/{new_id} to replace it", (
-                "document_exists"
-            )
+            # The same words whether or not the caller may see that document (docs/privacy.md): ids
+            # are unique per tenant, so that an id is taken cannot be hidden, but nothing more shows.
+            problem, code = f"document id {new_id!r} is taken in this tenant; choose another id", "document_exists"
         if problem:
             return FileResult(name, Outcome.FAILED, new_id, error=problem, code=code)
         return self._write_and_ingest(upload.data, new_id, relative.suffix.lower(), placement)

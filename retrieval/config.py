@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=2.0, gt=0)
     webhook_backoff_max_seconds: float = Field(default=900.0, gt=0)
     outbox_poll_seconds: float = Field(default=5.0, gt=0)
+    # Privacy (docs/privacy.md): raw question text is stored only when this is on (else redacted),
+    # and `answerdesk privacy purge` erases conversations idle for more than retention_days.
+    store_raw_questions: bool = False
+    retention_days: int | None = Field(default=None, ge=1)
 
     @property
     def resolved_model_dir(self) -> Path:

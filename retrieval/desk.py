@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,12 +43,14 @@ from retrieval.scope import Scope
 from retrieval.support_store import (
     OPEN,
     AuditRecord,
+    ConversationNotFoundError,
     Escalation,
     Exchange,
     NewMessage,
     SupportStore,
     Turn,
     dumps,
+    may_continue,
     utc_now,
 )
 from retrieval.triage import ALREADY, Triage, Trigger, build_triage, decide
@@ -93,6 +95,9 @@ class SupportDesk:
     abstention_limit: int = 2
     worker: DeliveryWorker | None = None
     clock: Callable[[], float] = time.time
+    # Off by default: questions are stored (once, in the turn) with e-mails, cards, IBANs and phone
+    # numbers masked; the raw text lives only in memory while it is answered.
+    store_raw_questions: bool = False
     _profile_versions: dict[int, str] = field(default_factory=dict)
 
     def ask(
@@ -105,17 +110,23 @@ class SupportDesk:
         escalate: bool = False,
         customer: Mapping[str, Any] | None = None,
         scope: Scope | None = None,
+        owner: str | None = None,
     ) -> Reply:
         """Answer one customer turn, escalating when triage (or the caller) says so.
 
         ``scope`` (the caller's tenant and audiences) limits retrieval, and the conversation is the
-        scope's tenant's: the same id in another tenant is another conversation.
+        scope's tenant's: the same id in another tenant is another conversation. A conversation
+        belongs to the key (``owner``) that started it, and to its customer id when it has one;
+        anyone else continuing it gets :class:`ConversationNotFoundError`.
         """
         started = time.perf_counter()
         scope = scope or Scope()
         tenant = scope.tenant
         question = question.strip()
         conversation_id = conversation_id or uuid.uuid4().hex
+        known = self.store.conversation(conversation_id, tenant)
+        if known is not None and not may_continue(known, owner, dict(customer or {})):
+            raise ConversationNotFoundError(conversation_id)
         history = self.store.turns(conversation_id, tenant)
         detected = language or detect_language(question)
         language = "en" if detected == UNKNOWN else detected
@@ -162,7 +173,7 @@ class SupportDesk:
                     triggers,
                     history,
                     {**self.store.customer(conversation_id, tenant), **dict(customer or {})},
-                    tenant,
+                    scope,
                 )
         elif attempt.status == Status.ABSTAINED:
             answer, offered = offer_escalation(attempt), True
@@ -171,8 +182,8 @@ class SupportDesk:
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         turn = Turn(
             position=len(history),
-            question=question,
-            query=retrieval.query,
+            question=self._kept(question),
+            query=self._kept(retrieval.query),
             follow_up=retrieval.follow_up,
             answer_id=answer.answer_id,
             status=answer.status.value,
@@ -186,8 +197,8 @@ class SupportDesk:
             answer_id=answer.answer_id,
             conversation_id=conversation_id,
             created_at=stamp,
-            question=question,
-            query=retrieval.query,
+            question=turn.question,
+            query=turn.query,
             language=language,
             status=answer.status.value,
             confidence=answer.confidence,
@@ -202,8 +213,11 @@ class SupportDesk:
             latency_ms=latency_ms,
             escalation_id=escalation_id,
             tenant=tenant,
+            audience=scope.audience,
         )
-        exchange = Exchange(conversation_id, dict(customer or {}), turn, audit, escalation, messages, tenant)
+        exchange = Exchange(
+            conversation_id, dict(customer or {}), turn, audit, escalation, messages, tenant, scope.audience, owner
+        )
         self.store.record_exchange(exchange, self.clock())
         if escalation is not None:
             logger.info(
@@ -226,11 +240,13 @@ class SupportDesk:
         document_ids: Sequence[str] = (),
         kb_gap: bool = False,
         tenant: str | None = None,
+        audiences: Collection[str] | None = None,
     ) -> Escalation:
         """Record the agent's answer; an ``escalation.resolved`` webhook goes out with it.
 
-        With ``tenant``, another tenant's escalation is not found (EscalationNotFoundError)."""
-        current = self.store.escalation(escalation_id, tenant)
+        With ``tenant`` (and ``audiences``), another tenant's escalation (or one of another audience)
+        is not found (EscalationNotFoundError)."""
+        current = self.store.escalation(escalation_id, tenant, audiences)
         resolved_at = utc_now()
         resolution = {
             "answer": answer,
@@ -250,7 +266,7 @@ class SupportDesk:
             offer_as_faq=offer_as_faq,
         )
         messages = [NewMessage(RESOLVED, url, key, dumps(body.model_dump(mode="json"))) for url in self.webhook_urls]
-        resolved = self.store.resolve(escalation_id, resolution, messages, tenant)
+        resolved = self.store.resolve(escalation_id, resolution, messages, tenant, audiences)
         if messages and self.worker is not None:
             self.worker.wake()
         return resolved
@@ -269,6 +285,10 @@ class SupportDesk:
         self.store.close()
 
     # ---- internals -------------------------------------------------------------------------------
+
+    def _kept(self, text: str) -> str:
+        """What is stored of a customer's text: redacted unless raw storage was turned on."""
+        return text if self.store_raw_questions else redact_text(text)
 
     def _retrieve(
         self,
@@ -304,10 +324,11 @@ class SupportDesk:
         triggers: Sequence[Trigger],
         history: Sequence[Turn],
         customer: dict[str, Any],
-        tenant: str,
+        scope: Scope,
     ) -> tuple[Escalation, list[NewMessage]]:
         created_at = utc_now()
         key = idempotency_key(CREATED, escalation_id)
+        question = self._kept(question)
         transcript = [entry for turn in history for entry in _transcript_entries(turn)]
         transcript.append(TranscriptEntry(role="customer", text=question, at=created_at))
         payload = EscalationPayload(
@@ -338,7 +359,8 @@ class SupportDesk:
             created_at=created_at,
             record=payload.model_dump(mode="json"),
             redacted=redacted.model_dump(mode="json"),
-            tenant=tenant,
+            tenant=scope.tenant,
+            audience=scope.audience,
         )
         return escalation, [NewMessage(CREATED, url, key, body) for url in self.webhook_urls]
 
@@ -415,6 +437,7 @@ def build_desk(settings: Settings, *, start_worker: bool = True, embedder: Embed
         webhook_urls=tuple(settings.webhook_urls),
         abstention_limit=settings.escalate_after_abstentions,
         worker=worker,
+        store_raw_questions=settings.store_raw_questions,
     )
 
 

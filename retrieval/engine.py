@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from retrieval.analysis import set_cache_dir as set_analysis_cache_dir
 from retrieval.analysis import warm_up as warm_up_analysis
 from retrieval.compose import compose_answer
 from retrieval.config import RetrievalProfile, Settings
@@ -18,6 +19,7 @@ from retrieval.language import UNKNOWN, detect_language
 from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
 from retrieval.locale import localized_id
 from retrieval.registry import DocumentRegistry
+from retrieval.rows import private_dir
 from retrieval.scope import Scope
 from retrieval.store import ChromaStore, scope_metadata
 from retrieval.types import Answer, Hit
@@ -249,7 +251,8 @@ def build_components(
 ) -> tuple[Embedder, ChromaStore, DocumentRegistry]:
     """The embedder, store and registry a process needs, all configured from ``settings``
     (``embedder`` replaces the configured one, e.g. a fake in tests)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
+    set_analysis_cache_dir(settings.data_dir / "cache")
     embedder = embedder or load_embedder(
         settings.embedding_backend,
         settings.embedding_model,

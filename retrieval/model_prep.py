@@ -515,6 +515,10 @@ def export_onnx(st_dir: Path, onnx_dir: Path, keep_fp32: bool = False) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import XLMRobertaModel
 
+    from retrieval.embedding import onnxruntime
+
+    onnxruntime()  # quantisation opens sessions too: telemetry off first
+
     onnx_dir.mkdir(parents=True, exist_ok=True)
     # from_pretrained returns the model in eval mode; eager attention exports to plain ops. The
     # (zero) pooler stays out of the graph: only last_hidden_state is an output.

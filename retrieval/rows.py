@@ -4,20 +4,48 @@ dataclass records and rows whose columns share their field names."""
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 RecordT = TypeVar("RecordT")
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner may open (state holds customers' data): created 0700, and
+    an existing one loses its group and other permissions."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        path.chmod(mode & 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` as a file only its owner may read and write: created 0600 (folders above it 0700 when
+    they are new), an existing one loses its group and other permissions."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        path.chmod(mode & 0o600)
+    return path
+
+
 def open_database(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout, so the API and the CLI can share it."""
+    """An engine for ``url``; SQLite gets WAL and a busy timeout, so the API and the CLI can share it,
+    and its file is private to the owner (SQLite gives the -wal and -shm files the same mode)."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        private_file(Path(database))
     engine = create_engine(url)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -44,6 +72,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA secure_delete=ON")  # erased customer data is overwritten, not left in free pages
     cursor.close()
 
 

@@ -7,8 +7,9 @@ the scope can never reach an answer, a citation or an escalation.
 
 Each tenant has its own Chroma collection (retrieval/store.py). A document of tenant ``acme`` is
 stored under the qualified id ``acme:<id>`` (registry, chunk ids); the default tenant's ids are
-unqualified, so a single-tenant deployment never sees the prefix. Callers see only their own
-tenant's ids, so the prefix reveals nothing.
+unqualified, so a single-tenant deployment never sees the prefix. Responses name documents and
+chunks without it (``local_id``) and their files by the path below the ingested folder
+(``shown_source``), never by a path on the server.
 """
 
 from __future__ import annotations
@@ -65,6 +66,30 @@ def tenant_of(document_id: str) -> str:
     return owner if separator else DEFAULT_TENANT
 
 
+def local_id(qualified_id: str) -> str:
+    """A stored document or chunk id as its tenant knows it: without the ``tenant:`` prefix."""
+    owner, separator, rest = qualified_id.partition(TENANT_SEPARATOR)
+    return rest if separator and TENANT_NAME.match(owner) else qualified_id
+
+
+def shown_source(document_id: str, source: str) -> str:
+    """The source file as callers see it: its path below the ingested folder, never the server's path.
+
+    A document's default id is that path without its extension (ingest/parse.py), so the path is
+    ``<id><suffix>`` when the source ends with it; otherwise (an id from front matter) only the file name.
+    """
+    if not source:
+        return ""
+    name = source.replace("\\", "/")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or "/" in suffix:
+        stem, suffix = name, ""
+    own = local_id(document_id)
+    if stem == own or stem.endswith("/" + own):
+        return f"{own}.{suffix}" if suffix else own
+    return name.rsplit("/", 1)[-1]
+
+
 def tag_set(tags: str | Iterable[str]) -> frozenset[str]:
     """Tags from front matter (``"a,b"`` or a list), lowercased."""
     items = tags.split(",") if isinstance(tags, str) else tags
@@ -86,6 +111,17 @@ class Scope:
     def everything(cls, tenant: str = DEFAULT_TENANT) -> Scope:
         """Every audience of one tenant (command line, evaluation)."""
         return cls(tenant=tenant, audiences=frozenset(AUDIENCES))
+
+    @property
+    def audience(self) -> str:
+        """The audience of what this scope's caller writes (conversations, escalations): internal
+        when it may read internal documents, so nothing it was shown reaches a public key."""
+        return INTERNAL if INTERNAL in self.audiences else PUBLIC
+
+    def covers(self, tenant: str, audience: str) -> bool:
+        """Whether this scope may read support data of ``tenant`` written for ``audience`` (the same
+        tenant and audience rules as for chunks, ``allows``)."""
+        return tenant == self.tenant and audience in self.audiences
 
     def narrowed(
         self,
