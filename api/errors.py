@@ -5,6 +5,7 @@ ApiError
 ├── ForbiddenError         403 forbidden_role
 ├── RateLimitedError       429 rate_limited (with Retry-After)
 ├── NotReadyError          503 not_ready
+├── WriterBusyApiError     503 writer_busy (with Retry-After)
 ├── NotFoundError          404 document_not_found, job_not_found, escalation_not_found, answer_not_found,
 │                              conversation_not_found, key_not_found
 ├── ConflictError          409 escalation_already_resolved
@@ -72,6 +73,16 @@ class RateLimitedError(ApiError):
 class NotReadyError(ApiError):
     status_code = 503
     code = "not_ready"
+
+
+class WriterBusyApiError(ApiError):
+    """A write that could not start before its deadline; nothing was changed."""
+
+    status_code = 503
+    code = "writer_busy"
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message, headers={"Retry-After": retry_after})
 
 
 class NotFoundError(ApiError):

@@ -103,7 +103,7 @@ class DocumentText(BaseModel):
         },
     )
 
-    document_id: str = Field(min_length=1, max_length=300, description="Id of the new document, e.g. en/faq-invoices.")
+    document_id: str = Field(min_length=1, description="Id of the new document, e.g. en/faq-invoices.")
     format: Literal["markdown", "text", "html", "csv", "json", "yaml"] = "markdown"
     content: str = Field(min_length=1, description="The document's text in that format.")
 

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=20_000_000, ge=1)
     max_request_bytes: int = Field(default=100_000_000, ge=1)
     sync_upload_bytes: int = Field(default=1_000_000, ge=0)
+    # How long a synchronous write (one small upload, a delete) may wait for other writes to free
+    # the writer; then an upload is answered as a job (202) and a delete as 503 writer_busy.
+    sync_write_seconds: float = Field(default=20.0, gt=0)
     # Support (conversations, escalations, outbox, feedback, audit); None = the SQLite file below.
     support_database_url: str | None = None
     escalate_after_abstentions: int = Field(default=2, ge=0)  # N abstentions in a row escalate; 0 = never
