@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         lifespan=lifespan,
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.auth_failure_limiter = RateLimiter(settings.failed_auth_per_second, settings.failed_auth_burst)
     # Answering is CPU-bound (embedding): more questions at once than cores only thrash them, and the
     # unlucky ones starve (50 clients on 2 cores: p99 over 30 s). Extra ones wait in line instead.
     answer_slots = anyio.CapacityLimiter(settings.max_concurrent_answers or os.cpu_count() or 2)

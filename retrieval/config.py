@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=262_144, ge=1024)
     rate_limit_per_second: float = Field(default=20.0, ge=0)
     rate_limit_burst: int = Field(default=40, ge=1)
+    # Failed authentications (unknown or revoked keys) per client address, the same kind of bucket.
+    failed_auth_per_second: float = Field(default=0.5, ge=0)
+    failed_auth_burst: int = Field(default=20, ge=1)
     # Public eval data (never copied into the repo); None means ../shared/data beside the repo.
     eval_data_dir: Path | None = None
     # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from ingest.parse import parse_bytes
 from ingest.pipeline import FileResult, Ingestor, Outcome
 from ingest.service import DocumentService
 from retrieval.config import Settings
@@ -175,3 +176,54 @@ def test_a_delete_that_cannot_start_in_time_changes_nothing(
     release.set()
     time.sleep(0.5)
     assert client.get("/v1/documents/kept").status_code == 200
+
+
+# ---- 12: error codes -------------------------------------------------------------------------------
+
+
+def test_deeply_nested_json_and_yaml_are_invalid_json_and_invalid_yaml(client: TestClient) -> None:
+    deep = b"[" * 2_400 + b"]" * 2_400  # deeper than the parsers' recursion, under the synchronous size
+    for name, code in (("deep.json", "invalid_json"), ("deep.yaml", "invalid_yaml")):
+        refused = client.post("/v1/documents", files=[("file", (name, deep))])
+        error = _error(refused, 422)
+        assert error["code"] == code, error
+        assert "recursion" not in error["message"]
+
+
+def test_an_html_doctype_internal_subset_is_not_page_text() -> None:
+    subset = b'<!DOCTYPE html [\n<!ENTITY brand "Acme">\n<!ELEMENT p ANY>\n]>\n'
+    page = subset + b"<html><body><p>Refunds take 5 days.</p></body></html>"
+    document = parse_bytes(page, Path("page.html"), "page")
+    assert [block for section in document.sections for block in section.blocks] == ["Refunds take 5 days."]
+
+
+def test_request_booleans_are_strict(client: TestClient) -> None:
+    for value in ("yes", 1, "true", 0, None):
+        refused = client.post("/v1/ask", json={"question": "How do refunds work?", "escalate": value})
+        assert _error(refused, 422)["code"] == "invalid_request", value
+    assert client.post("/v1/ask", json={"question": "How do refunds work?", "escalate": False}).status_code == 200
+
+
+def test_a_429_names_the_same_whole_seconds_as_retry_after(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", rate_limit_per_second=0.4, rate_limit_burst=1)
+    with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as client:
+        assert client.get("/v1/documents").status_code == 200
+        limited = client.get("/v1/documents")
+        seconds = limited.headers["Retry-After"]
+        assert seconds.isdigit() and int(seconds) >= 1
+        assert _error(limited, 429)["message"].endswith(f"retry in {seconds} s")
+
+
+def test_failed_authentication_is_limited_per_client_address(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", failed_auth_per_second=0.01, failed_auth_burst=3)
+    token = issue_key(settings)
+    with TestClient(create_app(settings, embedder=HashingEmbedder())) as client:
+        assert client.get("/v1/documents", headers=bearer(token)).status_code == 200
+        wrong = bearer("adk_0123456789abcdef_not-a-real-secret")
+        for _ in range(3):
+            assert _error(client.get("/v1/documents", headers=wrong), 401)["code"] == "invalid_api_key"
+        limited = client.get("/v1/documents", headers=wrong)
+        assert _error(limited, 429)["code"] == "rate_limited"
+        assert int(limited.headers["Retry-After"]) >= 1
+        # Guesses from this address are not even tried now, a right one included.
+        assert _error(client.get("/v1/documents", headers=bearer(token)), 429)["code"] == "rate_limited"
