@@ -227,3 +227,19 @@ def test_failed_authentication_is_limited_per_client_address(tmp_path: Path) -> 
         assert int(limited.headers["Retry-After"]) >= 1
         # Guesses from this address are not even tried now, a right one included.
         assert _error(client.get("/v1/documents", headers=bearer(token)), 429)["code"] == "rate_limited"
+
+
+# ---- 13: nonsense questions abstain ----------------------------------------------------------------
+
+
+def test_questions_without_meaningful_content_abstain(client: TestClient) -> None:
+    faq = "---\ntitle: Billing FAQ\ntype: faq\n---\n## How do I get a refund?\nAsk within 30 days for a full refund.\n"
+    assert client.post("/v1/documents", json={"document_id": "faq", "content": faq}).status_code == 201
+    for question in ("x" * 2000, "😀" * 2000, "a" + "\u0301" * 1999, "<script>alert('refund')</script>", "ж" * 300):
+        answer = client.post("/v1/ask", json={"question": question}).json()
+        assert answer["status"] == "abstained", question[:20]
+        assert answer["citations"] == []
+        assert answer["reasons"][0].startswith("no_meaningful_content"), answer["reasons"]
+    for question in ("refund?", "退款？", "Kā atcelt?", "How do I get a refund?"):
+        answer = client.post("/v1/ask", json={"question": question}).json()
+        assert not any(reason.startswith("no_meaningful_content") for reason in answer["reasons"]), question
