@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from retrieval.analysis import analyze
 from retrieval.registry import DocumentRegistry
+from retrieval.rows import FileGuard
 from retrieval.scope import TAG_KEY_PREFIX, Scope
 from retrieval.types import Chunk
 
@@ -145,6 +146,7 @@ class LexicalIndex:
         self._snapshot: _Snapshot | None = None
         self._rebuilding = False
         self.last_rebuild_seconds = 0.0
+        self._guard = FileGuard(self.database)  # a deleted file is an error, not silently lost writes
 
     @property
     def database(self) -> Path:
@@ -296,7 +298,12 @@ class LexicalIndex:
                 raise
             connection.execute("COMMIT")
 
+    def ping(self) -> None:
+        """Raise unless the index file is the one opened and answers (DatabaseGoneError, sqlite3.Error)."""
+        self._generation()
+
     def _db(self) -> sqlite3.Connection:
+        self._guard.check()
         if self._connection is None:
             self.path.mkdir(parents=True, exist_ok=True)
             connection = self._open()
