@@ -68,9 +68,7 @@ def test_a_corrupt_lexical_index_is_503_not_500_and_check_repairs_it(
         assert _code(client.get("/readyz"), 503) == "lexical_index_unavailable"
         assert _code(client.post("/v1/ask", json=QUESTION), 503) == "database_unavailable"
     # A start on it is refused with a message, and `answerdesk check --repair` rebuilds it.
-    with pytest.raises(StorageError, match="lexical index: lexical_index_unavailable"):
-        with TestClient(create_app(settings, embedder=HashingEmbedder())):
-            pass
+    _refused_start(settings, StorageError, match="lexical index: lexical_index_unavailable")
     runner = _cli(settings, monkeypatch)
     reported = runner.invoke(cli, ["check"])
     assert reported.exit_code == 1 and "lexical_index_unavailable" in reported.output
@@ -85,9 +83,7 @@ def test_a_corrupt_lexical_index_is_503_not_500_and_check_repairs_it(
 
 def test_a_start_beside_a_lost_registry_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     _database(settings).unlink()  # the vector store still holds every chunk
-    with pytest.raises(StorageError, match="registry is empty while the vector store holds 3 chunks"):
-        with TestClient(create_app(settings, embedder=HashingEmbedder())):
-            pass
+    _refused_start(settings, StorageError, match="registry is empty while the vector store holds 3 chunks")
     served = _cli(settings, monkeypatch).invoke(cli, ["serve"])
     assert served.exit_code == 2 and "registry_lost" in served.output and "Traceback" not in served.output
 
@@ -99,9 +95,12 @@ def test_check_reports_a_corrupt_database_instead_of_crashing(
     result = _cli(settings, monkeypatch).invoke(cli, ["check"])
     assert result.exit_code == 1
     assert "registry: database_unavailable" in result.output and "Traceback" not in result.output
-    with pytest.raises(StorageError, match="registry: database_unavailable"):
-        with TestClient(create_app(settings, embedder=HashingEmbedder())):
-            pass
+    _refused_start(settings, StorageError, match="registry: database_unavailable")
+
+
+def _refused_start(settings: Settings, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match), TestClient(create_app(settings, embedder=HashingEmbedder())):
+        pass
 
 
 def _cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
