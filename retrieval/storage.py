@@ -77,8 +77,10 @@ def describe(faults: list[StoreFault]) -> str:
 
 
 def check_data_dir(settings: Settings, thorough: bool = False) -> list[StoreFault]:
-    """Open every store of ``settings`` and check it (server start, ``answerdesk check``)."""
+    """Open every store of ``settings`` and check it (server start, ``answerdesk check``); a new data
+    dir is created, like the stores in it."""
     try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         registry = DocumentRegistry(settings.database_url)
     except Exception as exc:
         return [StoreFault("registry", "database_unavailable", f"cannot be opened ({type(exc).__name__})", str(exc))]
