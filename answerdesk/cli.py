@@ -147,7 +147,7 @@ def _rebuild_lexical_index(settings: Settings) -> None:
         path.unlink(missing_ok=True)
     embedder, store, registry = build_components(settings)
     build_ingestor(settings, settings.load_profile(), embedder, store, registry).recover()
-    console.print(f"lexical index rebuilt from the vector store: {store.count()} chunks")
+    console.print(f"lexical index rebuilt from the vector store: {store.count()} chunks (restart a running server)")
 
 
 @app.command()

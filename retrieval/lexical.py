@@ -314,6 +314,7 @@ class LexicalIndex:
         return self._connection
 
     def _open(self) -> sqlite3.Connection:
+        self._guard.check()  # a deleted file must not be recreated empty by a background rebuild
         # isolation_level=None: no implicit transactions, only the ones begun here.
         return sqlite3.connect(self.database, timeout=30, check_same_thread=False, isolation_level=None)
 
