@@ -179,7 +179,9 @@ def visible_to(caller: Caller, record: DocumentRecord) -> bool:
     return tenant_of(record.document_id) == caller.tenant and audience in caller.scope.audiences
 
 
-def _visible(lookup: Callable[[str], DocumentRecord | None], caller: Caller, document_id: str) -> DocumentRecord:
+def _visible(
+    lookup: Callable[[str], DocumentRecord | None], caller: Caller, document_id: str
+) -> DocumentRecord:
     """The record of the caller's ``document_id``; anything the caller may not see is "no document"."""
     try:
         record = lookup(qualify(caller.tenant, document_id))

@@ -115,7 +115,7 @@ async def list_escalations(
     reason: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$", description="A reason code.")] = None,
     language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # SQLite integers are 64-bit
 ) -> EscalationList:
     """Escalations, newest first, filtered by status, reason code and language (questions redacted)."""
     total, rows = await run_in_threadpool(

@@ -3,7 +3,7 @@
 All writes run on one writer thread, in order, so two requests never race on a document's
 version; large uploads run as jobs whose progress and per-file results can be polled. A job's files
 are queued one at a time, so a write sent while a batch runs goes in between its files, and a
-write that cannot finish within its deadline is handed back as a job instead of holding the client.
+write that cannot start within its deadline is handed back as a job instead of holding the client.
 Uploaded bytes are parsed before anything is written: a bad file changes nothing.
 """
 
@@ -247,9 +247,8 @@ class DocumentService:
         elif claimed is not None and qualify(placement.tenant, new_id) in claimed:
             problem, code = f"duplicate document id {new_id!r} in this upload", "duplicate_id"
         elif must_be_new and self.ingestor.registry.get(qualify(placement.tenant, new_id)) is not None:
-            problem, code = (
-                f"document {new_id!r} already exists; use PUT /v1/documents/{new_id} to replace it",
-                ("document_exists"),
+            problem, code = f"document {new_id!r} already exists; use PUT /v1/documents/{new_id} to replace it", (
+                "document_exists"
             )
         if problem:
             return FileResult(name, Outcome.FAILED, new_id, error=problem, code=code)

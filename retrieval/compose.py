@@ -45,7 +45,7 @@ def compose_answer(
         )
 
     if not has_meaningful_content(question):  # nothing to answer, whatever retrieval found for it
-        return abstain(0.0, ["no_meaningful_content: the question holds no words to answer (retrieval/content.py)"])
+        return abstain(0.0, ["no_meaningful_content: the question holds no words to look up"])
     if not hits:
         return abstain(0.0, ["no_sources: nothing in the knowledge base matched"])
     top = hits[0]
