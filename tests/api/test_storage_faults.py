@@ -33,10 +33,18 @@ def _database(settings: Settings) -> Path:
     return settings.data_dir / "answerdesk.db"
 
 
-def _corrupt(path: Path) -> None:
+def _corrupt(path: Path, in_place: bool = False) -> None:
+    """Garbage in ``path``: written into the open file (a damaged disk under a running server), or
+    as a new file in its place (what a restart finds; a connection this process may still hold on
+    the old file would share SQLite's per-file state and go on reading the old pages)."""
     for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
-    path.write_bytes(b"this is not a database " * 400)
+    garbage = b"this is not a database " * 400
+    if in_place:
+        path.write_bytes(garbage)
+    else:
+        path.with_name(path.name + ".garbage").write_bytes(garbage)
+        path.with_name(path.name + ".garbage").replace(path)
 
 
 @pytest.fixture
@@ -63,8 +71,10 @@ def test_a_corrupt_lexical_index_is_503_not_500_and_check_repairs_it(
 ) -> None:
     with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as client:
         assert client.post("/v1/ask", json=QUESTION).status_code == 200
-        client.app.state.engine.retriever.lexical.index.close()  # type: ignore[attr-defined]
-        _corrupt(LexicalIndex(settings.lexical_dir).database)
+        state = client.app.state  # type: ignore[attr-defined]
+        for index in (state.engine.retriever.lexical.index, state.documents.ingestor.lexical):
+            index.close()  # so no connection of this process holds the old file's state
+        _corrupt(LexicalIndex(settings.lexical_dir).database, in_place=True)
         assert _code(client.get("/readyz"), 503) == "lexical_index_unavailable"
         assert _code(client.post("/v1/ask", json=QUESTION), 503) == "database_unavailable"
     # A start on it is refused with a message, and `answerdesk check --repair` rebuilds it.
