@@ -100,19 +100,56 @@ def ingest(
 
 
 @app.command()
-def check() -> None:
-    """Check that the document registry and the vector store agree (exit 1 when they do not)."""
+def check(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild the lexical index from the vector store when it is damaged.")
+    ] = False,
+) -> None:
+    """Check every store of the data dir, and that the registry and the chunk indexes agree (exit 1
+    when something is wrong). A damaged store is reported, never a traceback."""
+    from retrieval.storage import check_data_dir
+
+    settings, profile = _settings()
+    faults = check_data_dir(settings, thorough=True)
+    if repair and any(fault.store == "lexical index" for fault in faults):
+        _rebuild_lexical_index(settings)
+        faults = check_data_dir(settings, thorough=True)
+    for fault in faults:
+        errors.print(f"[red]damaged[/red] {fault.store}: {fault.code}: {fault.problem}", markup=True)
+        if fault.detail:
+            errors.print(f"  {fault.detail}", markup=False)
+    if faults:
+        if any(fault.store == "lexical index" for fault in faults) and not repair:
+            errors.print("the lexical index can be rebuilt from the vector store: answerdesk check --repair")
+        raise typer.Exit(1)
     from ingest.pipeline import build_ingestor
     from retrieval.engine import build_components
 
-    settings, profile = _settings()
     embedder, store, registry = build_components(settings)
-    problems = build_ingestor(settings, profile, embedder, store, registry).audit()
+    ingestor = build_ingestor(settings, profile, embedder, store, registry)
+    problems = ingestor.audit()
+    if repair and any(problem.startswith("LexicalIndex") for problem in problems):
+        ingestor.recover()  # adds the live chunks the lexical index lacks, drops the stale ones
+        problems = ingestor.audit()
     for problem in problems:
         errors.print(f"[red]inconsistent[/red] {problem}")
     if problems:
         raise typer.Exit(1)
     console.print(f"consistent: {len(registry.all())} documents, {store.count()} chunks")
+
+
+def _rebuild_lexical_index(settings: Settings) -> None:
+    """Remove the damaged lexical index; the next recovery refills it from the vector store."""
+    from ingest.pipeline import build_ingestor
+    from retrieval.engine import build_components
+    from retrieval.lexical import LexicalIndex
+
+    database = LexicalIndex(settings.lexical_dir).database
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        path.unlink(missing_ok=True)
+    embedder, store, registry = build_components(settings)
+    build_ingestor(settings, settings.load_profile(), embedder, store, registry).recover()
+    console.print(f"lexical index rebuilt from the vector store: {store.count()} chunks (restart a running server)")
 
 
 @app.command()
@@ -125,9 +162,13 @@ def serve(
 
     from api.app import create_app
     from retrieval.logs import configure_logging
+    from retrieval.storage import check_data_dir, describe
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    if faults := check_data_dir(settings):  # say what is wrong, not a traceback from the app's start
+        errors.print(f"[red]error:[/red] cannot serve: {describe(faults)}", markup=True)
+        raise typer.Exit(2)
     # Our JSON handler gets uvicorn's records too (log_config=None); api/access_log.py writes the access log.
     uvicorn.run(
         create_app(settings),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from retrieval.answerability import abstain_reasons, extract_features
 from retrieval.config import RetrievalProfile
+from retrieval.content import has_meaningful_content
 from retrieval.evidence import ChunkEvidence, select_quote
 from retrieval.messages import ABSTAINED, DISCLOSURE, localized
 from retrieval.scope import local_id, shown_source
@@ -44,6 +45,8 @@ def compose_answer(
             disclosure=disclosure,
         )
 
+    if not has_meaningful_content(question):  # nothing to answer, whatever retrieval found for it
+        return abstain(0.0, ["no_meaningful_content: the question holds no words to look up"])
     if not hits:
         return abstain(0.0, ["no_sources: nothing in the knowledge base matched"])
     top = hits[0]

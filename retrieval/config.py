@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=262_144, ge=1024)
     rate_limit_per_second: float = Field(default=20.0, ge=0)
     rate_limit_burst: int = Field(default=40, ge=1)
+    # Failed authentications (unknown or revoked keys) per client address, the same kind of bucket.
+    failed_auth_per_second: float = Field(default=0.5, ge=0)
+    failed_auth_burst: int = Field(default=20, ge=1)
     # Public eval data (never copied into the repo); None means ../shared/data beside the repo.
     eval_data_dir: Path | None = None
     # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than
@@ -98,6 +101,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=20_000_000, ge=1)
     max_request_bytes: int = Field(default=100_000_000, ge=1)
     sync_upload_bytes: int = Field(default=1_000_000, ge=0)
+    # How long a synchronous write (one small upload, a delete) may wait for other writes to free
+    # the writer; then an upload is answered as a job (202) and a delete as 503 writer_busy.
+    sync_write_seconds: float = Field(default=20.0, gt=0)
     # Support (conversations, escalations, outbox, feedback, audit); None = the SQLite file below.
     support_database_url: str | None = None
     escalate_after_abstentions: int = Field(default=2, ge=0)  # N abstentions in a row escalate; 0 = never

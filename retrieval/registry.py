@@ -84,10 +84,15 @@ class DocumentRegistry:
     """Rows of ingested documents, keyed by document id, and the chunk journal."""
 
     def __init__(self, url: str) -> None:
-        # WAL lets the API read while an ingest writes; busy_timeout waits for the other writer; the file is private.
+        # WAL lets the API read while an ingest writes; the file is private and a deleted file is noticed
+        # (retrieval/rows.py).
         self.engine = open_database(url)
         _Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
+
+    def is_empty(self) -> bool:
+        with Session(self.engine) as session:
+            return session.scalars(select(_DocumentRow.document_id).limit(1)).first() is None
 
     def get(self, document_id: str) -> DocumentRecord | None:
         with Session(self.engine) as session:

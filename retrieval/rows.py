@@ -40,15 +40,57 @@ def private_file(path: Path) -> Path:
     return path
 
 
+class DatabaseGoneError(RuntimeError):
+    """A SQLite file deleted or replaced while open: writing on would go to an unlinked file and be lost."""
+
+
+class FileGuard:
+    """Notices when a SQLite file is deleted or replaced under a process that has it open.
+
+    An open connection keeps working on the unlinked file, so without this every later write is
+    silently lost (and a restart starts from an empty database). The file's identity (device,
+    inode) is taken when first seen; :meth:`check` raises DatabaseGoneError once it is gone or
+    another file has taken its place. One ``stat`` per check.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None
+
+    def check(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            if self._identity is None:
+                return  # not created yet
+            raise DatabaseGoneError(f"{self.path} was deleted while in use; restore it and restart") from None
+        identity = (stat.st_dev, stat.st_ino)
+        if self._identity is None:
+            self._identity = identity
+        elif identity != self._identity:
+            raise DatabaseGoneError(f"{self.path} was replaced while in use; restart to open the new file")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    return Path(database) if database and database != ":memory:" else None
+
+
 def open_database(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout, so the API and the CLI can share it,
-    and its file is private to the owner (SQLite gives the -wal and -shm files the same mode)."""
-    database = make_url(url).database if url.startswith("sqlite") else None
-    if database and database != ":memory:" and not database.startswith("file:"):
-        private_file(Path(database))
+    its file is private to the owner (SQLite gives the -wal and -shm files the same mode), and a
+    :class:`FileGuard` is checked whenever a connection is taken from the pool."""
+    path = sqlite_path(url)
+    if path is not None and not str(path).startswith("file:"):
+        private_file(path)
     engine = create_engine(url)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+    if path is not None:
+        guard = FileGuard(path)
+        event.listen(engine, "do_connect", lambda *_: guard.check())  # before a new connection creates a file
+        event.listen(engine, "checkout", lambda *_: guard.check())
     return engine
 
 

@@ -14,6 +14,7 @@ chunks without it (``local_id``) and their files by the path below the ingested 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,41 @@ TAG_KEY_PREFIX = "tag:"
 
 class ScopeError(ValueError):
     """A tenant name, audience or document id that cannot be used; the message says which."""
+
+
+class InvalidIdError(ScopeError):
+    """A document id that cannot be stored (``check_document_id``)."""
+
+
+# A file name segment may have at most 255 bytes on every common file system; an id segment names
+# a folder or (with its suffix) the uploaded file, so it has the same limit.
+MAX_ID_SEGMENT_BYTES = 255
+# The whole id, well inside the 4,096-byte path limit once the data dir is in front of it.
+MAX_ID_BYTES = 1024
+
+
+def check_document_id(document_id: str, suffix: str = "") -> str:
+    """``document_id`` when it can name a document (folder ingestion and the API share this rule):
+    '/'-separated segments, none empty, '.' or '..', no control characters or backslash, each at
+    most 255 bytes in UTF-8 (the last with ``suffix``, the stored file's extension, added), and
+    1,024 bytes in all.
+    Any other Unicode is allowed, as in file names."""
+    segments = document_id.split("/")
+    if not document_id or any(segment in {"", ".", ".."} for segment in segments):
+        raise InvalidIdError(f"invalid document id {document_id[:80]!r}: empty, '.' or '..' path segment")
+    bad = next((char for char in document_id if char == "\\" or unicodedata.category(char) == "Cc"), None)
+    if bad is not None:
+        raise InvalidIdError(f"invalid document id {document_id[:80]!r}: it holds the character {bad!r}")
+    if len(document_id.encode("utf-8")) > MAX_ID_BYTES:
+        raise InvalidIdError(f"invalid document id {document_id[:80]!r}: over {MAX_ID_BYTES} bytes")
+    segments[-1] += suffix
+    longest = max(len(segment.encode("utf-8")) for segment in segments)
+    if longest > MAX_ID_SEGMENT_BYTES:
+        raise InvalidIdError(
+            f"invalid document id {document_id[:80]!r}: a path segment is {longest} bytes "
+            f"(with the file extension), over the {MAX_ID_SEGMENT_BYTES}-byte limit"
+        )
+    return document_id
 
 
 def check_tenant(tenant: str) -> str:
