@@ -1,0 +1,71 @@
+"""Held-out figures for the verifier: AUC and accuracy at 0.5 per language and kind, and its speed."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rich.table import Table
+
+from retrieval.verifier import Verifier
+from retrieval.verifier_data import SEED, Pair
+
+
+@dataclass
+class EvalResult:
+    pairs: list[Pair]
+    scores: np.ndarray
+    seconds: float
+
+    @property
+    def ms_per_pair(self) -> float:
+        return 1000 * self.seconds / max(len(self.pairs), 1)
+
+
+def evaluate_pairs(verifier: Verifier, pairs: Sequence[Pair], limit: int | None = None) -> EvalResult:
+    """Score ``pairs`` (a fixed random sample of ``limit`` when given)."""
+    chosen = list(pairs)
+    if limit is not None and limit < len(chosen):
+        chosen = random.Random(SEED).sample(chosen, limit)
+    started = time.perf_counter()
+    scores = verifier.score_pairs([(p.question, p.text) for p in chosen])
+    return EvalResult(chosen, scores, time.perf_counter() - started)
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(set(labels.tolist())) < 2:
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+def _rows(result: EvalResult, key: str) -> list[tuple[str, int, float | None, float]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, pair in enumerate(result.pairs):
+        groups[getattr(pair, key)].append(index)
+    groups["all"] = list(range(len(result.pairs)))
+    rows = []
+    for name, indices in sorted(groups.items()):
+        labels = np.array([result.pairs[i].label for i in indices])
+        scores = result.scores[indices]
+        rows.append((name, len(indices), auc(labels, scores), float(np.mean((scores >= 0.5) == (labels == 1)))))
+    return rows
+
+
+def report_tables(result: EvalResult) -> list[Table]:
+    tables = []
+    for key in ("lang", "kind"):
+        table = Table(key, "pairs", "AUC", "acc@0.5", title=f"verifier on held-out pairs, by {key}")
+        for name, count, area, accuracy in _rows(result, key):
+            table.add_row(name, str(count), "-" if area is None else f"{area:.3f}", f"{accuracy:.3f}")
+        tables.append(table)
+    speed = Table("pairs", "seconds", "ms/pair", title="speed (batches of 16, int8 ONNX)")
+    speed.add_row(str(len(result.pairs)), f"{result.seconds:.1f}", f"{result.ms_per_pair:.1f}")
+    tables.append(speed)
+    return tables
