@@ -101,12 +101,11 @@ def evaluate(
     pairs: Annotated[Path | None, typer.Option(help="dev.jsonl from `verifier data` (else built now).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Training data (default ../shared/data/train).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="onnxruntime threads.")] = 2,
-    limit: Annotated[int | None, typer.Option(help="Score at most this many pairs (a fixed sample).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many pairs per language (a fixed sample).")] = None,
 ) -> None:
     """Score held-out pairs with the exported int8 verifier: AUC and accuracy per language and kind."""
-    from retrieval.verifier_eval import evaluate_pairs, report_tables
-
     from retrieval.verifier import load_verifier
+    from retrieval.verifier_eval import evaluate_pairs, report_tables
 
     settings = get_settings().model_copy(update={"verifier_threads": threads})
     verifier = load_verifier(settings)

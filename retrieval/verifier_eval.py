@@ -27,10 +27,14 @@ class EvalResult:
 
 
 def evaluate_pairs(verifier: Verifier, pairs: Sequence[Pair], limit: int | None = None) -> EvalResult:
-    """Score ``pairs`` (a fixed random sample of ``limit`` when given)."""
+    """Score ``pairs``; with ``limit``, a fixed random sample of at most that many per language."""
     chosen = list(pairs)
-    if limit is not None and limit < len(chosen):
-        chosen = random.Random(SEED).sample(chosen, limit)
+    if limit is not None:
+        by_lang: dict[str, list[Pair]] = defaultdict(list)
+        for pair in chosen:
+            by_lang[pair.lang].append(pair)
+        rng = random.Random(SEED)
+        chosen = [p for lang in sorted(by_lang) for p in rng.sample(by_lang[lang], min(limit, len(by_lang[lang])))]
     started = time.perf_counter()
     scores = verifier.score_pairs([(p.question, p.text) for p in chosen])
     return EvalResult(chosen, scores, time.perf_counter() - started)

@@ -104,7 +104,7 @@ def test_recipe_builds_every_kind_and_applies_the_exclusions(train_dir: Path) ->
 
 
 def test_recipe_names_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(vd.DataError, match="EXCLUDE_eval_overlap.tsv"):
+    with pytest.raises(vd.DataError, match=r"EXCLUDE_eval_overlap\.tsv"):
         vd.build_pairs(tmp_path)
 
 
