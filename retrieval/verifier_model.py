@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def build_network(st_dir: Path, config: VerifierConfig, lora: bool) -> Any:
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity(hf_logging.ERROR)  # the dropped layers and pooler are intended, not worth a report
+    hf_logging.set_verbosity(logging.ERROR)  # the dropped layers and pooler are intended, not worth a report
     try:
         encoder: Any = XLMRobertaModel.from_pretrained(
             str(st_dir), num_hidden_layers=config.layers, add_pooling_layer=False, attn_implementation="eager"
