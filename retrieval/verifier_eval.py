@@ -50,15 +50,21 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def _rows(result: EvalResult, key: str) -> list[tuple[str, int, float | None, float]]:
+    """Per group: pairs, AUC, accuracy at 0.5. A group of one label (a kind) gets the AUC against
+    every pair of the other label: e.g. ``bm25`` = how well gold texts are ranked above BM25 negatives."""
     groups: dict[str, list[int]] = defaultdict(list)
     for index, pair in enumerate(result.pairs):
         groups[getattr(pair, key)].append(index)
     groups["all"] = list(range(len(result.pairs)))
+    all_labels = np.array([pair.label for pair in result.pairs])
     rows = []
     for name, indices in sorted(groups.items()):
-        labels = np.array([result.pairs[i].label for i in indices])
+        labels = all_labels[indices]
         scores = result.scores[indices]
-        rows.append((name, len(indices), auc(labels, scores), float(np.mean((scores >= 0.5) == (labels == 1)))))
+        accuracy = float(np.mean((scores >= 0.5) == (labels == 1)))
+        if len(set(labels.tolist())) == 1:
+            indices = indices + [int(i) for i in np.flatnonzero(all_labels != labels[0])]
+        rows.append((name, len(groups[name]), auc(all_labels[indices], result.scores[indices]), accuracy))
     return rows
 
 

@@ -176,3 +176,17 @@ def test_exported_verifier_ranks_the_answer_above_a_topical_non_answer(model_dir
     ])
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
     assert scores[0] > scores[1]
+
+
+def test_eval_rows_give_each_negative_kind_an_auc_against_the_positives() -> None:
+    import numpy as np
+
+    from retrieval.verifier_eval import EvalResult, _rows
+
+    pairs = [vd.Pair("q", "a", 1, "en", "gold_sentence", "x", "g"), vd.Pair("q", "b", 0, "en", "bm25", "x", "g"),
+             vd.Pair("q", "c", 0, "de", "same_article", "x", "g"), vd.Pair("q", "d", 1, "de", "gold_passage", "x", "g")]
+    result = EvalResult(pairs, np.array([0.9, 0.2, 0.95, 0.6]), 1.0)
+    by_kind = {name: (count, area, acc) for name, count, area, acc in _rows(result, "kind")}
+    assert by_kind["bm25"] == (1, 1.0, 1.0)
+    assert by_kind["same_article"][1] == 0.0 and by_kind["same_article"][2] == 0.0  # ranked above both positives
+    assert by_kind["all"][0] == 4 and result.ms_per_pair == 250.0
