@@ -20,6 +20,7 @@ from rich.console import Console
 from answerdesk.keys_cli import keys_app
 from answerdesk.privacy_cli import privacy_app
 from answerdesk.support_cli import register as register_support_commands
+from answerdesk.verifier_cli import verifier_app
 from eval.cli import eval_app
 from retrieval.config import ProfileError, RetrievalProfile, Settings, get_settings, load_settings
 from retrieval.scope import AUDIENCES, DEFAULT_TENANT, PUBLIC, Scope, ScopeError
@@ -33,6 +34,7 @@ app.add_typer(eval_app, name="eval")
 register_support_commands(app)  # audit, report, escalations, outbox (answerdesk/support_cli.py)
 app.add_typer(keys_app, name="keys")  # answerdesk/keys_cli.py
 app.add_typer(privacy_app, name="privacy")  # answerdesk/privacy_cli.py
+app.add_typer(verifier_app, name="verifier")  # answerdesk/verifier_cli.py
 console = Console()
 errors = Console(stderr=True)
 
@@ -54,12 +56,14 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
 
 @app.command("prepare-model")
 def prepare_model() -> None:
-    """Build the default offline embedding model (once; later runs reuse it)."""
-    from retrieval.model_prep import prepare_default_model
+    """Build the default offline embedding model and the verifier export (once; later runs reuse them)."""
+    from retrieval.model_prep import prepare_default_model, prepare_verifier
 
     settings = get_settings()
     path = prepare_default_model(settings.resolved_model_dir)
     console.print(f"model ready in {path}")
+    verifier = prepare_verifier(path)
+    console.print(f"verifier ready in {verifier}" if verifier else "verifier skipped: no adapter committed")
 
 
 @app.command()

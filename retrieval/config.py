@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=16, ge=1, le=256)
     # onnxruntime threads for the embedder; None lets onnxruntime use every physical core.
     embedding_threads: int | None = Field(default=None, ge=1, le=64)
+    # onnxruntime threads for the answer verifier (retrieval/verifier.py); None: every physical core.
+    verifier_threads: int | None = Field(default=None, ge=1, le=64)
     collection: str = "answerdesk"
     profile_path: Path | None = None
     host: str = "127.0.0.1"
@@ -96,6 +98,8 @@ class Settings(BaseSettings):
     failed_auth_burst: int = Field(default=20, ge=1)
     # Public eval data (never copied into the repo); None means ../shared/data beside the repo.
     eval_data_dir: Path | None = None
+    # The verifier's training data (retrieval/verifier_data.py); None means ../shared/data/train beside the repo.
+    train_data_dir: Path | None = None
     # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than
     # ``sync_upload_bytes`` (or of several files) runs as a job.
     max_file_bytes: int = Field(default=20_000_000, ge=1)
