@@ -18,7 +18,9 @@ import typer
 from rich.console import Console
 
 from answerdesk.keys_cli import keys_app
+from answerdesk.privacy_cli import privacy_app
 from answerdesk.support_cli import register as register_support_commands
+from answerdesk.verifier_cli import verifier_app
 from eval.cli import eval_app
 from retrieval.config import ProfileError, RetrievalProfile, Settings, get_settings, load_settings
 from retrieval.scope import AUDIENCES, DEFAULT_TENANT, PUBLIC, Scope, ScopeError
@@ -31,6 +33,8 @@ app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 register_support_commands(app)  # audit, report, escalations, outbox (answerdesk/support_cli.py)
 app.add_typer(keys_app, name="keys")  # answerdesk/keys_cli.py
+app.add_typer(privacy_app, name="privacy")  # answerdesk/privacy_cli.py
+app.add_typer(verifier_app, name="verifier")  # answerdesk/verifier_cli.py
 console = Console()
 errors = Console(stderr=True)
 
@@ -52,12 +56,14 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
 
 @app.command("prepare-model")
 def prepare_model() -> None:
-    """Build the default offline embedding model (once; later runs reuse it)."""
-    from retrieval.model_prep import prepare_default_model
+    """Build the default offline embedding model and the verifier export (once; later runs reuse them)."""
+    from retrieval.model_prep import prepare_default_model, prepare_verifier
 
     settings = get_settings()
     path = prepare_default_model(settings.resolved_model_dir)
     console.print(f"model ready in {path}")
+    verifier = prepare_verifier(path)
+    console.print(f"verifier ready in {verifier}" if verifier else "verifier skipped: no adapter committed")
 
 
 @app.command()
@@ -98,19 +104,56 @@ def ingest(
 
 
 @app.command()
-def check() -> None:
-    """Check that the document registry and the vector store agree (exit 1 when they do not)."""
+def check(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild the lexical index from the vector store when it is damaged.")
+    ] = False,
+) -> None:
+    """Check every store of the data dir, and that the registry and the chunk indexes agree (exit 1
+    when something is wrong). A damaged store is reported, never a traceback."""
+    from retrieval.storage import check_data_dir
+
+    settings, profile = _settings()
+    faults = check_data_dir(settings, thorough=True)
+    if repair and any(fault.store == "lexical index" for fault in faults):
+        _rebuild_lexical_index(settings)
+        faults = check_data_dir(settings, thorough=True)
+    for fault in faults:
+        errors.print(f"[red]damaged[/red] {fault.store}: {fault.code}: {fault.problem}", markup=True)
+        if fault.detail:
+            errors.print(f"  {fault.detail}", markup=False)
+    if faults:
+        if any(fault.store == "lexical index" for fault in faults) and not repair:
+            errors.print("the lexical index can be rebuilt from the vector store: answerdesk check --repair")
+        raise typer.Exit(1)
     from ingest.pipeline import build_ingestor
     from retrieval.engine import build_components
 
-    settings, profile = _settings()
     embedder, store, registry = build_components(settings)
-    problems = build_ingestor(settings, profile, embedder, store, registry).audit()
+    ingestor = build_ingestor(settings, profile, embedder, store, registry)
+    problems = ingestor.audit()
+    if repair and any(problem.startswith("LexicalIndex") for problem in problems):
+        ingestor.recover()  # adds the live chunks the lexical index lacks, drops the stale ones
+        problems = ingestor.audit()
     for problem in problems:
         errors.print(f"[red]inconsistent[/red] {problem}")
     if problems:
         raise typer.Exit(1)
     console.print(f"consistent: {len(registry.all())} documents, {store.count()} chunks")
+
+
+def _rebuild_lexical_index(settings: Settings) -> None:
+    """Remove the damaged lexical index; the next recovery refills it from the vector store."""
+    from ingest.pipeline import build_ingestor
+    from retrieval.engine import build_components
+    from retrieval.lexical import LexicalIndex
+
+    database = LexicalIndex(settings.lexical_dir).database
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        path.unlink(missing_ok=True)
+    embedder, store, registry = build_components(settings)
+    build_ingestor(settings, settings.load_profile(), embedder, store, registry).recover()
+    console.print(f"lexical index rebuilt from the vector store: {store.count()} chunks (restart a running server)")
 
 
 @app.command()
@@ -123,9 +166,13 @@ def serve(
 
     from api.app import create_app
     from retrieval.logs import configure_logging
+    from retrieval.storage import check_data_dir, describe
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    if faults := check_data_dir(settings):  # say what is wrong, not a traceback from the app's start
+        errors.print(f"[red]error:[/red] cannot serve: {describe(faults)}", markup=True)
+        raise typer.Exit(2)
     # Our JSON handler gets uvicorn's records too (log_config=None); api/access_log.py writes the access log.
     uvicorn.run(
         create_app(settings),

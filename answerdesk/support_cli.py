@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
 
 def _store() -> tuple[Settings, SupportStore]:
     from retrieval.config import get_settings
+    from retrieval.rows import private_dir
     from retrieval.support_store import SupportStore
 
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     return settings, SupportStore(settings.support_database_url or settings.database_url)
 
 

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import anyio
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from answerdesk import __version__
 from api.access_log import AccessLogMiddleware, log_answer
@@ -18,10 +19,10 @@ from api.auth import AskCaller, DocumentsCaller
 from api.deps import EngineDep, RegistryDep, SettingsDep
 from api.documents import is_document_upload, visible_to
 from api.documents import router as documents_router
-from api.errors import install_error_handlers
+from api.errors import error_response, install_error_handlers
 from api.keys import build_key_store
 from api.limits import BodySizeLimit, RateLimiter, check_question_length
-from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorResponse
+from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
 from api.routes_keys import router as keys_router
 from api.routes_support import SupportDep, answer_turn
 from api.routes_support import router as support_router
@@ -30,6 +31,7 @@ from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
 from retrieval.engine import build_components, build_engine
+from retrieval.storage import StorageError, check_data_dir, check_stores
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     413: {"model": ErrorResponse, "description": "The request body is over the size limit (`payload_too_large`)."},
     429: {"model": ErrorResponse, "description": "Too many requests for this key (`rate_limited`); see Retry-After."},
     422: {"model": ErrorResponse, "description": "The request is invalid; the body names the field."},
-    503: {"model": ErrorResponse, "description": "The engine or its store is not ready."},
+    503: {"model": ErrorResponse, "description": "The engine is starting or a store is damaged; `code` names it."},
 }
 
 
@@ -49,6 +51,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A damaged store, or a registry lost beside a full vector store, stops the start with a
+        # message instead of serving on it (an empty registry: every document invisible, keys 401).
+        if faults := await run_in_threadpool(check_data_dir, settings):
+            raise StorageError(faults)
         loaded, store, registry = build_components(settings, embedder)
         profile = settings.load_profile()
         await run_in_threadpool(loaded.warm_up)
@@ -72,6 +78,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         lifespan=lifespan,
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.auth_failure_limiter = RateLimiter(settings.failed_auth_per_second, settings.failed_auth_burst)
     # Answering is CPU-bound (embedding): more questions at once than cores only thrash them, and the
     # unlucky ones starve (50 clients on 2 cores: p99 over 30 s). Extra ones wait in line instead.
     answer_slots = anyio.CapacityLimiter(settings.max_concurrent_answers or os.cpu_count() or 2)
@@ -97,7 +104,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         Only documents of the key's tenant and audience are used."""
         check_question_length(request.question, app_settings.max_question_chars)
         async with answer_slots:  # first come, first served once the cores are busy
-            response = await answer_turn(request, engine, desk, caller.scope)
+            response = await answer_turn(request, engine, desk, caller.scope, caller.key_id)
         log_answer(request.question, response, app_settings.log_questions)
         return response
 
@@ -126,9 +133,19 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         return {"status": "ok"}
 
     @app.get("/readyz", responses=_ERRORS, tags=["health"])
-    async def readyz(engine: EngineDep) -> dict[str, object]:
-        """The model is loaded and the store answers."""
-        await run_in_threadpool(engine.store.ping)
-        return {"status": "ready", "chunks": engine.store.count()}
+    async def readyz(request: Request, engine: EngineDep, registry: RegistryDep) -> JSONResponse:
+        """The model is loaded and every store answers: the databases (registry, support, keys), the
+        vector store and the lexical index. Else 503, naming each damaged store and its code
+        (retrieval/storage.py)."""
+        state = request.app.state
+        databases = {"support database": state.support.store.engine} if hasattr(state, "support") else {}
+        databases["keys"] = state.keys.engine
+        lexical = engine.retriever.lexical.index if engine.retriever.lexical is not None else None
+        faults = await run_in_threadpool(check_stores, registry, engine.store, lexical, databases)
+        if faults:
+            details = [ErrorDetail(field=fault.store, problem=f"{fault.code}: {fault.problem}") for fault in faults]
+            message = "; ".join(f"{fault.store}: {fault.problem}" for fault in faults)
+            return error_response(503, faults[0].code, message, details)
+        return JSONResponse({"status": "ready", "chunks": await run_in_threadpool(engine.store.count)})
 
     return app

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -80,15 +80,27 @@ async def authenticate(
             "this endpoint needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             "missing_api_key",
         )
+    # Failed authentications are limited per client address, checked before the key is: an address
+    # that keeps guessing is refused without its guesses being tried.
+    failures: RateLimiter = request.app.state.auth_failure_limiter
+    address = request.client.host if request.client else "unknown"
+    if (wait := failures.waiting(address)) > 0:
+        _refuse("too many failed authentications from this address", wait)
     key = await run_in_threadpool(get_key_store(request).authenticate, token.strip())
     if key is None:
+        failures.retry_after(address)  # counts the failure
         raise AuthenticationError("the API key is unknown or revoked", "invalid_api_key")
     caller = Caller.of(key)
     request.state.caller = caller  # the access log (api/access_log.py) names the key of every request
-    wait = get_rate_limiter(request).retry_after(key.key_id)
-    if wait > 0:
-        raise RateLimitedError(f"too many requests for this API key; retry in {wait:.1f} s", retry_after_header(wait))
+    if (wait := get_rate_limiter(request).retry_after(key.key_id)) > 0:
+        _refuse("too many requests for this API key", wait)
     return caller
+
+
+def _refuse(reason: str, wait: float) -> NoReturn:
+    """A 429 whose message and Retry-After name the same whole number of seconds."""
+    seconds = retry_after_header(wait)
+    raise RateLimitedError(f"{reason}; retry in {seconds} s", seconds)
 
 
 def require(permission: Permission) -> Callable[[Caller], Awaitable[Caller]]:
@@ -111,3 +123,4 @@ EscalationsCaller = Annotated[Caller, Depends(require(Permission.ESCALATIONS))]
 ConversationsCaller = Annotated[Caller, Depends(require(Permission.CONVERSATIONS))]
 FaqCaller = Annotated[Caller, Depends(require(Permission.FAQ_CANDIDATES))]
 KeysCaller = Annotated[Caller, Depends(require(Permission.KEYS))]
+ErasureCaller = Annotated[Caller, Depends(require(Permission.ERASURE))]

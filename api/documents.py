@@ -26,7 +26,9 @@ from api.errors import (
     NotFoundError,
     PayloadTooLargeError,
     UnsupportedMediaError,
+    WriterBusyApiError,
 )
+from api.limits import retry_after_header
 from api.models import (
     DOCUMENT_FORMATS,
     ChunkView,
@@ -39,14 +41,14 @@ from api.models import (
     JobView,
 )
 from ingest.pipeline import FileResult, Outcome, Placement
-from ingest.service import DocumentService, Job, Upload
+from ingest.service import DocumentService, Job, Upload, WriterBusyError, id_problem, name_problem
 from retrieval.config import Settings
 from retrieval.registry import DocumentRecord
-from retrieval.scope import PUBLIC, TENANT_SEPARATOR, ScopeError, qualify, tenant_of
+from retrieval.scope import PUBLIC, TENANT_SEPARATOR, ScopeError, local_id, qualify, tenant_of
 
 router = APIRouter(tags=["documents"])
 
-DocumentId = Annotated[str, Path(description="Document id, e.g. en/faq-refunds.", max_length=300)]
+DocumentId = Annotated[str, Path(description="Document id, e.g. en/faq-refunds.")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
@@ -57,7 +59,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         409: "A document with this id already exists (POST).",
         413: "The request or a file is over the size limit.",
         415: "Send multipart/form-data or application/json.",
-        422: "The file was refused; `code` names the reason (content_mismatch, invalid_utf8, corrupt_pdf, …).",
+        422: "The file was refused; `code` names the reason (invalid_id, content_mismatch, invalid_utf8, …).",
+        503: "Other writes kept this one from starting in time (`writer_busy`, DELETE); see Retry-After.",
     }.items()
 }
 # What a write answers: the file's outcome now (200 replaced, 201 added), or a job to poll (202).
@@ -114,6 +117,7 @@ async def replace_document(
     Readers see the old version until the new one is complete, never a mix of both.
     """
     local_id = _local_id(caller, document_id)
+    _check_id(local_id)
     existing = await run_in_threadpool(registry.get, qualify(caller.tenant, local_id))
     if existing is not None and not visible_to(caller, existing):
         # A public key may not overwrite an internal document it cannot even read.
@@ -135,7 +139,7 @@ async def get_document(
         **DocumentSummary.fields_from(record),
         metadata=record.extra,
         chunk_details=[
-            ChunkView(chunk_id=c.chunk_id, position=c.position, section=c.section, kind=c.kind, text=c.text)
+            ChunkView(chunk_id=local_id(c.chunk_id), position=c.position, section=c.section, kind=c.kind, text=c.text)
             for c in chunks
         ],
     )
@@ -143,11 +147,19 @@ async def get_document(
 
 @router.delete("/v1/documents/{document_id:path}", status_code=204, responses=_ERRORS)
 async def delete_document(
-    document_id: DocumentId, caller: DocumentsCaller, registry: RegistryDep, service: DocumentsDep
+    document_id: DocumentId,
+    caller: DocumentsCaller,
+    registry: RegistryDep,
+    service: DocumentsDep,
+    settings: SettingsDep,
 ) -> Response:
     """Delete a document: it leaves answers at once, its chunks are removed right after."""
     record = await run_in_threadpool(_visible, registry.get, caller, document_id)
-    if not await run_in_threadpool(service.delete, record.document_id):
+    try:
+        deleted = await run_in_threadpool(service.delete, record.document_id, settings.sync_write_seconds)
+    except WriterBusyError as exc:
+        raise WriterBusyApiError(str(exc), retry_after_header(settings.sync_write_seconds)) from exc
+    if not deleted:
         raise NotFoundError(f"no document {document_id!r}", "document_not_found")
     return Response(status_code=204)
 
@@ -156,7 +168,7 @@ async def delete_document(
 async def get_job(job_id: str, caller: JobsCaller, service: DocumentsDep) -> JobView:
     """Progress and per-file results of an upload job."""
     job = service.job(job_id)
-    if job is None or job.tenant != caller.tenant:
+    if job is None or job.tenant != caller.tenant or not job.audiences <= caller.scope.audiences:
         raise NotFoundError(f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "job_not_found")
     return job_view(job)
 
@@ -190,6 +202,12 @@ def _local_id(caller: Caller, document_id: str) -> str:
     return qualified.removeprefix(f"{caller.tenant}{TENANT_SEPARATOR}")
 
 
+def _check_id(document_id: str, suffix: str = "") -> None:
+    """Refuse an id that cannot name a document before anything is read or written (422 ``invalid_id``)."""
+    if problem := id_problem(document_id, suffix):
+        raise DocumentRejectedError(problem, "invalid_id")
+
+
 def job_view(job: Job) -> JobView:
     results = list(job.results)
     return JobView(
@@ -204,10 +222,12 @@ def job_view(job: Job) -> JobView:
 
 
 def file_outcome(result: FileResult) -> FileOutcome:
+    name = result.source.rsplit("/", 1)[-1]
     return FileOutcome(
-        file=result.source.rsplit("/", 1)[-1] if result.outcome != Outcome.FAILED else result.source,
+        # A failed upload is named as it was sent; a path on the server only by its file name.
+        file=result.source if result.outcome == Outcome.FAILED and not result.source.startswith("/") else name,
         outcome=result.outcome.value,
-        document_id=result.document_id,
+        document_id=local_id(result.document_id),
         version=result.version,
         chunks=result.chunks,
         code=result.code,
@@ -226,14 +246,26 @@ async def _write(
 ) -> Response:
     # Documents without an audience in front matter are public; a public key writes public ones only.
     placement = Placement(tenant=caller.tenant, allowed_audiences=caller.scope.audiences)
-    # One small file is written now; so is one over the size limit (refused at once, unread).
+    # One small file is written now; so is one over the size limit (refused at once, unread). When
+    # other writes keep it waiting past the deadline, it becomes a job (202) instead.
     if len(uploads) == 1 and not settings.sync_upload_bytes < uploads[0].length <= settings.max_file_bytes:
-        result: FileResult = await run_in_threadpool(service.put, uploads[0], document_id, must_be_new, placement)
+        problem, code = name_problem(uploads[0].filename) if document_id is None else ("", "")
+        if problem:  # refused before it is read or queued
+            raise DocumentRejectedError(f"{uploads[0].filename[:80]}: {problem}", code)
+        written = await run_in_threadpool(
+            service.write, uploads[0], document_id, must_be_new, placement, settings.sync_write_seconds
+        )
+        if isinstance(written, Job):
+            return _accepted(written)
+        result: FileResult = written
         if result.outcome == Outcome.FAILED:
             raise DocumentRejectedError(f"{uploads[0].filename}: {result.error}", result.code)
         status = 201 if result.outcome == Outcome.ADDED else 200
         return JSONResponse(file_outcome(result).model_dump(), status_code=status)
-    job = service.start_job(uploads, document_id, must_be_new, placement)
+    return _accepted(service.start_job(uploads, document_id, must_be_new, placement))
+
+
+def _accepted(job: Job) -> Response:
     return JSONResponse(job_view(job).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"})
 
 
@@ -256,6 +288,7 @@ async def _read_body(
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False)) from exc
         document_id = body.document_id if isinstance(body, DocumentText) else url_id
+        _check_id(document_id, DOCUMENT_FORMATS[body.format])
         filename = f"{document_id}{DOCUMENT_FORMATS[body.format]}"
         return [Upload(filename, body.content.encode("utf-8"))], document_id
     raise UnsupportedMediaError(f"send multipart/form-data or application/json, not {content_type or 'nothing'}")

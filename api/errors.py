@@ -5,6 +5,7 @@ ApiError
 ├── ForbiddenError         403 forbidden_role
 ├── RateLimitedError       429 rate_limited (with Retry-After)
 ├── NotReadyError          503 not_ready
+├── WriterBusyApiError     503 writer_busy (with Retry-After)
 ├── NotFoundError          404 document_not_found, job_not_found, escalation_not_found, answer_not_found,
 │                              conversation_not_found, key_not_found
 ├── ConflictError          409 escalation_already_resolved
@@ -12,7 +13,9 @@ ApiError
 ├── UnsupportedMediaError  415 unsupported_media_type
 └── DocumentRejectedError  a file the ingester refused: 409 document_exists, 413 too_large,
                            422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
-StoreUnavailable           503 store_unavailable
+StoreUnavailable           503 store_unavailable (the vector store)
+DatabaseGoneError          503 database_gone (a SQLite file deleted or replaced while serving)
+(SQLite/SQL DatabaseError) 503 database_unavailable (damaged or unreadable; integrity errors stay 500)
 (request validation)     422 invalid_request (also a body that cannot be parsed, which FastAPI makes a 400)
 (HTTP errors: 404, 405…) their status, code from the status
 (anything else)          500 internal_error, logged, no trace to the client
@@ -21,14 +24,17 @@ StoreUnavailable           503 store_unavailable
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import ClassVar
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
+from retrieval.rows import DatabaseGoneError
 from retrieval.store import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -61,6 +67,12 @@ class ForbiddenError(ApiError):
     code = "forbidden_role"
 
 
+class AudienceForbiddenError(ForbiddenError):
+    """The key asks to grant an audience it does not have (a public admin minting an internal key)."""
+
+    code = "audience_not_allowed"
+
+
 class RateLimitedError(ApiError):
     status_code = 429
     code = "rate_limited"
@@ -72,6 +84,16 @@ class RateLimitedError(ApiError):
 class NotReadyError(ApiError):
     status_code = 503
     code = "not_ready"
+
+
+class WriterBusyApiError(ApiError):
+    """A write that could not start before its deadline; nothing was changed."""
+
+    status_code = 503
+    code = "writer_busy"
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message, headers={"Retry-After": retry_after})
 
 
 class NotFoundError(ApiError):
@@ -154,6 +176,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _store(request: Request, exc: StoreUnavailableError) -> JSONResponse:
         logger.error("vector store unavailable: %s", exc)
         return error_response(503, "store_unavailable", "the knowledge base is temporarily unavailable")
+
+    @app.exception_handler(DatabaseGoneError)
+    async def _gone(request: Request, exc: DatabaseGoneError) -> JSONResponse:
+        logger.error("database file lost: %s", exc)
+        message = "a database file was deleted or replaced while the server ran; nothing was written"
+        return error_response(503, "database_gone", message)
+
+    @app.exception_handler(sqlalchemy.exc.DatabaseError)
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, sqlalchemy.exc.IntegrityError | sqlite3.IntegrityError):
+            return await _unexpected(request, exc)  # a bug, not a damaged store
+        logger.error("database unusable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "database_unavailable", "a database is damaged or unreadable; see /readyz")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,7 +24,7 @@ from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from retrieval.config import Settings
-from retrieval.rows import SqlStore, record_from_row
+from retrieval.rows import SqlStore, private_dir, record_from_row
 from retrieval.scope import PUBLIC, check_audience, check_tenant
 
 TOKEN_PREFIX = "adk_"
@@ -49,6 +50,7 @@ class Permission(StrEnum):
     CONVERSATIONS = "conversations"
     FAQ_CANDIDATES = "faq_candidates"
     KEYS = "keys"
+    ERASURE = "erasure"  # erase everything about a customer id (admins only)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -176,11 +178,14 @@ class KeyStore(SqlStore):
         with Session(self.engine) as session:
             return [record_from_row(ApiKey, row) for row in session.scalars(query)]
 
-    def revoke(self, key_id: str, tenant: str | None = None) -> ApiKey:
-        """Revoke a key (revoking it again changes nothing); only in ``tenant`` when given."""
+    def revoke(self, key_id: str, tenant: str | None = None, audiences: Collection[str] | None = None) -> ApiKey:
+        """Revoke a key (revoking it again changes nothing); only in ``tenant`` and of ``audiences``
+        when given."""
         with self._session() as session:
             row = session.get(_KeyRow, key_id)
             if row is None or (tenant is not None and row.tenant != tenant):
+                raise KeyNotFoundError(key_id)
+            if audiences is not None and row.audience not in audiences:
                 raise KeyNotFoundError(key_id)
             if row.revoked_at is None:
                 row.revoked_at = _utc_now()
@@ -190,6 +195,6 @@ class KeyStore(SqlStore):
 
 def build_key_store(settings: Settings) -> KeyStore:
     """The key store in the support database."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     return KeyStore(settings.support_database_url or settings.database_url)
 

@@ -36,8 +36,12 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+MAX_BUCKETS = 100_000
+
+
 class RateLimiter:
-    """One token bucket per API key; ``rate`` 0 turns limiting off (e.g. for a load test)."""
+    """One token bucket per API key (or per client address, for failed authentications); ``rate`` 0
+    turns limiting off (e.g. for a load test)."""
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -45,6 +49,18 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[str, TokenBucket] = {}  # one per live key, so it stays small
         self._lock = threading.Lock()
+
+    def waiting(self, key_id: str) -> float:
+        """The seconds until ``key_id`` may make a request (0.0: now), without counting one."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        with self._lock:
+            bucket = self._buckets.get(key_id)
+            if bucket is None:
+                return 0.0
+            tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def retry_after(self, key_id: str) -> float:
         """0.0 when ``key_id`` may make a request now (and counts it), else the seconds to wait."""
@@ -54,6 +70,12 @@ class RateLimiter:
         with self._lock:
             bucket = self._buckets.get(key_id)
             if bucket is None:
+                if len(self._buckets) >= MAX_BUCKETS:  # e.g. many client addresses: forget the refilled ones
+                    self._buckets = {
+                        key: old
+                        for key, old in self._buckets.items()
+                        if old.tokens + (now - old.updated) * self.rate < self.burst
+                    }
                 bucket = self._buckets[key_id] = TokenBucket(self.rate, self.burst, self.burst, now)
             return bucket.take(now)
 

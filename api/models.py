@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
 from retrieval.registry import DocumentRecord
+from retrieval.scope import local_id, shown_source
 from retrieval.types import Answer
 
 MAX_QUESTION_CHARS = 2000
@@ -31,7 +32,7 @@ class AskRequest(BaseModel):
         pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
         description="ISO 639-1 code of the question's language; detected when absent.",
     )
-    escalate: bool = Field(default=False, description="Hand the conversation to a person now.")
+    escalate: StrictBool = Field(default=False, description="Hand the conversation to a person now (true or false).")
     customer: dict[str, CustomerValue] | None = Field(
         default=None,
         max_length=50,
@@ -68,11 +69,11 @@ class DocumentSummary(BaseModel):
     def fields_from(cls, record: DocumentRecord) -> dict[str, Any]:
         """The summary fields of a registry record (subclasses add their own)."""
         return {
-            "document_id": record.document_id,
+            "document_id": local_id(record.document_id),
             "title": record.title,
             "language": record.language,
             "kind": record.kind,
-            "source": record.source,
+            "source": shown_source(record.document_id, record.source),
             "version": record.version,
             "chunks": len(record.chunk_ids),
             "updated_at": record.updated_at,
@@ -103,7 +104,7 @@ class DocumentText(BaseModel):
         },
     )
 
-    document_id: str = Field(min_length=1, max_length=300, description="Id of the new document, e.g. en/faq-invoices.")
+    document_id: str = Field(min_length=1, description="Id of the new document, e.g. en/faq-invoices.")
     format: Literal["markdown", "text", "html", "csv", "json", "yaml"] = "markdown"
     content: str = Field(min_length=1, description="The document's text in that format.")
 

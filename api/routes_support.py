@@ -7,8 +7,13 @@ delivery worker) after the app's own lifespan has built the engine; ``/v1/ask`` 
 Escalations are shown redacted unless ``view=full`` is asked for (agents who must contact the
 customer); webhooks always carry the redacted copy.
 
-Every route reads only the API key's tenant's data (api/auth.py): another tenant's escalation,
-answer or conversation id gets the same 404 as an id that does not exist.
+Every route reads only the API key's tenant's data of the audiences its key may see (api/auth.py,
+the same rule as retrieval, retrieval/scope.py): another tenant's escalation, answer or
+conversation id, and one written for an internal key when the caller's key is public, gets the same
+404 as an id that does not exist. A conversation is continued only by the key that started it.
+
+Erasure (docs/privacy.md): agents delete a conversation (``DELETE /v1/conversations/{id}``), admins
+everything about a customer id (``DELETE /v1/customers/{id}``), within their tenant and audience.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.auth import ConversationsCaller, EscalationsCaller, FaqCaller, FeedbackCaller
+from api.auth import ConversationsCaller, ErasureCaller, EscalationsCaller, FaqCaller, FeedbackCaller
 from api.errors import ConflictError, NotFoundError, NotReadyError
 from api.models import AskRequest, AskResponse, ErrorResponse
 from api.support_models import (
     ConversationView,
+    Erased,
     EscalationDetail,
     EscalationList,
     EscalationSummary,
@@ -45,6 +51,8 @@ from retrieval.redact import redact_metadata, redact_text
 from retrieval.scope import Scope
 from retrieval.support_store import (
     AnswerNotFoundError,
+    ConversationNotFoundError,
+    Erasure,
     Escalation,
     EscalationNotFoundError,
     EscalationResolvedError,
@@ -56,7 +64,10 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = getattr(app.state, "settings", None) or get_settings()
-    desk = await run_in_threadpool(build_desk, settings)
+    engine: AnswerEngine | None = getattr(app.state, "engine", None)
+    # Triage reads the question vectors the engine's embedder computes anyway (retrieval/desk.py).
+    embedder = engine.embedder if engine is not None else None
+    desk = await run_in_threadpool(build_desk, settings, embedder=embedder)
     app.state.support = desk
     yield
     await run_in_threadpool(desk.close)
@@ -86,19 +97,25 @@ def get_desk(request: Request) -> SupportDesk:
 SupportDep = Annotated[SupportDesk, Depends(get_desk)]
 
 
-async def answer_turn(request: AskRequest, engine: AnswerEngine, desk: SupportDesk, scope: Scope) -> AskResponse:
-    """One ``/v1/ask`` turn through the desk, within the caller's ``scope``: context, answer, triage,
-    handoff, audit."""
-    reply = await run_in_threadpool(
-        desk.ask,
-        engine,
-        request.question,
-        conversation_id=request.conversation_id,
-        language=request.language,
-        escalate=request.escalate,
-        customer=request.customer,
-        scope=scope,
-    )
+async def answer_turn(
+    request: AskRequest, engine: AnswerEngine, desk: SupportDesk, scope: Scope, owner: str | None = None
+) -> AskResponse:
+    """One ``/v1/ask`` turn through the desk, within the caller's ``scope``, in a conversation of
+    key ``owner``: context, answer, triage, handoff, audit."""
+    try:
+        reply = await run_in_threadpool(
+            desk.ask,
+            engine,
+            request.question,
+            conversation_id=request.conversation_id,
+            language=request.language,
+            escalate=request.escalate,
+            customer=request.customer,
+            scope=scope,
+            owner=owner,
+        )
+    except ConversationNotFoundError as exc:
+        raise _no_conversation(str(request.conversation_id)) from exc
     return AskResponse(
         **reply.answer.model_dump(),
         conversation_id=reply.conversation_id,
@@ -115,7 +132,7 @@ async def list_escalations(
     reason: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$", description="A reason code.")] = None,
     language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> EscalationList:
     """Escalations, newest first, filtered by status, reason code and language (questions redacted)."""
     total, rows = await run_in_threadpool(
@@ -126,6 +143,7 @@ async def list_escalations(
         limit=limit,
         offset=offset,
         tenant=caller.tenant,
+        audiences=caller.scope.audiences,
     )
     return EscalationList(total=total, escalations=[_summary(row) for row in rows])
 
@@ -135,7 +153,7 @@ async def get_escalation(
     escalation_id: EscalationId, caller: EscalationsCaller, desk: SupportDep, view: View = "redacted"
 ) -> EscalationDetail:
     """One escalation with its whole handoff record: transcript, attempted answer, sources, metadata."""
-    row = await run_in_threadpool(_find, desk, escalation_id, caller.tenant)
+    row = await run_in_threadpool(_find, desk, escalation_id, caller.scope)
     return _detail(row, view)
 
 
@@ -154,6 +172,7 @@ async def resolve_escalation(
             document_ids=body.document_ids,
             kb_gap=body.kb_gap,
             tenant=caller.tenant,
+            audiences=caller.scope.audiences,
         )
     except EscalationNotFoundError as exc:
         raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
@@ -170,7 +189,7 @@ async def faq_candidates(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> FaqCandidateList:
     """Agents' answers offered as FAQ entries, with a Markdown FAQ draft editors can review and ingest."""
-    rows = await run_in_threadpool(desk.store.faq_candidates, limit, caller.tenant)
+    rows = await run_in_threadpool(desk.store.faq_candidates, limit, caller.tenant, caller.scope.audiences)
     candidates = [_candidate(row) for row in rows if language is None or row.language == language]
     return FaqCandidateList(candidates=candidates, markdown=faq_markdown(candidates, language or "und"))
 
@@ -182,7 +201,7 @@ async def answer_feedback(
     """Was this answer helpful? Feedback feeds `answerdesk eval import-audit` and the gap report."""
     try:
         feedback = await run_in_threadpool(
-            desk.store.add_feedback, answer_id, body.helpful, body.comment, caller.tenant
+            desk.store.add_feedback, answer_id, body.helpful, body.comment, caller.tenant, caller.scope.audiences
         )
     except AnswerNotFoundError as exc:
         raise NotFoundError(f"no answer {answer_id!r}", "answer_not_found") from exc
@@ -203,10 +222,13 @@ async def get_conversation(
     view: View = "redacted",
 ) -> ConversationView:
     """A conversation's turns, oldest first."""
+    conversation = await run_in_threadpool(desk.store.conversation, conversation_id, caller.tenant)
+    if conversation is None or not caller.scope.covers(conversation.tenant, conversation.audience):
+        raise _no_conversation(conversation_id)
     turns = await run_in_threadpool(desk.store.turns, conversation_id, caller.tenant)
     if not turns:
-        raise NotFoundError(f"no conversation {conversation_id!r}", "conversation_not_found")
-    customer = await run_in_threadpool(desk.store.customer, conversation_id, caller.tenant)
+        raise _no_conversation(conversation_id)
+    customer = conversation.customer
     full = view == "full"
     return ConversationView(
         conversation_id=conversation_id,
@@ -229,6 +251,34 @@ async def get_conversation(
     )
 
 
+@router.delete("/v1/conversations/{conversation_id}", response_model=Erased, responses=_ERRORS)
+async def delete_conversation(
+    conversation_id: Annotated[str, Path(max_length=128)], caller: ConversationsCaller, desk: SupportDep
+) -> Erased:
+    """Erase a conversation and everything written about it: turns, audit rows, feedback, escalations
+    (with FAQ candidates) and webhook messages not yet delivered."""
+    erased = await run_in_threadpool(
+        desk.store.erase, tenant=caller.tenant, conversation_id=conversation_id, audiences=caller.scope.audiences
+    )
+    if not erased.conversations:
+        raise _no_conversation(conversation_id)
+    logger.info("erased conversation on request of key %s", caller.key_id)
+    return _erased(erased)
+
+
+@router.delete("/v1/customers/{customer_id}", response_model=Erased, responses=_ERRORS)
+async def erase_customer(
+    customer_id: Annotated[str, Path(min_length=1, max_length=200)], caller: ErasureCaller, desk: SupportDep
+) -> Erased:
+    """Erase every conversation whose customer metadata names this ``customer_id`` (admins only), with
+    everything written about them; asking again erases nothing more (all counts 0)."""
+    erased = await run_in_threadpool(
+        desk.store.erase, tenant=caller.tenant, customer_id=customer_id, audiences=caller.scope.audiences
+    )
+    logger.info("erased %d conversation(s) of a customer on request of key %s", erased.conversations, caller.key_id)
+    return _erased(erased)
+
+
 def faq_markdown(candidates: list[FaqCandidate], locale: str) -> str:
     """The candidates as a FAQ document in the knowledge base's Markdown format."""
     lines = ["---", "title: FAQ candidates from resolved escalations", f"locale: {locale}", "type: faq", "---", ""]
@@ -238,9 +288,17 @@ def faq_markdown(candidates: list[FaqCandidate], locale: str) -> str:
     return "\n".join(lines)
 
 
-def _find(desk: SupportDesk, escalation_id: str, tenant: str) -> Escalation:
+def _no_conversation(conversation_id: str) -> NotFoundError:
+    return NotFoundError(f"no conversation {conversation_id!r}", "conversation_not_found")
+
+
+def _erased(erased: Erasure) -> Erased:
+    return Erased.model_validate(erased, from_attributes=True)
+
+
+def _find(desk: SupportDesk, escalation_id: str, scope: Scope) -> Escalation:
     try:
-        return desk.store.escalation(escalation_id, tenant)
+        return desk.store.escalation(escalation_id, scope.tenant, scope.audiences)
     except EscalationNotFoundError as exc:
         raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
 
@@ -262,6 +320,8 @@ def _summary(row: Escalation) -> EscalationSummary:
 def _detail(row: Escalation, view: Literal["redacted", "full"]) -> EscalationDetail:
     record = EscalationPayload.model_validate(row.record if view == "full" else row.redacted)
     resolution = Resolution.model_validate(row.resolution) if row.resolution else None
+    if resolution is not None and view != "full":
+        resolution.answer = redact_text(resolution.answer)
     return EscalationDetail(**_summary(row).model_dump(), view=view, record=record, resolution=resolution)
 
 
@@ -271,7 +331,8 @@ def _candidate(row: Escalation) -> FaqCandidate:
         escalation_id=row.escalation_id,
         language=row.language,
         question=str(row.redacted.get("question", "")),
-        answer=str(resolution.get("answer", "")),
+        # Meant for the knowledge base, where no customer's contact details belong.
+        answer=redact_text(str(resolution.get("answer", ""))),
         agent=resolution.get("agent"),
         resolved_at=row.resolved_at or "",
     )

@@ -124,6 +124,17 @@ class TurnView(BaseModel):
     created_at: str
 
 
+class Erased(BaseModel):
+    """Rows deleted by an erasure, per table."""
+
+    conversations: int
+    turns: int
+    audit: int
+    feedback: int
+    escalations: int
+    outbox: int
+
+
 class ConversationView(BaseModel):
     conversation_id: str
     customer: dict[str, Any]

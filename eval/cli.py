@@ -8,6 +8,7 @@ Examples::
     answerdesk eval calibrate --suite sample --suite train-squad2 --suite train-mlqa:de-en --out fitted.toml
     answerdesk eval sweep --suite xquad-r:de-en --grid top_k=4,8 --grid score_midpoint=0.84,0.86
     answerdesk eval bench --passages 2000
+    answerdesk eval triage-fit && answerdesk eval triage
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from eval.datasets import Suite
 from retrieval.config import ProfileError, RetrievalProfile, Settings, load_settings
+from retrieval.verify import Verifier
 
 eval_app = typer.Typer(help="Evaluate retrieval and answering on eval sets.", no_args_is_help=True)
 console = Console()
@@ -113,6 +115,7 @@ def eval_run(
     systems = _systems(system)
     suites = _suites(suite, settings, limit, kb_dir=kb, case_files=cases)
     embedder = build_embedder(settings, cache_queries=False)
+    verifier = _verifier(settings, retrieval_profile)
     nested = len(suites) * len(systems) > 1
     rows = []
     for loaded in suites:
@@ -120,7 +123,7 @@ def eval_run(
             sizes = f"{len(loaded.documents)} documents, {len(loaded.cases)} cases"
             console.print(f"[bold]{loaded.name}[/bold] · {name}: {sizes}")
             target = out / loaded.name.replace(":", "_") / name if out and nested else out
-            metrics, _ = run_suite(loaded, name, retrieval_profile, embedder, target)
+            metrics, _ = run_suite(loaded, name, retrieval_profile, embedder, target, verifier=verifier)
             rows.append(metrics)
             if not nested:
                 _print_metrics(metrics)
@@ -130,6 +133,13 @@ def eval_run(
     if out and rows:
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.md").write_text(summary_markdown(rows), encoding="utf-8")
+
+
+def _verifier(settings: Settings, profile: RetrievalProfile) -> Verifier | None:
+    """The exported verifier when the profile uses it (retrieval/verify.py)."""
+    from retrieval.verifier import load_verifier
+
+    return load_verifier(settings) if profile.verify_depth > 0 else None
 
 
 def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -256,11 +266,12 @@ def eval_calibrate(
         raise _fail("--target-precision must be between 0 and 1")
     settings, base = _load(profile)
     embedder = build_embedder(settings, cache_queries=True)
+    verifier = _verifier(settings, base)
     cases = []
     for loaded in _suites(suite, settings, limit):
         console.print(f"[bold]{loaded.name}[/bold]: {len(loaded.cases)} cases")
         with tempfile.TemporaryDirectory(prefix="answerdesk-calibrate-") as scratch:
-            cases += collect_cases(loaded, base, embedder, Path(scratch))
+            cases += collect_cases(loaded, base, embedder, Path(scratch), verifier=verifier)
     try:
         result = calibrate(cases, base, name, folds, target_precision)
     except ValueError as exc:
@@ -358,3 +369,9 @@ eval_app.command("import-audit")(import_audit_command)
 from eval.redaction import redaction_command  # noqa: E402
 
 eval_app.command("redaction")(redaction_command)
+
+# Triage: fit the classifier heads on our written examples; measure on the dev sets (eval/triage.py).
+from eval.triage import triage_command, triage_fit_command  # noqa: E402
+
+eval_app.command("triage-fit")(triage_fit_command)
+eval_app.command("triage")(triage_command)

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -155,9 +156,15 @@ def _parse_markdown(path: Path, text: str, default_id: str) -> Document:
     return _from_elements(path, elements, meta, default_id)
 
 
+# The document type declaration, with its internal subset (``<!DOCTYPE html [<!ENTITY …>]>``): the
+# HTML partitioner does not know the subset and would keep its closing ``]>`` as page text.
+_DOCTYPE = re.compile(r"<!DOCTYPE\b[^\[>]*(?:\[.*?\]\s*)?>", re.IGNORECASE | re.DOTALL)
+
+
 def _parse_html(path: Path, text: str, default_id: str) -> Document:
     from lxml import html as lxml_html
 
+    text = _DOCTYPE.sub("", text, count=1)
     page_title, scripts = "", 0
     try:
         tree = lxml_html.fromstring(text)
@@ -267,6 +274,8 @@ def _parse_json(path: Path, text: str, default_id: str) -> Document:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ParseError(path, f"invalid JSON at line {exc.lineno}: {exc.msg}", "invalid_json") from exc
+    except RecursionError as exc:
+        raise ParseError(path, "invalid JSON: nested too deeply for a FAQ list", "invalid_json") from exc
     return _faq_document(path, data, default_id)
 
 
@@ -277,6 +286,8 @@ def _parse_yaml(path: Path, text: str, default_id: str) -> Document:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParseError(path, f"invalid YAML: {exc}", "invalid_yaml") from exc
+    except RecursionError as exc:
+        raise ParseError(path, "invalid YAML: nested too deeply for a FAQ list", "invalid_yaml") from exc
     return _faq_document(path, data, default_id)
 
 

@@ -44,8 +44,10 @@ from retrieval.scope import (
     AUDIENCES,
     DEFAULT_TENANT,
     PUBLIC,
+    InvalidIdError,
     ScopeError,
     check_audience,
+    check_document_id,
     check_tenant,
     qualify,
     tenant_of,
@@ -111,6 +113,10 @@ class Placement:
         check_audience(self.audience)
 
     def place(self, document: Document, path: Path) -> Document:
+        try:
+            check_document_id(document.document_id)
+        except InvalidIdError as exc:
+            raise ParseError(path, str(exc), "invalid_id") from exc
         try:
             document_id = qualify(self.tenant, document.document_id)
             audience = check_audience(document.metadata.get("audience", self.audience).strip().lower())

@@ -1,18 +1,20 @@
 """Document writes for the API: uploads become files under the uploads folder, then are ingested.
 
 All writes run on one writer thread, in order, so two requests never race on a document's
-version; large uploads run as jobs whose progress and per-file results can be polled.
+version; large uploads run as jobs whose progress and per-file results can be polled. A job's files
+are queued one at a time, so a write sent while a batch runs goes in between its files, and a
+write that cannot start within its deadline is handed back as a job instead of holding the client.
 Uploaded bytes are parsed before anything is written: a bad file changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import uuid
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -20,11 +22,19 @@ from pathlib import Path, PurePosixPath
 from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_bytes
 from ingest.pipeline import DEFAULT_PLACEMENT, FileResult, Ingestor, Outcome, Placement
 from retrieval.registry import utc_now
-from retrieval.scope import DEFAULT_TENANT, TENANT_SEPARATOR, qualify, tenant_of
+from retrieval.scope import (
+    DEFAULT_TENANT,
+    MAX_ID_SEGMENT_BYTES,
+    PUBLIC,
+    TENANT_SEPARATOR,
+    InvalidIdError,
+    check_document_id,
+    qualify,
+    tenant_of,
+)
 
 logger = logging.getLogger(__name__)
 
-DOCUMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 MAX_JOBS_KEPT = 1000
 
 
@@ -44,6 +54,10 @@ class Upload:
         return self.size if self.size >= 0 else len(self.data)
 
 
+class WriterBusyError(RuntimeError):
+    """A write that could not start within its deadline, because other writes were still running."""
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -60,6 +74,10 @@ class Job:
     finished_at: str = ""
     results: list[FileResult] = field(default_factory=list)
     tenant: str = DEFAULT_TENANT  # whose documents; the API shows a job only to its tenant
+    # The audiences its writer could publish to: a job of an internal key may name internal
+    # documents, so the API shows it only to keys that see every one of them.
+    audiences: frozenset[str] = frozenset({PUBLIC})
+    started: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 class DocumentService:
@@ -72,21 +90,36 @@ class DocumentService:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_lock = threading.Lock()
 
-    def put(
+    def write(
         self,
         upload: Upload,
         document_id: str | None = None,
         must_be_new: bool = False,
         placement: Placement = DEFAULT_PLACEMENT,
-    ) -> FileResult:
-        """Add or replace one document of ``placement``'s tenant now (blocks until written);
-        ``document_id`` is the tenant's own (unqualified) id."""
-        return self._writer.submit(self._put, upload, document_id, must_be_new, placement).result()
+        wait_seconds: float | None = None,
+    ) -> FileResult | Job:
+        """Add or replace one document of ``placement``'s tenant (``document_id`` is the tenant's own,
+        unqualified id): its result, or, when other writes keep it from starting within
+        ``wait_seconds`` (None: however long), the job that will write it, to poll like any other."""
+        job = self._new_job(1, placement)
+        future = self._writer.submit(self._job_step, job, [upload], 0, document_id, must_be_new, placement, set())
+        if not job.started.wait(wait_seconds):
+            self._keep(job)
+            return job
+        future.result()
+        return job.results[0]
 
-    def delete(self, document_id: str) -> bool:
+    def delete(self, document_id: str, wait_seconds: float | None = None) -> bool:
         """Remove a document (by qualified id, retrieval/scope.py) and its uploaded file; False when
-        there was no such document."""
-        return self._writer.submit(self._delete, document_id).result()
+        there was no such document. Raises WriterBusyError when it could not start within
+        ``wait_seconds`` (and is then not done at all)."""
+        future = self._writer.submit(self._delete, document_id)
+        try:
+            return future.result(timeout=wait_seconds)
+        except FutureTimeout:
+            if future.cancel():
+                raise WriterBusyError("other writes are still running; nothing was deleted") from None
+            return future.result()  # it has started: it is quick, wait for it
 
     def start_job(
         self,
@@ -96,13 +129,12 @@ class DocumentService:
         placement: Placement = DEFAULT_PLACEMENT,
     ) -> Job:
         """Queue uploads as a job and return it at once; poll :meth:`job` for progress."""
-        job = Job(job_id=uuid.uuid4().hex, files_total=len(uploads), tenant=placement.tenant)
-        with self._jobs_lock:
-            self._jobs[job.job_id] = job
-            while len(self._jobs) > MAX_JOBS_KEPT:
-                self._jobs.popitem(last=False)
-        future: Future[None] = self._writer.submit(self._run_job, job, uploads, document_id, must_be_new, placement)
-        future.add_done_callback(_log_crash)
+        job = self._new_job(len(uploads), placement)
+        self._keep(job)
+        if uploads:
+            self._submit_step(job, uploads, 0, document_id, must_be_new, placement, set())
+        else:
+            self._finish(job)
         return job
 
     def job(self, job_id: str) -> Job | None:
@@ -116,21 +148,81 @@ class DocumentService:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
 
-    def _run_job(
-        self, job: Job, uploads: list[Upload], document_id: str | None, must_be_new: bool, placement: Placement
+    def _new_job(self, files: int, placement: Placement) -> Job:
+        return Job(
+            job_id=uuid.uuid4().hex,
+            files_total=files,
+            tenant=placement.tenant,
+            audiences=placement.allowed_audiences,
+        )
+
+    def _keep(self, job: Job) -> None:
+        with self._jobs_lock:
+            self._jobs[job.job_id] = job
+            while len(self._jobs) > MAX_JOBS_KEPT:
+                self._jobs.popitem(last=False)
+
+    def _submit_step(
+        self,
+        job: Job,
+        uploads: list[Upload],
+        index: int,
+        document_id: str | None,
+        must_be_new: bool,
+        placement: Placement,
+        claimed: set[str],
     ) -> None:
-        job.status = JobStatus.RUNNING
-        claimed: set[str] = set()
         try:
-            for upload in uploads:
-                result = self._put(upload, document_id, must_be_new, placement, claimed)
-                if result.document_id and result.outcome != Outcome.FAILED:
-                    claimed.add(result.document_id)
-                job.results.append(result)
-        finally:
-            failed = len(job.results) < len(uploads) or any(r.outcome == Outcome.FAILED for r in job.results)
-            job.status = JobStatus.FAILED if failed else JobStatus.SUCCEEDED
-            job.finished_at = utc_now()
+            future = self._writer.submit(
+                self._job_step, job, uploads, index, document_id, must_be_new, placement, claimed
+            )
+        except RuntimeError:  # the server is shutting down: the rest of the job is not written
+            for upload in uploads[index:]:
+                problem = "the server stopped before this file was written; upload it again"
+                job.results.append(FileResult(upload.filename, Outcome.FAILED, error=problem, code="not_written"))
+            self._finish(job)
+            return
+        future.add_done_callback(_log_crash)
+
+    def _job_step(
+        self,
+        job: Job,
+        uploads: list[Upload],
+        index: int,
+        document_id: str | None,
+        must_be_new: bool,
+        placement: Placement,
+        claimed: set[str],
+    ) -> None:
+        """Write the job's file ``index``, then queue the next one behind the writes sent meanwhile,
+        so a small write never waits for a whole batch. A file that fails, even by a bug, gets its
+        own failed result and the batch goes on."""
+        job.status = JobStatus.RUNNING
+        job.started.set()
+        upload = uploads[index]
+        try:
+            result = self._put(upload, document_id, must_be_new, placement, claimed)
+        except Exception as exc:
+            logger.exception("unexpected error writing upload %s", upload.filename)
+            result = FileResult(
+                upload.filename,
+                Outcome.FAILED,
+                document_id or "",
+                error=f"internal error: {exc}",
+                code="internal_error",
+            )
+        if result.document_id and result.outcome != Outcome.FAILED:
+            claimed.add(result.document_id)
+        job.results.append(result)
+        if index + 1 < len(uploads):
+            self._submit_step(job, uploads, index + 1, document_id, must_be_new, placement, claimed)
+        else:
+            self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        failed = any(result.outcome == Outcome.FAILED for result in job.results)
+        job.status = JobStatus.FAILED if failed else JobStatus.SUCCEEDED
+        job.finished_at = utc_now()
 
     def _put(
         self,
@@ -159,14 +251,14 @@ class DocumentService:
         problem, code = "", ""
         if document_id and new_id != document_id:
             problem, code = f"the file's front matter says id {new_id!r}, the URL {document_id!r}", "id_mismatch"
-        elif not DOCUMENT_ID.fullmatch(new_id) or ".." in new_id.split("/"):
-            problem, code = f"invalid document id {new_id!r}: use letters, digits, '.', '_', '-' and '/'", "invalid_id"
+        elif problem := id_problem(new_id, relative.suffix.lower()):
+            code = "invalid_id"
         elif claimed is not None and qualify(placement.tenant, new_id) in claimed:
             problem, code = f"duplicate document id {new_id!r} in this upload", "duplicate_id"
         elif must_be_new and self.ingestor.registry.get(qualify(placement.tenant, new_id)) is not None:
-            problem, code = f"document {new_id!r} already exists; use PUT /v1/documents/{new_id} to replace it", (
-                "document_exists"
-            )
+            # The same words whether or not the caller may see that document (docs/privacy.md): ids
+            # are unique per tenant, so that an id is taken cannot be hidden, but nothing more shows.
+            problem, code = f"document id {new_id!r} is taken in this tenant; choose another id", "document_exists"
         if problem:
             return FileResult(name, Outcome.FAILED, new_id, error=problem, code=code)
         return self._write_and_ingest(upload.data, new_id, relative.suffix.lower(), placement)
@@ -207,7 +299,9 @@ class DocumentService:
         tenant = tenant_of(document_id)
         local_id = document_id.removeprefix(f"{tenant}{TENANT_SEPARATOR}") if tenant != DEFAULT_TENANT else document_id
         base = self._tenant_dir(tenant) / local_id
-        candidates = [base.with_name(base.name + suffix) for suffix in SUPPORTED_SUFFIXES]
+        names = [base.name + suffix for suffix in SUPPORTED_SUFFIXES]
+        # A name over the file system's limit cannot exist (and stat-ing it fails).
+        candidates = [base.with_name(name) for name in names if len(name.encode()) <= MAX_ID_SEGMENT_BYTES]
         return [path for path in candidates if path.is_file()]
 
 
@@ -227,7 +321,31 @@ def _safe_relative(filename: str) -> PurePosixPath:
     return relative
 
 
+def name_problem(filename: str) -> tuple[str, str]:
+    """Why an upload's file name cannot name a document (problem and code; empty when it can)."""
+    try:
+        relative = _safe_relative(filename)
+    except ParseError as exc:
+        return exc.problem, exc.code
+    problem = id_problem(relative.with_suffix("").as_posix(), relative.suffix.lower())
+    return problem, "invalid_id" if problem else ""
+
+
+def id_problem(document_id: str, suffix: str = "") -> str:
+    """Why ``document_id`` cannot name an uploaded document ("" when it can): the rule of folder
+    ingestion (retrieval/scope.py), and no segment starting with '.', which is kept for the uploads
+    folder's own entries (``.tenants``, temporary files)."""
+    try:
+        check_document_id(document_id, suffix)
+    except InvalidIdError as exc:
+        return str(exc)
+    if any(segment.startswith(".") for segment in document_id.split("/")):
+        return f"invalid document id {document_id[:80]!r}: a path segment starts with '.'"
+    return ""
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    # A short temporary name: the target's own name may already be at the file system's limit.
+    temporary = path.with_name(f".{uuid.uuid4().hex}.tmp")
     temporary.write_bytes(data)
     temporary.replace(path)

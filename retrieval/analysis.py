@@ -23,6 +23,7 @@ import threading
 import unicodedata
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import regex
@@ -197,6 +198,14 @@ def latvian_stem(word: str) -> str:
 
 
 _JIEBA_LOCK = threading.Lock()
+# Where jieba keeps its prefix-dictionary cache (else the shared temp folder): set_cache_dir.
+_jieba_cache_dir: list[Path] = []
+
+
+def set_cache_dir(path: Path) -> None:
+    """Keep jieba's dictionary cache in ``path`` (the data dir's cache), not in the shared temp folder,
+    so a process writes nothing outside its data dir."""
+    _jieba_cache_dir[:] = [path]
 
 
 @cache
@@ -211,6 +220,9 @@ def _jieba() -> Any:
         jieba_logger.removeHandler(handler)
     jieba_logger.setLevel(logging.NOTSET)
     tokenizer = jieba.Tokenizer()
+    if _jieba_cache_dir:
+        _jieba_cache_dir[0].mkdir(parents=True, exist_ok=True)
+        tokenizer.tmp_dir = str(_jieba_cache_dir[0])
     with _JIEBA_LOCK:
         tokenizer.initialize()
     return tokenizer

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 from retrieval.answerability import VerifierSignals, abstain_reasons, extract_features
 from retrieval.config import RetrievalProfile
+from retrieval.content import has_meaningful_content
 from retrieval.evidence import ChunkEvidence, select_quote
 from retrieval.messages import ABSTAINED, DISCLOSURE, localized
+from retrieval.scope import local_id, shown_source
 from retrieval.types import Answer, Citation, Hit, Status
 
 
@@ -45,6 +47,8 @@ def compose_answer(
             disclosure=disclosure,
         )
 
+    if not has_meaningful_content(question):  # nothing to answer, whatever retrieval found for it
+        return abstain(0.0, ["no_meaningful_content: the question holds no words to look up"])
     if not hits:
         return abstain(0.0, ["no_sources: nothing in the knowledge base matched"])
     top = hits[0]
@@ -84,13 +88,14 @@ def compose_answer(
     parts = [f"{sentence} [{number}]" for number, quote in enumerate(quotes, 1) for sentence in quote.sentences]
     citations = [
         Citation(
-            document_id=quote.hit.chunk.document_id,
+            # Ids as the caller's tenant knows them and the file below its folder, never a server path.
+            document_id=local_id(quote.hit.chunk.document_id),
             title=quote.hit.chunk.title,
             section=quote.hit.chunk.section,
-            chunk_id=quote.hit.chunk.chunk_id,
+            chunk_id=local_id(quote.hit.chunk.chunk_id),
             quote=quote.text,
             score=round(quote.hit.score, 4),
-            source=quote.hit.chunk.source,
+            source=shown_source(quote.hit.chunk.document_id, quote.hit.chunk.source),
             language=quote.hit.chunk.language,
             version=quote.hit.chunk.version,
             updated_at=quote.hit.chunk.updated_at,

@@ -57,7 +57,8 @@ class RetrievalProfile(BaseModel):
     # The trained verifier (retrieval/verify.py), when a model is prepared: the first `verify_depth`
     # hits are reranked by it (0 = off), the top chunk's sentences are scored as windows of
     # `verify_window` sentences and the quote grows by neighbours within `verify_quote_margin`.
-    verify_depth: int = Field(default=6, ge=0, le=50)
+    # Off by default: the adapter trained on 2 CPU cores does not yet beat the bi-encoder (docs/verifier.md).
+    verify_depth: int = Field(default=0, ge=0, le=50)
     verify_window: int = Field(default=1, ge=1, le=5)
     verify_quote_margin: float = Field(default=0.15, ge=0, le=1)
     # P(answering from the top hit is right), fitted by `answerdesk eval calibrate` (retrieval/answerability.py).
@@ -82,6 +83,8 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=16, ge=1, le=256)
     # onnxruntime threads for the embedder; None lets onnxruntime use every physical core.
     embedding_threads: int | None = Field(default=None, ge=1, le=64)
+    # onnxruntime threads for the answer verifier (retrieval/verifier.py); None: every physical core.
+    verifier_threads: int | None = Field(default=None, ge=1, le=64)
     collection: str = "answerdesk"
     profile_path: Path | None = None
     host: str = "127.0.0.1"
@@ -97,19 +100,27 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=262_144, ge=1024)
     rate_limit_per_second: float = Field(default=20.0, ge=0)
     rate_limit_burst: int = Field(default=40, ge=1)
+    # Failed authentications (unknown or revoked keys) per client address, the same kind of bucket.
+    failed_auth_per_second: float = Field(default=0.5, ge=0)
+    failed_auth_burst: int = Field(default=20, ge=1)
     # Public eval data (never copied into the repo); None means ../shared/data beside the repo.
     eval_data_dir: Path | None = None
-    # The public training data (verifier, calibration); default <eval data dir>/train.
+    # The public training data (verifier, calibration); None means ../shared/data/train beside the repo.
     train_data_dir: Path | None = None
     # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than
     # ``sync_upload_bytes`` (or of several files) runs as a job.
     max_file_bytes: int = Field(default=20_000_000, ge=1)
     max_request_bytes: int = Field(default=100_000_000, ge=1)
     sync_upload_bytes: int = Field(default=1_000_000, ge=0)
+    # How long a synchronous write (one small upload, a delete) may wait for other writes to free
+    # the writer; then an upload is answered as a job (202) and a delete as 503 writer_busy.
+    sync_write_seconds: float = Field(default=20.0, gt=0)
     # Support (conversations, escalations, outbox, feedback, audit); None = the SQLite file below.
     support_database_url: str | None = None
     escalate_after_abstentions: int = Field(default=2, ge=0)  # N abstentions in a row escalate; 0 = never
-    sensitive_topics: list[str] = ["legal_threat", "security_incident", "chargeback", "account_takeover"]
+    sensitive_topics: list[str] = [
+        "legal_threat", "security_incident", "chargeback", "account_takeover", "cancellation_threat"
+    ]
     triage_rules_path: Path | None = None  # extra sensitive topics (TOML), see retrieval/triage.py
     webhook_urls: list[str] = []  # JSON list in the environment: '["https://desk.example/hooks"]'
     webhook_secret: SecretStr | None = None  # HMAC-SHA256 key; required when webhook_urls is set
@@ -118,6 +129,10 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=2.0, gt=0)
     webhook_backoff_max_seconds: float = Field(default=900.0, gt=0)
     outbox_poll_seconds: float = Field(default=5.0, gt=0)
+    # Privacy (docs/privacy.md): raw question text is stored only when this is on (else redacted),
+    # and `answerdesk privacy purge` erases conversations idle for more than retention_days.
+    store_raw_questions: bool = False
+    retention_days: int | None = Field(default=None, ge=1)
 
     @property
     def resolved_model_dir(self) -> Path:

@@ -1,9 +1,11 @@
 """Follow-up questions: read "and how long does it take?" together with the question it follows.
 
-A follow-up is recognised by its shape, in en/ru/lv/zh: it opens with a connective ("and", "what
-about", "а", "un", "那") or is very short, or it leans on a pronoun ("it", "это", "tas", "它") for its
-subject. The retrieval query is then the conversation's last stand-alone question followed by the
-follow-up, so the embedder sees the topic. Short or pronoun-only questions are ambiguous ("Is it
+A follow-up opens with a connective ("and", "what about", "а", "un", "那"), or the classifier's
+``follow_up`` head (retrieval/message_classifier.py, trained on examples in eleven languages) says
+the message leans on the turn before ("how much is it?", "а сколько это стоит?", "那个呢？"), or it
+is very short. Without the classifier, a pronoun ("it", "это", "tas", "它") stands in for it.
+The retrieval query is then the conversation's last stand-alone question followed by the
+follow-up, so the embedder sees the topic. Short or "possible" questions are ambiguous ("Is it
 possible to export to CSV?" and "How do I cancel?" stand on their own), so for those the caller
 retrieves both readings and keeps the one the knowledge base matches better (:func:`prefer`).
 """
@@ -49,14 +51,16 @@ class FollowUp(StrEnum):
     POSSIBLE = "possible"  # short, or leans on a pronoun: retrieve both readings and keep the better
 
 
-def follow_up_kind(question: str) -> FollowUp:
-    """Whether ``question`` (in any of en/ru/lv/zh) continues an earlier one."""
+def follow_up_kind(question: str, classified: FollowUp | None = None) -> FollowUp:
+    """Whether ``question`` continues an earlier one; ``classified`` is the classifier's reading
+    (None when there is none: the pronoun rule stands in)."""
     text = question.strip()
-    if _CONNECTIVE.search(text):
+    if _CONNECTIVE.search(text) or classified == FollowUp.CERTAIN:
         return FollowUp.CERTAIN
     han = len(_HAN.findall(text))
     words = len(_WORD.findall(text)) if han == 0 else han
-    if words <= (SHORT_HAN if han else SHORT_WORDS) or _PRONOUN.search(text):
+    leans = classified == FollowUp.POSSIBLE if classified is not None else bool(_PRONOUN.search(text))
+    if words <= (SHORT_HAN if han else SHORT_WORDS) or leans:
         return FollowUp.POSSIBLE
     return FollowUp.NONE
 
@@ -82,15 +86,18 @@ class PriorTurn:
     follow_up: bool
 
 
-def contextualize(question: str, history: Sequence[PriorTurn]) -> ContextualQuestion:
-    """Pair ``question`` with the latest stand-alone question of ``history`` when it is a follow-up.
+def contextualize(
+    question: str, history: Sequence[PriorTurn], classified: FollowUp | None = None
+) -> ContextualQuestion:
+    """Pair ``question`` with the latest stand-alone question of ``history`` when it is a follow-up
+    (``classified``: the classifier's reading, see :func:`follow_up_kind`).
 
     Only the turn right before counts: a follow-up of a follow-up is anchored on the same
     stand-alone question as the one before it.
     """
     if not history:
         return ContextualQuestion(question, FollowUp.NONE, None)
-    kind = follow_up_kind(question)
+    kind = follow_up_kind(question, classified)
     if kind == FollowUp.NONE:
         return ContextualQuestion(question, kind, None)
     anchor = next((turn.question for turn in reversed(history) if not turn.follow_up), None)

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.conversation import ContextualQuestion, FollowUp, PriorTurn, contextualize
 from retrieval.delivery import DeliveryWorker, OutboxDispatcher
+from retrieval.embedding import Embedder, Vector
 from retrieval.engine import AnswerEngine
 from retrieval.handoff import (
     CREATED,
@@ -36,17 +37,20 @@ from retrieval.handoff import (
     redacted_copy,
 )
 from retrieval.language import UNKNOWN, detect_language
+from retrieval.message_classifier import default_heads
 from retrieval.redact import redact_text
 from retrieval.scope import Scope
 from retrieval.support_store import (
     OPEN,
     AuditRecord,
+    ConversationNotFoundError,
     Escalation,
     Exchange,
     NewMessage,
     SupportStore,
     Turn,
     dumps,
+    may_continue,
     utc_now,
 )
 from retrieval.triage import ALREADY, Triage, Trigger, build_triage, decide
@@ -91,6 +95,9 @@ class SupportDesk:
     abstention_limit: int = 2
     worker: DeliveryWorker | None = None
     clock: Callable[[], float] = time.time
+    # Off by default: questions are stored (once, in the turn) with e-mails, cards, IBANs and phone
+    # numbers masked; the raw text lives only in memory while it is answered.
+    store_raw_questions: bool = False
     _profile_versions: dict[int, str] = field(default_factory=dict)
 
     def ask(
@@ -103,28 +110,41 @@ class SupportDesk:
         escalate: bool = False,
         customer: Mapping[str, Any] | None = None,
         scope: Scope | None = None,
+        owner: str | None = None,
     ) -> Reply:
         """Answer one customer turn, escalating when triage (or the caller) says so.
 
         ``scope`` (the caller's tenant and audiences) limits retrieval, and the conversation is the
-        scope's tenant's: the same id in another tenant is another conversation.
+        scope's tenant's: the same id in another tenant is another conversation. A conversation
+        belongs to the key (``owner``) that started it, and to its customer id when it has one;
+        anyone else continuing it gets :class:`ConversationNotFoundError`.
         """
         started = time.perf_counter()
         scope = scope or Scope()
         tenant = scope.tenant
         question = question.strip()
         conversation_id = conversation_id or uuid.uuid4().hex
+        known = self.store.conversation(conversation_id, tenant)
+        if known is not None and not may_continue(known, owner, dict(customer or {})):
+            raise ConversationNotFoundError(conversation_id)
         history = self.store.turns(conversation_id, tenant)
         detected = language or detect_language(question)
         language = "en" if detected == UNKNOWN else detected
 
-        retrieval = self._retrieve(engine, question, language, history, scope)
-        attempt = engine.answer(retrieval.query, language, retrieval.hits)
+        # Embedded once: for retrieval, sentence evidence, and the triage and follow-up classifier
+        # (when it reads this embedder's vectors; else triage embeds with its own).
+        vector = engine.embedder.embed_query(question)
+        probabilities = self.triage.read(question, vector if self.triage.reads(engine.embedder) else None)
+        classified = self.triage.reader.follow_up(probabilities) if self.triage.reader else None
+        retrieval = self._retrieve(engine, question, vector, language, history, scope, classified)
+        attempt = engine.answer(
+            retrieval.query, language, retrieval.hits, vector if retrieval.query == question else None
+        )
         if retrieval.follow_up:
             attempt.reasons.append("follow_up: read together with the conversation's earlier question")
 
         triggers = decide(
-            self.triage.detect(question),
+            self.triage.detect(question, probabilities=probabilities),
             abstained=attempt.status == Status.ABSTAINED,
             abstentions_in_a_row=_abstentions_in_a_row(history),
             abstention_limit=self.abstention_limit,
@@ -153,7 +173,7 @@ class SupportDesk:
                     triggers,
                     history,
                     {**self.store.customer(conversation_id, tenant), **dict(customer or {})},
-                    tenant,
+                    scope,
                 )
         elif attempt.status == Status.ABSTAINED:
             answer, offered = offer_escalation(attempt), True
@@ -162,8 +182,8 @@ class SupportDesk:
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         turn = Turn(
             position=len(history),
-            question=question,
-            query=retrieval.query,
+            question=self._kept(question),
+            query=self._kept(retrieval.query),
             follow_up=retrieval.follow_up,
             answer_id=answer.answer_id,
             status=answer.status.value,
@@ -177,8 +197,8 @@ class SupportDesk:
             answer_id=answer.answer_id,
             conversation_id=conversation_id,
             created_at=stamp,
-            question=question,
-            query=retrieval.query,
+            question=turn.question,
+            query=turn.query,
             language=language,
             status=answer.status.value,
             confidence=answer.confidence,
@@ -193,8 +213,11 @@ class SupportDesk:
             latency_ms=latency_ms,
             escalation_id=escalation_id,
             tenant=tenant,
+            audience=scope.audience,
         )
-        exchange = Exchange(conversation_id, dict(customer or {}), turn, audit, escalation, messages, tenant)
+        exchange = Exchange(
+            conversation_id, dict(customer or {}), turn, audit, escalation, messages, tenant, scope.audience, owner
+        )
         self.store.record_exchange(exchange, self.clock())
         if escalation is not None:
             logger.info(
@@ -217,11 +240,13 @@ class SupportDesk:
         document_ids: Sequence[str] = (),
         kb_gap: bool = False,
         tenant: str | None = None,
+        audiences: Collection[str] | None = None,
     ) -> Escalation:
         """Record the agent's answer; an ``escalation.resolved`` webhook goes out with it.
 
-        With ``tenant``, another tenant's escalation is not found (EscalationNotFoundError)."""
-        current = self.store.escalation(escalation_id, tenant)
+        With ``tenant`` (and ``audiences``), another tenant's escalation (or one of another audience)
+        is not found (EscalationNotFoundError)."""
+        current = self.store.escalation(escalation_id, tenant, audiences)
         resolved_at = utc_now()
         resolution = {
             "answer": answer,
@@ -241,7 +266,7 @@ class SupportDesk:
             offer_as_faq=offer_as_faq,
         )
         messages = [NewMessage(RESOLVED, url, key, dumps(body.model_dump(mode="json"))) for url in self.webhook_urls]
-        resolved = self.store.resolve(escalation_id, resolution, messages, tenant)
+        resolved = self.store.resolve(escalation_id, resolution, messages, tenant, audiences)
         if messages and self.worker is not None:
             self.worker.wake()
         return resolved
@@ -261,15 +286,27 @@ class SupportDesk:
 
     # ---- internals -------------------------------------------------------------------------------
 
+    def _kept(self, text: str) -> str:
+        """What is stored of a customer's text: redacted unless raw storage was turned on."""
+        return text if self.store_raw_questions else redact_text(text)
+
     def _retrieve(
-        self, engine: AnswerEngine, question: str, language: str, history: Sequence[Turn], scope: Scope
+        self,
+        engine: AnswerEngine,
+        question: str,
+        vector: Vector,
+        language: str,
+        history: Sequence[Turn],
+        scope: Scope,
+        classified: FollowUp | None,
     ) -> Retrieval:
-        context = contextualize(question, [PriorTurn(turn.question, turn.follow_up) for turn in history])
+        context = contextualize(question, [PriorTurn(turn.question, turn.follow_up) for turn in history], classified)
         if context.kind == FollowUp.NONE or context.anchor is None:
-            return Retrieval(engine.retriever.retrieve(question, language, scope), question, follow_up=False)
-        blended = _blended_hits(engine, context, language, scope)
+            hits = engine.retriever.retrieve_by_vector(vector, language, scope, question)
+            return Retrieval(hits, question, follow_up=False)
+        blended = _blended_hits(engine, context, vector, language, scope)
         if context.kind == FollowUp.POSSIBLE:
-            alone = engine.retriever.retrieve(question, language, scope)
+            alone = engine.retriever.retrieve_by_vector(vector, language, scope, question)
             best_alone = alone[0].score if alone else float("-inf")
             best_blended = blended[0].score if blended else float("-inf")
             same_best = bool(alone and blended) and alone[0].chunk.chunk_id == blended[0].chunk.chunk_id
@@ -287,10 +324,11 @@ class SupportDesk:
         triggers: Sequence[Trigger],
         history: Sequence[Turn],
         customer: dict[str, Any],
-        tenant: str,
+        scope: Scope,
     ) -> tuple[Escalation, list[NewMessage]]:
         created_at = utc_now()
         key = idempotency_key(CREATED, escalation_id)
+        question = self._kept(question)
         transcript = [entry for turn in history for entry in _transcript_entries(turn)]
         transcript.append(TranscriptEntry(role="customer", text=question, at=created_at))
         payload = EscalationPayload(
@@ -321,7 +359,8 @@ class SupportDesk:
             created_at=created_at,
             record=payload.model_dump(mode="json"),
             redacted=redacted.model_dump(mode="json"),
-            tenant=tenant,
+            tenant=scope.tenant,
+            audience=scope.audience,
         )
         return escalation, [NewMessage(CREATED, url, key, body) for url in self.webhook_urls]
 
@@ -344,18 +383,19 @@ def _abstentions_in_a_row(history: Sequence[Turn]) -> int:
     return count
 
 
-def _blended_hits(engine: AnswerEngine, context: ContextualQuestion, language: str, scope: Scope) -> list[Hit]:
-    """Hits for a weighted blend of the follow-up and its contextual reading.
+def _blended_hits(
+    engine: AnswerEngine, context: ContextualQuestion, alone: Vector, language: str, scope: Scope
+) -> list[Hit]:
+    """Hits for a weighted blend of the follow-up (``alone``: its embedding) and its contextual reading.
 
     The dot product is linear, so the blend ranks passages by the weighted mean of their two
     similarities; scores are scaled back to that mean so the engine's thresholds keep their meaning.
     """
-    alone = engine.embedder.embed_query(context.question)
     together = engine.embedder.embed_query(context.contextual)
     blend = FOLLOW_UP_WEIGHT * alone + together
     norm = float(np.linalg.norm(blend))
     if norm == 0.0:
-        return engine.retriever.retrieve(context.question, language, scope)
+        return engine.retriever.retrieve_by_vector(alone, language, scope, context.question)
     # The lexical leg reads the contextual wording: the follow-up alone often lacks the topic's words.
     blended = (blend / norm).astype(np.float32)
     hits = engine.retriever.retrieve_by_vector(blended, language, scope, text=context.contextual)
@@ -372,10 +412,15 @@ class SupportConfigError(ValueError):
     """Support settings that cannot work together (e.g. webhooks without a secret)."""
 
 
-def build_desk(settings: Settings, *, start_worker: bool = True) -> SupportDesk:
-    """The desk, its store, triage rules and (when webhooks are configured) the delivery worker."""
+def build_desk(settings: Settings, *, start_worker: bool = True, embedder: Embedder | None = None) -> SupportDesk:
+    """The desk, its store, triage and (when webhooks are configured) the delivery worker.
+
+    ``embedder`` is the engine's: when it is the model the triage classifier was trained on, triage
+    reads the vectors the desk computes anyway; otherwise (another model, or none) triage keeps to
+    its phrase rules."""
     store = SupportStore(settings.support_database_url or settings.database_url)
-    triage = build_triage(settings.sensitive_topics, settings.triage_rules_path)
+    triage_embedder = embedder if settings.embedding_model == default_heads().model else None
+    triage = build_triage(settings.sensitive_topics, settings.triage_rules_path, embedder=triage_embedder)
     worker = None
     try:
         dispatcher = build_dispatcher(settings, store)
@@ -392,6 +437,7 @@ def build_desk(settings: Settings, *, start_worker: bool = True) -> SupportDesk:
         webhook_urls=tuple(settings.webhook_urls),
         abstention_limit=settings.escalate_after_abstentions,
         worker=worker,
+        store_raw_questions=settings.store_raw_questions,
     )
 
 

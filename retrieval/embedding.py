@@ -66,6 +66,16 @@ def _single(matrix: Matrix) -> Vector:
     return np.asarray(matrix[0], dtype=np.float32)
 
 
+def onnxruntime() -> Any:
+    """The onnxruntime module with its telemetry events turned off (``DO_NOT_TRACK`` does not), the
+    one import of it that creates sessions; ``ORT_DISABLE_TELEMETRY`` (retrieval/__init__.py) keeps
+    the import itself from writing under the user's home."""
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 class OnnxEmbedder:
     """e5 encoder served by onnxruntime: ``model_int8.onnx`` + ``tokenizer.json``.
 
@@ -134,8 +144,7 @@ class OnnxEmbedder:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
-
+            ort = onnxruntime()
             model_path = self.files_dir / ONNX_MODEL_FILE
             if not model_path.is_file():
                 raise FileNotFoundError(f"no {ONNX_MODEL_FILE} in {self.files_dir}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from retrieval.analysis import set_cache_dir as set_analysis_cache_dir
 from retrieval.analysis import warm_up as warm_up_analysis
 from retrieval.answerability import VerifierSignals
 from retrieval.compose import compose_answer
@@ -19,6 +20,7 @@ from retrieval.language import UNKNOWN, detect_language
 from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
 from retrieval.locale import localized_id
 from retrieval.registry import DocumentRegistry
+from retrieval.rows import private_dir
 from retrieval.scope import Scope
 from retrieval.store import ChromaStore, scope_metadata
 from retrieval.types import Answer, Hit
@@ -289,7 +291,8 @@ def build_components(
 ) -> tuple[Embedder, ChromaStore, DocumentRegistry]:
     """The embedder, store and registry a process needs, all configured from ``settings``
     (``embedder`` replaces the configured one, e.g. a fake in tests)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
+    set_analysis_cache_dir(settings.data_dir / "cache")
     embedder = embedder or load_embedder(
         settings.embedding_backend,
         settings.embedding_model,
@@ -305,8 +308,11 @@ def build_components(
 def build_engine(
     settings: Settings, profile: RetrievalProfile, embedder: Embedder, store: ChromaStore, registry: DocumentRegistry
 ) -> AnswerEngine:
-    """A process's answer engine: hybrid retrieval over the data dir's lexical index, and sentence
-    evidence read from the cache that ingestion fills (retrieval/evidence.py)."""
+    """A process's answer engine: hybrid retrieval over the data dir's lexical index, sentence
+    evidence read from the cache that ingestion fills (retrieval/evidence.py), and the trained
+    verifier when the profile uses it and ``prepare-model`` exported one (retrieval/verify.py)."""
+    from retrieval.verifier import load_verifier
+
     return AnswerEngine(
         embedder,
         store,
@@ -314,4 +320,5 @@ def build_engine(
         registry,
         lexical=LexicalIndex(settings.lexical_dir),
         sentence_embedder=sentence_cache(embedder, settings),
+        verifier=load_verifier(settings) if profile.verify_depth > 0 else None,
     )

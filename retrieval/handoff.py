@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from retrieval.messages import localized
 from retrieval.redact import redact_metadata, redact_text
+from retrieval.scope import local_id
 from retrieval.types import Answer, Citation, Hit, Status
 
 SCHEMA_VERSION = 1
@@ -126,8 +127,8 @@ def idempotency_key(event: str, escalation_id: str) -> str:
 def candidates_from(hits: Sequence[Hit], limit: int = 5) -> list[SourceCandidate]:
     return [
         SourceCandidate(
-            chunk_id=hit.chunk.chunk_id,
-            document_id=hit.chunk.document_id,
+            chunk_id=local_id(hit.chunk.chunk_id),
+            document_id=local_id(hit.chunk.document_id),
             title=hit.chunk.title,
             section=hit.chunk.section,
             language=hit.chunk.language,

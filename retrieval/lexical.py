@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from retrieval.analysis import analyze
 from retrieval.registry import DocumentRegistry
+from retrieval.rows import FileGuard
 from retrieval.scope import TAG_KEY_PREFIX, Scope
 from retrieval.types import Chunk
 
@@ -145,6 +146,7 @@ class LexicalIndex:
         self._snapshot: _Snapshot | None = None
         self._rebuilding = False
         self.last_rebuild_seconds = 0.0
+        self._guard = FileGuard(self.database)  # a deleted file is an error, not silently lost writes
 
     @property
     def database(self) -> Path:
@@ -296,7 +298,12 @@ class LexicalIndex:
                 raise
             connection.execute("COMMIT")
 
+    def ping(self) -> None:
+        """Raise unless the index file is the one opened and answers (DatabaseGoneError, sqlite3.Error)."""
+        self._generation()
+
     def _db(self) -> sqlite3.Connection:
+        self._guard.check()
         if self._connection is None:
             self.path.mkdir(parents=True, exist_ok=True)
             connection = self._open()
@@ -307,6 +314,7 @@ class LexicalIndex:
         return self._connection
 
     def _open(self) -> sqlite3.Connection:
+        self._guard.check()  # a deleted file must not be recreated empty by a background rebuild
         # isolation_level=None: no implicit transactions, only the ones begun here.
         return sqlite3.connect(self.database, timeout=30, check_same_thread=False, isolation_level=None)
 

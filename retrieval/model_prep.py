@@ -515,6 +515,10 @@ def export_onnx(st_dir: Path, onnx_dir: Path, keep_fp32: bool = False) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import XLMRobertaModel
 
+    from retrieval.embedding import onnxruntime
+
+    onnxruntime()  # quantisation opens sessions too: telemetry off first
+
     onnx_dir.mkdir(parents=True, exist_ok=True)
     # from_pretrained returns the model in eval mode; eager attention exports to plain ops. The
     # (zero) pooler stays out of the graph: only last_hidden_state is an output.
@@ -650,3 +654,107 @@ def prepare_default_model(target: Path, keep_fp32_onnx: bool = False) -> Path:
             raise
         logger.info("prepared %s in %.1f s", target, time.perf_counter() - started)
     return target
+
+
+# The verifier export (retrieval/verifier.py) beside the embedder: <model dir>/../verifier/.
+VERIFIER_FORMAT = 1
+_HEAD_NODE = re.compile(r"/head/")
+
+
+def prepare_verifier(model_dir: Path, adapter_dir: Path | None = None) -> Path | None:
+    """Merge the committed LoRA adapter into the prepared base and export an int8 ONNX verifier.
+
+    Returns the export folder, or None (logged) when no adapter is committed or it was trained on
+    other base weights. Idempotent: a READY naming the same adapter checksum returns at once.
+    """
+    from retrieval.verifier import MODEL_FILE, TOKENIZER_FILE
+    from retrieval.verifier import READY as VERIFIER_READY
+    from retrieval.verifier_model import ADAPTER_DIR, CONFIG_FILE, adapter_checksum, base_checksum, has_adapter
+
+    adapter_dir = adapter_dir or ADAPTER_DIR
+    target = model_dir.parent / "verifier"
+    if not has_adapter(adapter_dir):
+        logger.warning("no verifier adapter in %s; skipping the verifier export", adapter_dir)
+        return None
+    checksum = adapter_checksum(adapter_dir)
+    info = _ready_info(target) if (target / VERIFIER_READY).is_file() else None
+    if info and info.get("format") == VERIFIER_FORMAT and info.get("adapter_sha256") == checksum:
+        return target
+    st_dir = model_dir / "st"
+    with _lock(target):
+        info = _ready_info(target)
+        if info and info.get("format") == VERIFIER_FORMAT and info.get("adapter_sha256") == checksum:
+            return target
+        config = json.loads((adapter_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        if config.get("base_checksum") != base_checksum(st_dir):
+            logger.warning("verifier adapter in %s was trained on other base weights; skipping its export", adapter_dir)
+            return None
+        started = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=".verifier.", suffix=".tmp", dir=target.parent))
+        tmp.chmod(0o755)
+        try:
+            _export_verifier(st_dir, adapter_dir, tmp / MODEL_FILE)
+            shutil.copyfile(st_dir / "tokenizer.json", tmp / TOKENIZER_FILE)
+            shutil.copyfile(adapter_dir / CONFIG_FILE, tmp / CONFIG_FILE)
+            _write_json(
+                tmp / VERIFIER_READY,
+                {
+                    "format": VERIFIER_FORMAT,
+                    "adapter_sha256": checksum,
+                    "base_sha256": config["base_checksum"],
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        logger.info("exported the verifier to %s in %.1f s", target, time.perf_counter() - started)
+    return target
+
+
+def _export_verifier(st_dir: Path, adapter_dir: Path, int8_path: Path) -> None:
+    """LoRA merged into the base weights → fp32 ONNX (logits) → dynamic int8, as the embedder."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from retrieval.verifier_model import load_trained
+
+    network, _ = load_trained(st_dir, adapter_dir, merge=True)
+    fp32_path = int8_path.with_name("verifier.onnx")
+    ids = torch.tensor([[0, 35378, 12, 33600, 2, 2, 8999, 2], [0, 35378, 12, 2, 2, 33600, 2, 1]])
+    mask = (ids != 1).long()
+    with torch.inference_mode(), warnings.catch_warnings():
+        tracer_warning: type[Warning] = getattr(torch.jit, "TracerWarning", UserWarning)
+        warnings.simplefilter("ignore", tracer_warning)
+        warnings.filterwarnings("ignore", message=".*aten::index.*")
+        torch.onnx.export(
+            network,
+            (ids, mask),
+            str(fp32_path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "logits": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    del network
+    import onnx
+
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    # The head stays fp32 (tiny); FFN down-projections too, for the reason given at _FP32_NODE.
+    keep = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and _HEAD_NODE.search(n.name)]
+    quantize_dynamic(
+        str(fp32_path),
+        str(int8_path),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=_fp32_nodes(fp32_path) + keep,
+    )
+    fp32_path.unlink()

@@ -38,11 +38,12 @@ _IBAN = regex.compile(
     r"(?<![\p{Latin}\d])(?:[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
     r"|[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?)(?![\p{Latin}\d])"
 )
-# 13-19 digits, plain or in groups joined by one kind of separator. A number that goes on after a
-# space or dash is longer than a card (e.g. a tracking id), but a trailing expiry ("12/27") is fine.
+# 13-19 digits, plain or in groups joined by one kind of separator (space, dash or dot). A number
+# that goes on after a separator is longer than a card (e.g. a tracking id), but a trailing expiry
+# ("12/27") is fine.
 _CARD = regex.compile(
-    rf"(?<![{_WORD_BEFORE}]|\d[ -])\d{{3,6}}(?:([ -]?)\d{{3,6}})(?:\1\d{{1,6}}){{1,4}}"
-    rf"(?![{_WORD_BEFORE}/]|[ -]\d(?!\d?/))"
+    rf"(?<![{_WORD_BEFORE}]|\d[ .-])\d{{3,6}}(?:([ .-]?)\d{{3,6}})(?:\1\d{{1,6}}){{1,4}}"
+    rf"(?![{_WORD_BEFORE}/]|[ .-]\d(?!\d?/))"
 )
 _PHONE_GROUP = r"(?:\(\d{1,5}\)|\d{1,5})"
 # An optional international prefix, then digit groups joined by single separators or brackets. It
@@ -66,10 +67,17 @@ _ID_BEFORE = regex.compile(
     r"订单|发票|单号|包裹|编号)[\s.:#№-]*$",
     regex.IGNORECASE,
 )
-# Customer-metadata keys whose whole value is personal.
-PERSONAL_KEYS = frozenset(
-    {"name", "full_name", "first_name", "last_name", "email", "e_mail", "phone", "phone_number", "mobile", "address"}
-)
+# Words of a customer-metadata key that make its whole value personal, whatever the rest of the key
+# says ("customer_name", "Full Name", "billingEmail", "phone-number"); the values of other keys are
+# redacted by what they look like.
+PERSONAL_KEY_WORDS = frozenset(
+    {
+        "name", "fullname", "firstname", "lastname", "surname", "username", "email", "mail", "phone", "mobile",
+        "tel", "telephone", "address", "street", "birthday", "birthdate", "dob", "passport", "ssn",
+    }
+)  # fmt: skip
+# Splits a key into words: snake_case, kebab-case, spaces and camelCase.
+_KEY_WORD = regex.compile(r"\p{Lu}?\p{Ll}+|\p{Lu}+(?!\p{Ll})|\d+")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -135,14 +143,33 @@ def redact_text(text: str) -> str:
     return str(_PHONE.sub(_phone, text))
 
 
+def is_personal_key(key: str) -> bool:
+    """Whether a metadata key names personal data (a name, an e-mail, a phone, an address…)."""
+    return any(word.lower() in PERSONAL_KEY_WORDS for word in _KEY_WORD.findall(key))
+
+
 def redact_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Customer metadata: personal keys (name, email, phone…) masked whole, other strings pattern-redacted."""
+    """Customer metadata: values of personal keys masked whole; every other value redacted by what it
+    is (a number too: an integer phone or card number), nested objects and lists included."""
     redacted: dict[str, Any] = {}
     for key, value in metadata.items():
-        if key.lower().replace("-", "_") in PERSONAL_KEYS and value not in (None, ""):
+        if is_personal_key(str(key)) and value not in (None, ""):
             redacted[key] = REDACTED_TOKEN
-        elif isinstance(value, str):
-            redacted[key] = redact_text(value)
         else:
-            redacted[key] = value
+            redacted[key] = _redact_value(str(key), value)
     return redacted
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return redact_metadata(value)
+    if isinstance(value, list):
+        return [_redact_value(key, item) for item in value]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return value
+    text = str(value)
+    masked = redact_text(text)
+    identifier = bool(_KEY_WORD.findall(key)) and _KEY_WORD.findall(key)[-1].lower() == "id"
+    if masked == text or (identifier and masked == PHONE_TOKEN):
+        return value  # an account or customer id is not a phone number, however it looks
+    return masked

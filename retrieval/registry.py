@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, create_engine, delete, event, inspect, select, text
+from sqlalchemy import JSON, Integer, String, delete, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from retrieval.rows import columns_of, record_from_row
+from retrieval.rows import columns_of, open_database, record_from_row
 from retrieval.scope import DEFAULT_TENANT, tenant_of
 
 
@@ -84,12 +84,15 @@ class DocumentRegistry:
     """Rows of ingested documents, keyed by document id, and the chunk journal."""
 
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
-        if url.startswith("sqlite"):
-            # WAL lets the API read while an ingest writes; busy_timeout waits for the other writer.
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        # WAL lets the API read while an ingest writes; the file is private and a deleted file is noticed
+        # (retrieval/rows.py).
+        self.engine = open_database(url)
         _Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
+
+    def is_empty(self) -> bool:
+        with Session(self.engine) as session:
+            return session.scalars(select(_DocumentRow.document_id).limit(1)).first() is None
 
     def get(self, document_id: str) -> DocumentRecord | None:
         with Session(self.engine) as session:
@@ -171,13 +174,6 @@ class DocumentRegistry:
             return
         with Session(self.engine) as session, session.begin():
             session.execute(delete(_JournalRow).where(_JournalRow.entry_id.in_(list(entry_ids))))
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
 
 
 def _add_missing_columns(engine: Any) -> None:

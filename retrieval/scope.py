@@ -7,12 +7,14 @@ the scope can never reach an answer, a citation or an escalation.
 
 Each tenant has its own Chroma collection (retrieval/store.py). A document of tenant ``acme`` is
 stored under the qualified id ``acme:<id>`` (registry, chunk ids); the default tenant's ids are
-unqualified, so a single-tenant deployment never sees the prefix. Callers see only their own
-tenant's ids, so the prefix reveals nothing.
+unqualified, so a single-tenant deployment never sees the prefix. Responses name documents and
+chunks without it (``local_id``) and their files by the path below the ingested folder
+(``shown_source``), never by a path on the server.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,41 @@ TAG_KEY_PREFIX = "tag:"
 
 class ScopeError(ValueError):
     """A tenant name, audience or document id that cannot be used; the message says which."""
+
+
+class InvalidIdError(ScopeError):
+    """A document id that cannot be stored (``check_document_id``)."""
+
+
+# A file name segment may have at most 255 bytes on every common file system; an id segment names
+# a folder or (with its suffix) the uploaded file, so it has the same limit.
+MAX_ID_SEGMENT_BYTES = 255
+# The whole id, well inside the 4,096-byte path limit once the data dir is in front of it.
+MAX_ID_BYTES = 1024
+
+
+def check_document_id(document_id: str, suffix: str = "") -> str:
+    """``document_id`` when it can name a document (folder ingestion and the API share this rule):
+    '/'-separated segments, none empty, '.' or '..', no control characters or backslash, each at
+    most 255 bytes in UTF-8 (the last with ``suffix``, the stored file's extension, added), and
+    1,024 bytes in all.
+    Any other Unicode is allowed, as in file names."""
+    segments = document_id.split("/")
+    if not document_id or any(segment in {"", ".", ".."} for segment in segments):
+        raise InvalidIdError(f"invalid document id {document_id[:80]!r}: empty, '.' or '..' path segment")
+    bad = next((char for char in document_id if char == "\\" or unicodedata.category(char) == "Cc"), None)
+    if bad is not None:
+        raise InvalidIdError(f"invalid document id {document_id[:80]!r}: it holds the character {bad!r}")
+    if len(document_id.encode("utf-8")) > MAX_ID_BYTES:
+        raise InvalidIdError(f"invalid document id {document_id[:80]!r}: over {MAX_ID_BYTES} bytes")
+    segments[-1] += suffix
+    longest = max(len(segment.encode("utf-8")) for segment in segments)
+    if longest > MAX_ID_SEGMENT_BYTES:
+        raise InvalidIdError(
+            f"invalid document id {document_id[:80]!r}: a path segment is {longest} bytes "
+            f"(with the file extension), over the {MAX_ID_SEGMENT_BYTES}-byte limit"
+        )
+    return document_id
 
 
 def check_tenant(tenant: str) -> str:
@@ -65,6 +102,30 @@ def tenant_of(document_id: str) -> str:
     return owner if separator else DEFAULT_TENANT
 
 
+def local_id(qualified_id: str) -> str:
+    """A stored document or chunk id as its tenant knows it: without the ``tenant:`` prefix."""
+    owner, separator, rest = qualified_id.partition(TENANT_SEPARATOR)
+    return rest if separator and TENANT_NAME.match(owner) else qualified_id
+
+
+def shown_source(document_id: str, source: str) -> str:
+    """The source file as callers see it: its path below the ingested folder, never the server's path.
+
+    A document's default id is that path without its extension (ingest/parse.py), so the path is
+    ``<id><suffix>`` when the source ends with it; otherwise (an id from front matter) only the file name.
+    """
+    if not source:
+        return ""
+    name = source.replace("\\", "/")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or "/" in suffix:
+        stem, suffix = name, ""
+    own = local_id(document_id)
+    if stem == own or stem.endswith("/" + own):
+        return f"{own}.{suffix}" if suffix else own
+    return name.rsplit("/", 1)[-1]
+
+
 def tag_set(tags: str | Iterable[str]) -> frozenset[str]:
     """Tags from front matter (``"a,b"`` or a list), lowercased."""
     items = tags.split(",") if isinstance(tags, str) else tags
@@ -86,6 +147,17 @@ class Scope:
     def everything(cls, tenant: str = DEFAULT_TENANT) -> Scope:
         """Every audience of one tenant (command line, evaluation)."""
         return cls(tenant=tenant, audiences=frozenset(AUDIENCES))
+
+    @property
+    def audience(self) -> str:
+        """The audience of what this scope's caller writes (conversations, escalations): internal
+        when it may read internal documents, so nothing it was shown reaches a public key."""
+        return INTERNAL if INTERNAL in self.audiences else PUBLIC
+
+    def covers(self, tenant: str, audience: str) -> bool:
+        """Whether this scope may read support data of ``tenant`` written for ``audience`` (the same
+        tenant and audience rules as for chunks, ``allows``)."""
+        return tenant == self.tenant and audience in self.audiences
 
     def narrowed(
         self,

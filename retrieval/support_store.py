@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    delete,
     func,
     inspect,
     or_,
@@ -39,7 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from retrieval.rows import SqlStore, columns_of, record_from_row
-from retrieval.scope import DEFAULT_TENANT
+from retrieval.scope import DEFAULT_TENANT, INTERNAL, PUBLIC
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ RESOLVED = "resolved"
 PENDING = "pending"
 DELIVERED = "delivered"
 DEAD = "dead"
+# The customer metadata key that names the person (conversation binding, erasure by customer id).
+CUSTOMER_ID_KEY = "customer_id"
 
 
 class _Base(DeclarativeBase):
@@ -63,6 +67,11 @@ class _ConversationRow(_Base):
     updated_at: Mapped[str] = mapped_column(String(40))
     language: Mapped[str] = mapped_column(String(16))
     customer: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Who may read it (the creating key's audience; rows from before audiences: internal only),
+    # who may continue it (the creating key's id) and whose it is (erasure).
+    audience: Mapped[str] = mapped_column(String(16), server_default=INTERNAL)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    customer_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
 
 
 class _TurnRow(_Base):
@@ -99,6 +108,7 @@ class _EscalationRow(_Base):
     created_at: Mapped[str] = mapped_column(String(40), index=True)
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
     redacted: Mapped[dict[str, Any]] = mapped_column(JSON)
+    audience: Mapped[str] = mapped_column(String(16), server_default=INTERNAL)
     resolved_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
     resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
@@ -155,6 +165,7 @@ class _AuditRow(_Base):
     profile: Mapped[str] = mapped_column(String(200))
     latency_ms: Mapped[float] = mapped_column(Float)
     escalation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    audience: Mapped[str] = mapped_column(String(16), server_default=INTERNAL)
 
 
 def utc_now() -> str:
@@ -201,6 +212,7 @@ class AuditRecord:
     latency_ms: float
     escalation_id: str | None = None
     tenant: str = DEFAULT_TENANT
+    audience: str = PUBLIC
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,33 @@ class Escalation:
     resolved_at: str | None = None
     resolution: dict[str, Any] | None = None
     tenant: str = DEFAULT_TENANT
+    audience: str = PUBLIC
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Who a conversation belongs to: its tenant and audience, the key that created it, the customer."""
+
+    tenant: str
+    conversation_id: str
+    audience: str
+    owner: str | None
+    customer_id: str | None
+    customer: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """How many rows an erasure or a retention purge deleted, per table."""
+
+    conversations: int = 0
+    turns: int = 0
+    audit: int = 0
+    feedback: int = 0
+    escalations: int = 0
+    outbox: int = 0
 
 
 @dataclass(frozen=True)
@@ -268,6 +307,18 @@ class Exchange:
     escalation: Escalation | None = None
     messages: list[NewMessage] = field(default_factory=list)
     tenant: str = DEFAULT_TENANT
+    audience: str = PUBLIC
+    owner: str | None = None  # the API key id that asked; None for operators and tests
+
+
+def customer_id_of(customer: Any) -> str | None:
+    """The customer id in caller metadata (``customer_id``), as text; None when absent."""
+    value = customer.get(CUSTOMER_ID_KEY) if isinstance(customer, dict) else None
+    return None if value is None or value == "" else str(value)
+
+
+class ConversationNotFoundError(LookupError):
+    """No conversation with this id that the caller may read or continue."""
 
 
 class EscalationNotFoundError(LookupError):
@@ -293,6 +344,7 @@ class SupportStore(SqlStore):
         self.url = url
         _add_tenants(self.engine)
         _Base.metadata.create_all(self.engine)
+        _add_columns(self.engine)
 
     # conversations -------------------------------------------------------------------------------
 
@@ -310,6 +362,12 @@ class SupportStore(SqlStore):
         with Session(self.engine) as session:
             row = session.get(_ConversationRow, (tenant, conversation_id))
             return dict(row.customer) if row else {}
+
+    def conversation(self, conversation_id: str, tenant: str = DEFAULT_TENANT) -> Conversation | None:
+        """The conversation's owner, audience and customer; None when there is none."""
+        with Session(self.engine) as session:
+            row = session.get(_ConversationRow, (tenant, conversation_id))
+            return record_from_row(Conversation, row) if row else None
 
     def open_escalation(self, conversation_id: str, tenant: str = DEFAULT_TENANT) -> str | None:
         """The id of the conversation's open escalation, if any."""
@@ -340,15 +398,23 @@ class SupportStore(SqlStore):
                     updated_at=stamp,
                     language=exchange.turn.language,
                     customer=dict(exchange.customer),
+                    audience=exchange.audience,
+                    owner=exchange.owner,
+                    customer_id=customer_id_of(exchange.customer),
                 )
                 session.add(conversation)
             else:
+                if not may_continue(record_from_row(Conversation, conversation), exchange.owner, exchange.customer):
+                    raise ConversationNotFoundError(exchange.conversation_id)
+                conversation.customer_id = conversation.customer_id or customer_id_of(exchange.customer)
                 conversation.updated_at = stamp
                 conversation.language = exchange.turn.language
                 if exchange.customer:
                     conversation.customer = {**conversation.customer, **exchange.customer}
             session.add(_TurnRow(tenant=tenant, conversation_id=exchange.conversation_id, **columns_of(exchange.turn)))
-            session.add(_AuditRow(**{**columns_of(exchange.audit), "tenant": tenant}))
+            # The question is kept once, in the turn; audit() reads it from there.
+            audit = {**columns_of(exchange.audit), "tenant": tenant, "question": "", "query": ""}
+            session.add(_AuditRow(**audit))
             if exchange.escalation is not None:
                 escalation = exchange.escalation
                 session.add(
@@ -363,6 +429,7 @@ class SupportStore(SqlStore):
                         created_at=escalation.created_at,
                         record=escalation.record,
                         redacted=escalation.redacted,
+                        audience=escalation.audience,
                     )
                 )
             for message in exchange.messages:
@@ -382,11 +449,14 @@ class SupportStore(SqlStore):
 
     # escalations ---------------------------------------------------------------------------------
 
-    def escalation(self, escalation_id: str, tenant: str | None = None) -> Escalation:
-        """One escalation; another tenant's is not found (``tenant`` None: any tenant's, for operators)."""
+    def escalation(
+        self, escalation_id: str, tenant: str | None = None, audiences: Collection[str] | None = None
+    ) -> Escalation:
+        """One escalation; another tenant's, or one of an audience outside ``audiences``, is not found
+        (None: any, for operators)."""
         with Session(self.engine) as session:
             row = session.get(_EscalationRow, escalation_id)
-            if row is None or (tenant is not None and row.tenant != tenant):
+            if row is None or not _readable(row, tenant, audiences):
                 raise EscalationNotFoundError(escalation_id)
             return _escalation(row)
 
@@ -399,11 +469,14 @@ class SupportStore(SqlStore):
         limit: int = 50,
         offset: int = 0,
         tenant: str | None = None,
+        audiences: Collection[str] | None = None,
     ) -> tuple[int, list[Escalation]]:
         """Escalations matching every given filter, newest first, with the total count."""
         conditions = []
         if tenant is not None:
             conditions.append(_EscalationRow.tenant == tenant)
+        if audiences is not None:
+            conditions.append(_EscalationRow.audience.in_(sorted(audiences)))
         if status:
             conditions.append(_EscalationRow.status == status)
         if reason:
@@ -427,12 +500,13 @@ class SupportStore(SqlStore):
         resolution: dict[str, Any],
         messages: Sequence[NewMessage] = (),
         tenant: str | None = None,
+        audiences: Collection[str] | None = None,
     ) -> Escalation:
         """Mark an open escalation resolved with the agent's answer (and enqueue ``messages``)."""
         stamp = utc_now()
         with self._session() as session:
             row = session.get(_EscalationRow, escalation_id, with_for_update=True)
-            if row is None or (tenant is not None and row.tenant != tenant):
+            if row is None or not _readable(row, tenant, audiences):
                 raise EscalationNotFoundError(escalation_id)
             if row.status == RESOLVED:
                 raise EscalationResolvedError(escalation_id)
@@ -457,7 +531,9 @@ class SupportStore(SqlStore):
             session.flush()
             return _escalation(row)
 
-    def faq_candidates(self, limit: int = 100, tenant: str | None = None) -> list[Escalation]:
+    def faq_candidates(
+        self, limit: int = 100, tenant: str | None = None, audiences: Collection[str] | None = None
+    ) -> list[Escalation]:
         """Resolved escalations whose agent offered the answer as a FAQ candidate, newest first."""
         query = (
             select(_EscalationRow)
@@ -466,6 +542,8 @@ class SupportStore(SqlStore):
         )
         if tenant is not None:
             query = query.where(_EscalationRow.tenant == tenant)
+        if audiences is not None:
+            query = query.where(_EscalationRow.audience.in_(sorted(audiences)))
         with Session(self.engine) as session:
             rows = [_escalation(row) for row in session.scalars(query)]
         return [row for row in rows if (row.resolution or {}).get("offer_as_faq")][:limit]
@@ -550,12 +628,19 @@ class SupportStore(SqlStore):
 
     # feedback and audit --------------------------------------------------------------------------
 
-    def add_feedback(self, answer_id: str, helpful: bool, comment: str | None, tenant: str | None = None) -> Feedback:
+    def add_feedback(
+        self,
+        answer_id: str,
+        helpful: bool,
+        comment: str | None,
+        tenant: str | None = None,
+        audiences: Collection[str] | None = None,
+    ) -> Feedback:
         """Store feedback on an audited answer (several per answer are kept; the latest counts);
-        only on ``tenant``'s answers when given."""
+        only on ``tenant``'s answers of ``audiences`` when given."""
         with self._session() as session:
             answer = session.get(_AuditRow, answer_id)
-            if answer is None or (tenant is not None and answer.tenant != tenant):
+            if answer is None or not _readable(answer, tenant, audiences):
                 raise AnswerNotFoundError(answer_id)
             row = _FeedbackRow(
                 tenant=answer.tenant, answer_id=answer_id, helpful=helpful, comment=comment, created_at=utc_now()
@@ -586,8 +671,12 @@ class SupportStore(SqlStore):
         limit: int | None = 100,
         tenant: str | None = None,
     ) -> list[AuditRecord]:
-        """Audited answers matching every filter, newest first."""
-        query = select(_AuditRow).order_by(_AuditRow.created_at.desc(), _AuditRow.answer_id)
+        """Audited answers matching every filter, newest first (the question read from its turn)."""
+        query = (
+            select(_AuditRow, _TurnRow.question, _TurnRow.query)
+            .outerjoin(_TurnRow, _TurnRow.answer_id == _AuditRow.answer_id)
+            .order_by(_AuditRow.created_at.desc(), _AuditRow.answer_id)
+        )
         if tenant is not None:
             query = query.where(_AuditRow.tenant == tenant)
         if statuses:
@@ -603,10 +692,151 @@ class SupportStore(SqlStore):
         if limit is not None:
             query = query.limit(limit)
         with Session(self.engine) as session:
-            return [record_from_row(AuditRecord, row) for row in session.scalars(query)]
+            return [
+                replace(record_from_row(AuditRecord, row), question=question or row.question, query=asked or row.query)
+                for row, question, asked in session.execute(query)
+            ]
+
+    # erasure and retention -----------------------------------------------------------------------
+
+    def erase(
+        self,
+        *,
+        tenant: str | None = None,
+        conversation_id: str | None = None,
+        customer_id: str | None = None,
+        updated_before: str | None = None,
+        audiences: Collection[str] | None = None,
+    ) -> Erasure:
+        """Delete whole conversations matching every given filter, with everything written about them:
+        turns, audit rows, feedback, escalations (FAQ candidates too) and their webhook messages.
+
+        The freed pages are zeroed and, on SQLite, the write-ahead log is truncated, so the text is
+        not left in the database files either.
+        """
+        conditions = []
+        if tenant is not None:
+            conditions.append(_ConversationRow.tenant == tenant)
+        if conversation_id is not None:
+            conditions.append(_ConversationRow.conversation_id == conversation_id)
+        if customer_id is not None:
+            conditions.append(_ConversationRow.customer_id == customer_id)
+        if updated_before is not None:
+            conditions.append(_ConversationRow.updated_at < updated_before)
+        if audiences is not None:
+            conditions.append(_ConversationRow.audience.in_(sorted(audiences)))
+        if not conditions:
+            raise ValueError("erase needs at least one filter")
+        counts: Counter[str] = Counter()
+        with self._session() as session:
+            targets = session.execute(
+                select(_ConversationRow.tenant, _ConversationRow.conversation_id).where(*conditions)
+            ).all()
+            for owner_tenant, conversation in targets:
+                _erase_conversation(session, owner_tenant, conversation, counts)
+        self._truncate_log()
+        return Erasure(**counts)
+
+    def purge(self, before: str) -> Erasure:
+        """Retention: erase conversations last updated before ``before`` (UTC, ISO 8601), and any
+        older audit row, feedback or webhook message left without one."""
+        erased = self.erase(updated_before=before)
+        cutoff = datetime.fromisoformat(before).timestamp()
+        with self._session() as session:
+            audit = _count(session.execute(delete(_AuditRow).where(_AuditRow.created_at < before)))
+            feedback = _count(session.execute(delete(_FeedbackRow).where(_FeedbackRow.created_at < before)))
+            outbox = _count(session.execute(delete(_OutboxRow).where(_OutboxRow.created_at < cutoff)))
+        self._truncate_log()
+        return replace(
+            erased, audit=erased.audit + audit, feedback=erased.feedback + feedback, outbox=erased.outbox + outbox
+        )
+
+    def _truncate_log(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 # ---- row ↔ record --------------------------------------------------------------------------------
+
+
+def may_continue(conversation: Conversation, owner: str | None, customer: Any) -> bool:
+    """Whether a turn from key ``owner`` about ``customer`` may join ``conversation``: only the key
+    that created it may, and only for the same customer when both name one."""
+    asked_for = customer_id_of(customer)
+    same_customer = conversation.customer_id is None or asked_for is None or asked_for == conversation.customer_id
+    return conversation.owner == owner and same_customer
+
+
+def _readable(row: _EscalationRow | _AuditRow, tenant: str | None, audiences: Collection[str] | None) -> bool:
+    return (tenant is None or row.tenant == tenant) and (audiences is None or row.audience in audiences)
+
+
+def _count(result: Any) -> int:
+    return int(result.rowcount)
+
+
+def _erase_conversation(session: Session, tenant: str, conversation_id: str, counts: Counter[str]) -> None:
+    """Delete one conversation and every row about it (inside the caller's transaction)."""
+    in_conversation = (_AuditRow.tenant == tenant, _AuditRow.conversation_id == conversation_id)
+    answer_ids = set(session.scalars(select(_AuditRow.answer_id).where(*in_conversation)))
+    answer_ids |= set(
+        session.scalars(
+            select(_TurnRow.answer_id).where(_TurnRow.tenant == tenant, _TurnRow.conversation_id == conversation_id)
+        )
+    )
+    escalation_ids = list(
+        session.scalars(
+            select(_EscalationRow.escalation_id).where(
+                _EscalationRow.tenant == tenant, _EscalationRow.conversation_id == conversation_id
+            )
+        )
+    )
+    counts["feedback"] += _count(
+        session.execute(
+            delete(_FeedbackRow).where(_FeedbackRow.tenant == tenant, _FeedbackRow.answer_id.in_(sorted(answer_ids)))
+        )
+    )
+    counts["outbox"] += _count(session.execute(delete(_OutboxRow).where(_OutboxRow.escalation_id.in_(escalation_ids))))
+    counts["escalations"] += _count(
+        session.execute(delete(_EscalationRow).where(_EscalationRow.escalation_id.in_(escalation_ids)))
+    )
+    counts["audit"] += _count(session.execute(delete(_AuditRow).where(*in_conversation)))
+    counts["turns"] += _count(
+        session.execute(delete(_TurnRow).where(_TurnRow.tenant == tenant, _TurnRow.conversation_id == conversation_id))
+    )
+    counts["conversations"] += _count(
+        session.execute(
+            delete(_ConversationRow).where(
+                _ConversationRow.tenant == tenant, _ConversationRow.conversation_id == conversation_id
+            )
+        )
+    )
+
+
+def _add_columns(engine: Engine) -> None:
+    """Columns added since a table was made (audience, owner, customer id) are added in place; old
+    rows get the column's server default (audience ``internal``: readable only by internal keys).
+    Names and types in the SQL come from our own table definitions, never from input."""
+    present = set(inspect(engine).get_table_names())
+    quote = engine.dialect.identifier_preparer.quote
+    for table in _Base.metadata.sorted_tables:
+        if table.name not in present:
+            continue
+        have = {column["name"] for column in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            logger.warning("adding a %s column to %s", column.name, table.name)
+            kind = column.type.compile(engine.dialect)
+            server_default = getattr(column.server_default, "arg", None)
+            default = f" DEFAULT '{server_default}'" if server_default is not None else ""
+            name = f"{quote(table.name)} ADD COLUMN {quote(column.name)}"
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {name} {kind}{default}"))
+                for index in table.indexes:
+                    if column.name in index.columns:
+                        index.create(connection)
 
 
 
@@ -657,6 +887,7 @@ def _escalation(row: _EscalationRow) -> Escalation:
         resolved_at=row.resolved_at,
         resolution=dict(row.resolution) if row.resolution is not None else None,
         tenant=row.tenant,
+        audience=row.audience,
     )
 
 

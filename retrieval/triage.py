@@ -2,9 +2,15 @@
 
 A message escalates when the customer asks for a person, sounds strongly angry or says it is
 urgent, or touches a configured sensitive topic (legal threat, security incident, chargeback,
-account takeover…). Each trigger is a short stable reason code followed by a human-readable detail,
-e.g. ``sensitive_topic: chargeback``. Every lexicon is applied whatever language was detected, since
-short messages are often misdetected; the phrases cover en, ru, lv and zh.
+account takeover, cancellation threat…). Each trigger is a short stable reason code followed by a
+human-readable detail, e.g. ``sensitive_topic: chargeback``.
+
+The main signal is a multilingual classifier: logistic heads over the message's e5 embedding
+(retrieval/message_classifier.py), trained on examples in eleven languages; its probability is
+written into the reason (``sensitive_topic: chargeback (p=0.93)``). Beside it stay only precise
+phrase rules (keywords such as "chargeback", "转人工", "срочно"; shouting; custom TOML topics): a
+rule or the classifier firing is enough. Every lexicon is applied whatever language was detected,
+since short messages are often misdetected; the phrases cover en, ru, lv and zh.
 
 A conversation also escalates after ``N`` abstentions in a row, and the caller can force it.
 
@@ -19,10 +25,13 @@ from __future__ import annotations
 import logging
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import regex
+
+from retrieval.embedding import Embedder, Vector
+from retrieval.message_classifier import MessageHeads, MessageReader, default_heads
 
 logger = logging.getLogger(__name__)
 
@@ -43,43 +52,37 @@ _PEOPLE_EN = (
 HUMAN_PATTERNS: Mapping[str, Sequence[str]] = {
     "en": (
         rf"\b(?:talk|speak|chat)(?:ing)? (?:to|with) (?:a |an |some |your )?{_PEOPLE_EN}\b",
-        r"\b(?:connect|transfer|put|pass) me (?:to|through|with)\b",
+        rf"\b(?:connect|transfer|put|pass) me (?:to|through to|with) (?:a |an |the |some |your )?{_PEOPLE_EN}\b",
         r"\b(?:get|give|need|want) (?:me )?(?:a |an |to )?(?:real |live )?"
         r"(?:human|person|manager|supervisor|operator|representative|agent)\b",
         r"\b(?:human|live|real) (?:agent|person|support|being|operator)\b",
         r"\bnot (?:a|the|with a) (?:bot|robot|machine)\b",
         r"\bescalate (?:this|my|it)\b",
-        r"\b(?:anyone|anybody|someone|somebody|a person|a human)\b[^.?!]{0,25}\b(?:talk|speak|chat) (?:to|with)\b",
     ),
     "ru": (
-        r"\bоператор\w*",
         r"\bживо\w* (?:человек|сотрудник|оператор|специалист)\w*",
-        r"\b(?:соедин|переключ|перевед)\w* (?:меня )?(?:с|на)\b",
-        r"\b(?:позов|позвать|дайте|нужен|нужна|хочу)\w* (?:\w+ ){0,2}"
-        r"(?:человек|сотрудник|менеджер|специалист|консультант)\w*",
+        r"\b(?:соедин|переключ|перевед)\w* (?:меня )?(?:с|на) (?:оператор|человек|сотрудник|специалист|менеджер)\w*",
         r"\b(?:поговорить|связаться|общаться|пообщаться) с (?:\w+ )?"
         r"(?:человеком|сотрудником|менеджером|специалистом|консультантом)",
         r"\bне (?:с )?(?:бот|робот|автоответчик)\w*",
         r"\b(?:можно|дайте|нужен|хочу) (?:мне )?(?:живого )?(?:человека|оператора|сотрудника|менеджера)\b",
     ),
     "lv": (
-        r"\b(?:runāt|sarunāties|sazināties|savienot|savienojiet|pārslēgt|pārslēdziet|gribu|vēlos)\w* "
-        r"(?:\w+ ){0,2}(?:ar |uz )?(?:\w+ )?(?:cilvēk|darbiniek|operator|konsultant|speciālist|menedžer)\w*",
         r"\bdzīv\w* (?:cilvēk|darbiniek|operator)\w*",
+        r"\b(?:savienojiet|pārslēdziet|savienot|pārslēgt) (?:mani )?(?:ar|uz) "
+        r"(?:cilvēk|darbiniek|operator|konsultant)\w*",
         r"\bnevis (?:ar )?(?:robot|bot)\w*",
-        r"\b(?:runāt|sarunāties|sazināties)\w* ar kād\w*",
     ),
     "zh": (
         r"人工(?!智能)",
         r"真人",
-        r"(?:找|要|转|联系|叫|让|和|跟|与)(?:一下|一个|你们的)?(?:客服人员|工作人员|人员|客服代表|经理|主管)",
         r"不要机器人|不是机器人|别用机器人",
     ),
 }
 EMOTION_PATTERNS: Mapping[str, Sequence[str]] = {
     "en": (
         r"\b(?:furious|outraged|livid|infuriat\w*|disgust\w*|pissed|fed up|sick and tired)\b",
-        r"\b(?:unacceptable|ridiculous|outrageous|pathetic|disgrace\w*|scam\w*|fraud\w*|rip-?off)\b",
+        r"\b(?:unacceptable|ridiculous|outrageous|pathetic|disgrace\w*|scam\w*|rip-?off)\b",
         r"\b(?:worst|terrible|horrible|awful) (?:service|support|company|experience|app|product)\b",
         r"\b(?:fuck\w*|shit\w*|wtf|bullshit)\b",
         r"\bthis is a joke\b|\b(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th)) time (?:i'?m |i am |i'?ve |i have )?"
@@ -89,7 +92,7 @@ EMOTION_PATTERNS: Mapping[str, Sequence[str]] = {
         r"\bбезобрази\w*",
         r"\bвозмут\w*",
         r"\bв бешенстве\b|\bбесит\b|\bбешен\w*",
-        r"\bмошенни\w*|\bобман\w*|\bразвод\w*",
+        r"\bмошенни\w*|\bобман\w*",
         r"\b(?:ужасн|отвратительн|кошмарн|мерзк)\w* (?:сервис|поддержк|служб|обслуживани|компани)\w*",
         r"\bдостали\b|\bнадоели\b|\bхрен\w*|\bбля\w*|\bиздева\w*",
         r"\b(?:второй|третий|четв[её]ртый|пятый|\d+-?й) раз (?:пишу|спрашиваю|обращаюсь|звоню)",
@@ -142,29 +145,20 @@ URGENT_PATTERNS: Mapping[str, Sequence[str]] = {
 }
 # The default sensitive topics; settings choose which are on (all by default).
 SENSITIVE_TOPICS: Mapping[str, Mapping[str, Sequence[str]]] = {
+    # Words like "lawyer", "юрист", "hacked" or "泄露" also fill ordinary questions about contracts
+    # and security policy ("our lawyers ask for a DPA"), so they are left to the classifier; only
+    # phrases that are a threat by themselves stay. Security incidents: the classifier alone.
     "legal_threat": {
         "en": (
-            r"\b(?:lawyer|attorney|solicitor|lawsuit|legal action|legal proceedings|small claims)\b",
-            r"\b(?:sue|suing|sued)\b",
+            r"\b(?:lawsuit|legal action|legal proceedings|small claims)\b",
+            r"\b(?:sue|suing)\b",
             r"\b(?:take|taking) you to court\b",
         ),
-        "ru": (
-            r"\bв суд\b|\bсудебн\w*|\bсудом\b",
-            r"\bадвокат\w*|\bюрист\w*",
-            r"\bиск\w*\b",
-            r"\bпретензи\w*|\bпрокуратур\w*|\bроспотребнадзор\w*",
-        ),
-        "lv": (r"\btiesā\b|\btiesu\b|\btiesas\b", r"\badvokāt\w*|\bjurist\w*", r"\bprasīb\w* tiesā|\bPTAC\b"),
-        "zh": (r"律师|起诉|法院|诉讼|法律行动|告你们|投诉到消协",),
+        "ru": (r"\bв суд\b|\bсудебн\w*|\bсудом\b", r"\bпрокуратур\w*|\bроспотребнадзор\w*"),
+        "lv": (r"\btiesā\b|\btiesu\b", r"\bprasīb\w* tiesā|\bPTAC\b"),
+        "zh": (r"起诉|诉讼|法律行动|告你们|投诉到消协",),
     },
-    "security_incident": {
-        "en": (
-            r"\b(?:hacked|hacker|hackers|breach\w*|data leak\w*|leaked|compromised|phishing|malware|ransomware)\b",
-        ),
-        "ru": (r"\bвзлом\w*", r"\bутечк\w*", r"\bфишинг\w*", r"\bскомпрометир\w*", r"\bвирус\w*"),
-        "lv": (r"\buzlauz\w*", r"\bnoplūd\w*", r"\bpikšķer\w*", r"\bkompromitēt\w*"),
-        "zh": (r"被黑|黑客|泄露|泄漏|钓鱼|入侵|病毒",),
-    },
+    "security_incident": {},
     "chargeback": {
         "en": (
             r"\bcharge ?backs?\b",
@@ -201,6 +195,8 @@ SENSITIVE_TOPICS: Mapping[str, Mapping[str, Sequence[str]]] = {
         ),
         "zh": (r"(?:账号|账户|帐号|帐户)被盗|盗号|有人登录了我的|被人登录|未经授权",),
     },
+    # "We'll switch to a competitor unless…": no phrase is precise enough, the classifier alone decides.
+    "cancellation_threat": {},
 }
 # A shouted message: mostly capitals over enough letters, with an exclamation mark.
 _LETTERS = regex.compile(r"[\p{Lu}\p{Ll}]")
@@ -211,14 +207,17 @@ _SHOUT_RATIO = 0.7
 
 @dataclass(frozen=True)
 class Trigger:
-    """Why a message should go to a person: a stable ``code`` and a human-readable ``detail``."""
+    """Why a message should go to a person: a stable ``code`` and a human-readable ``detail``;
+    ``probability`` is the classifier's when it fired (None when only a phrase rule did)."""
 
     code: str
     detail: str
+    probability: float | None = None
 
     @property
     def reason(self) -> str:
-        return f"{self.code}: {self.detail}"
+        shown = f" (p={self.probability:.2f})" if self.probability is not None else ""
+        return f"{self.code}: {self.detail}{shown}"
 
 
 @dataclass(frozen=True)
@@ -252,14 +251,42 @@ def _rule(code: str, detail: str, lexicon: Mapping[str, Sequence[str]]) -> Rule:
 
 
 class Triage:
-    """Finds escalation triggers in one customer message (one public verb: :meth:`detect`)."""
+    """Finds escalation triggers in one customer message (:meth:`detect`).
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    ``reader`` (the classifier and the embedder it reads) is optional: without it only the phrase
+    rules apply. A rule's trigger also fires when the classifier head of the same name (its topic,
+    or its code for the others) reaches its threshold.
+    """
+
+    def __init__(self, rules: Sequence[Rule], reader: MessageReader | None = None) -> None:
         self.rules = tuple(rules)
+        self.reader = reader
 
-    def detect(self, message: str) -> list[Trigger]:
-        """The triggers ``message`` raises, in rule order, each once."""
-        found = [rule.trigger for rule in self.rules if rule.matches(message)]
+    def read(self, message: str, vector: Vector | None = None) -> Mapping[str, float]:
+        """The classifier's probabilities for ``message`` (``vector``: its embedding by the reader's
+        embedder, when the caller has it); empty without a classifier."""
+        return self.reader.probabilities(message, vector) if self.reader else {}
+
+    def reads(self, embedder: Embedder) -> bool:
+        """Whether a vector from ``embedder`` can be passed to :meth:`detect` and :meth:`read`."""
+        return self.reader is not None and self.reader.reads(embedder)
+
+    def detect(
+        self, message: str, vector: Vector | None = None, probabilities: Mapping[str, float] | None = None
+    ) -> list[Trigger]:
+        """The triggers ``message`` raises, in rule order, each once.
+
+        Give ``probabilities`` from :meth:`read`, or ``vector`` to have them computed; with neither,
+        the reader embeds ``message`` itself."""
+        if probabilities is None:
+            probabilities = self.read(message, vector)
+        found = []
+        for rule in self.rules:
+            head = rule.trigger.detail if rule.trigger.code == SENSITIVE else rule.trigger.code
+            probability = probabilities.get(head)
+            fired = probability is not None and self.reader is not None and probability >= self.reader.threshold(head)
+            if fired or rule.matches(message):
+                found.append(replace(rule.trigger, probability=probability) if fired else rule.trigger)
         if not any(trigger.code == EMOTION for trigger in found) and is_shouting(message):
             found.append(Trigger(EMOTION, "the customer sounds angry"))
         return found
@@ -273,8 +300,17 @@ def is_shouting(message: str) -> bool:
     return len(_UPPER.findall(message)) / letters >= _SHOUT_RATIO
 
 
-def build_triage(sensitive_topics: Sequence[str] | None = None, rules_path: Path | None = None) -> Triage:
-    """The default rules, the chosen sensitive topics (all when ``None``) and custom topics from TOML."""
+def build_triage(
+    sensitive_topics: Sequence[str] | None = None,
+    rules_path: Path | None = None,
+    *,
+    embedder: Embedder | None = None,
+    heads: MessageHeads | None = None,
+) -> Triage:
+    """The default rules, the chosen sensitive topics (all when ``None``) and custom topics from TOML,
+    with the classifier (``heads``, default the committed ones) when ``embedder`` is given: the
+    embedder the heads were trained on (multilingual-e5-small); another one (of another size) is
+    refused with a warning and triage keeps to the phrase rules."""
     custom = load_custom_topics(rules_path) if rules_path else {}
     topics: dict[str, Mapping[str, Sequence[str]]] = {**SENSITIVE_TOPICS, **custom}
     chosen = list(topics) if sensitive_topics is None else list(dict.fromkeys([*sensitive_topics, *custom]))
@@ -287,7 +323,16 @@ def build_triage(sensitive_topics: Sequence[str] | None = None, rules_path: Path
         _rule(URGENT, "the customer says it is urgent", URGENT_PATTERNS),
         *(_rule(SENSITIVE, name, topics[name]) for name in chosen),
     ]
-    return Triage(rules)
+    if embedder is None:
+        return Triage(rules)
+    heads = heads or default_heads()
+    if embedder.dimension != heads.dimension:
+        logger.warning(
+            "triage classifier off: it reads %d-dimension %s vectors, the embedder gives %d",
+            heads.dimension, heads.model, embedder.dimension,
+        )
+        return Triage(rules)
+    return Triage(rules, MessageReader(heads, embedder))
 
 
 def load_custom_topics(path: Path) -> dict[str, Mapping[str, Sequence[str]]]:

@@ -20,5 +20,5 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def unlimited(settings: Settings) -> Settings:
-    """The same settings without per-key rate limiting (tests send requests back to back)."""
-    return settings.model_copy(update={"rate_limit_per_second": 0.0})
+    """The same settings without rate limiting (tests send requests, and wrong keys, back to back)."""
+    return settings.model_copy(update={"rate_limit_per_second": 0.0, "failed_auth_per_second": 0.0})

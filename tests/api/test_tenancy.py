@@ -154,8 +154,9 @@ def test_documents_are_per_tenant(acme: Tenant, globex: Tenant) -> None:
     assert acme.upload("en/refunds.md", ACME_FAQ).status_code == 201
     assert acme.request("GET", "/v1/documents/en/refunds").status_code == 200
     listed = acme.request("GET", "/v1/documents").json()
-    [stored_id] = [document["document_id"] for document in listed["documents"]]
-    assert listed["total"] == 1
+    [listed_id] = [document["document_id"] for document in listed["documents"]]
+    assert listed["total"] == 1 and listed_id == "en/refunds"  # never the stored "acme:" prefix
+    stored_id = f"acme:{listed_id}"
 
     for their_id in ("en/refunds", stored_id):  # the local id, and the stored (qualified) one
         for method in ("GET", "DELETE"):

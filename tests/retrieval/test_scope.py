@@ -15,7 +15,17 @@ from ingest.pipeline import Outcome, Placement, build_ingestor
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import HashingEmbedder
 from retrieval.engine import AnswerEngine, build_components
-from retrieval.scope import AUDIENCES, INTERNAL, PUBLIC, Scope, ScopeError, qualify, tenant_of
+from retrieval.scope import (
+    AUDIENCES,
+    INTERNAL,
+    PUBLIC,
+    Scope,
+    ScopeError,
+    local_id,
+    qualify,
+    shown_source,
+    tenant_of,
+)
 from retrieval.types import Document
 
 TENANTS = ("default", "acme", "globex", "initech")
@@ -157,3 +167,22 @@ def test_an_internal_playbook_is_never_cited_to_a_customer(kb_settings: Settings
 
     agent_hits = engine.retriever.retrieve(question, "en", Scope.everything())
     assert agent_hits[0].chunk.document_id == playbook
+
+
+@pytest.mark.parametrize(
+    ("document_id", "source", "shown"),
+    [
+        ("acme:en/faq-refunds", "/srv/answerdesk/var/uploads/.tenants/acme/en/faq-refunds.md", "en/faq-refunds.md"),
+        ("en/faq-refunds", "/home/me/kb/en/faq-refunds.md", "en/faq-refunds.md"),
+        ("refund-policy", "/home/me/kb/en/policies/refunds.html", "refunds.html"),  # an id from front matter
+        ("notes", "notes.txt", "notes.txt"),
+        ("en/x", "", ""),
+    ],
+)
+def test_sources_are_shown_below_the_ingested_folder(document_id: str, source: str, shown: str) -> None:
+    assert shown_source(document_id, source) == shown
+
+
+def test_local_ids_drop_only_a_tenant_prefix() -> None:
+    assert local_id("acme:en/faq#v2-abc") == "en/faq#v2-abc"
+    assert local_id("en/faq#v2-abc") == "en/faq#v2-abc"

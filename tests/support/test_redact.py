@@ -70,3 +70,43 @@ def test_metadata_personal_keys_are_masked_whole_and_other_values_pattern_redact
         "note": "call [PHONE]",
         "seats": 12,
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["card 4111.1111.1111.1111 please", "card 4111-1111-1111-1111", "card 4111 1111 1111 1111", "4111111111111111."],
+)
+def test_card_numbers_are_redacted_whatever_joins_their_groups(text: str) -> None:
+    assert "[CARD]" in redact_text(text) and "1111" not in redact_text(text)
+
+
+def test_dotted_figures_that_are_not_cards_stay() -> None:
+    for text in ("version 10.0.19045.3693", "ip 192.168.100.200", "1.234.567,89 EUR", "4111.1111.1111.1112"):
+        assert redact_text(text) == text
+
+
+def test_metadata_is_redacted_by_value_whatever_the_key_is_called() -> None:
+    metadata = {
+        "customer_name": "Anna Bērziņa",
+        "Full Name": "Anna Bērziņa",
+        "billingEmail": "a@b.lv",
+        "contact": 37126123456,  # an integer phone number
+        "backup": "anna@example.com",
+        "payment": {"last": "4111.1111.1111.1111"},
+        "numbers": ["+371 2612 3456", 7],
+        "customer_id": 37126123456,  # an id, however it looks
+        "seats": 12,
+        "vip": True,
+    }
+    assert redact_metadata(metadata) == {
+        "customer_name": "[REDACTED]",
+        "Full Name": "[REDACTED]",
+        "billingEmail": "[REDACTED]",
+        "contact": "[PHONE]",
+        "backup": "[EMAIL]",
+        "payment": {"last": "[CARD]"},
+        "numbers": ["[PHONE]", 7],
+        "customer_id": 37126123456,
+        "seats": 12,
+        "vip": True,
+    }

@@ -34,8 +34,8 @@ def settings(kb_settings: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def desk(settings: Settings) -> Iterator[SupportDesk]:
-    instance = build_desk(settings)
+def desk(settings: Settings, engine: AnswerEngine) -> Iterator[SupportDesk]:
+    instance = build_desk(settings, embedder=engine.embedder)  # as the app builds it: with the classifier
     yield instance
     instance.close()
 
