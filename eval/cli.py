@@ -248,7 +248,7 @@ def eval_calibrate(
     """Fit the answerability model (logistic regression over retrieval features) on labelled suites.
 
     Public eval sets are test sets and are refused: calibrate on our dev set (sample) and the
-    training data's held-out groups (train-squad2, train-squad2:lv, train-mlqa:de-en, train-cmrc …).
+    training data's held-out groups (train-squad2, train-mlqa:de-en, train-cmrc …).
     """
     import tempfile
 

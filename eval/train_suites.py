@@ -6,7 +6,6 @@ verifier's recipe holds out of training (retrieval/verifier_data.py, ``is_dev_gr
 verifier's scores on them are out-of-sample:
 
 - ``train-squad2``: SQuAD 2.0 train (first 10 articles), English; its adversarial unanswerables abstain;
-- ``train-squad2:lv`` / ``train-squad2:ru``: our own Latvian/Russian questions over those paragraphs;
 - ``train-mlqa:LL-en``: MLQA questions in LL (de, es, zh, en) over the English paragraphs;
 - ``train-cmrc``: CMRC 2018 (Chinese).
 
@@ -28,7 +27,6 @@ from retrieval.verifier_data import (
     is_dev_group,
     load_exclusions,
     mlqa_items,
-    our_questions,
     squad2_items,
 )
 
@@ -73,13 +71,9 @@ def load_train_suite(name: str, data_dir: Path) -> Suite:
     """A ``train-…`` suite (see the module docstring); raises SuiteError for unknown names."""
     excluded = load_exclusions(data_dir)
     kind, _, arg = name.partition(":")
-    if kind == "train-squad2":
+    if kind == "train-squad2" and not arg:
         squad = squad2_items(data_dir, excluded)
-        if not arg:
-            return _suite(name, squad, squad, False, "SQuAD 2.0 train dev groups; unanswerables abstain")
-        if arg in ("lv", "ru"):
-            ours = [item for item in our_questions(squad) if item.qlang == arg]
-            return _suite(name, ours, squad, False, f"our {arg} questions over SQuAD 2.0 train paragraphs")
+        return _suite(name, squad, squad, False, "SQuAD 2.0 train dev groups; unanswerables abstain")
     if kind == "train-mlqa":
         question_lang, _, corpus_lang = arg.partition("-")
         if question_lang in MLQA_LANGUAGES and corpus_lang == "en":
@@ -91,6 +85,5 @@ def load_train_suite(name: str, data_dir: Path) -> Suite:
         items = [item for item in chinese_items(data_dir, excluded) if item.source == "cmrc2018"]
         return _suite(name, items, items, True, "CMRC 2018 dev groups; half the dev articles held out")
     raise SuiteError(
-        f"unknown training suite {name!r}; known: train-squad2, train-squad2:lv, train-squad2:ru, "
-        "train-mlqa:LL-en (LL in en, de, es, zh), train-cmrc"
+        f"unknown training suite {name!r}; known: train-squad2, train-mlqa:LL-en (LL in en, de, es, zh), train-cmrc"
     )

@@ -3,19 +3,11 @@ committed heads match the data's labels, and fitting is deterministic and recove
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import regex
 
-from eval.datasets import eval_data_dir
 from eval.triage import (
     FOLLOW_UP_TRAINING,
     TRIAGE_LABELS,
@@ -27,71 +19,25 @@ from eval.triage import (
 )
 from retrieval.config import Settings
 from retrieval.message_classifier import FOLLOW_UP, MessageHeads, MessageHeadsError, default_heads
-
-REPO = Path(__file__).resolve().parents[2]
-_NOT_WORD = regex.compile(r"[^\p{L}\p{N}]+")
-
-
-def normalise(text: str) -> str:
-    """Case, punctuation and spacing do not make a question new."""
-    return _NOT_WORD.sub(" ", text.casefold()).strip()
+from tests.overlap import dev_and_test_questions, normalise, public_eval_questions
 
 
 def _training_texts() -> set[str]:
     return {normalise(example.text) for example in load_examples()}
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        if len(value) <= 500:  # questions and utterances, not passages
-            yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
-def _eval_strings(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    name = path.name.removesuffix(".gz")
-    with opener(path, "rt", encoding="utf-8") as fh:
-        text = fh.read()
-    if name.endswith(".jsonl"):
-        for line in text.splitlines():
-            if line.strip():
-                yield from _strings(json.loads(line))
-    elif name.endswith(".json"):
-        try:
-            yield from _strings(json.loads(text))
-        except json.JSONDecodeError:  # some ".json" files hold one object a line
-            for line in text.splitlines():
-                if line.strip():
-                    yield from _strings(json.loads(line))
-    elif name.endswith((".csv", ".tsv")):
-        for row in csv.reader(io.StringIO(text), delimiter="\t" if name.endswith(".tsv") else ","):
-            yield from (cell for cell in row if len(cell) <= 500)
-
-
 def test_no_training_example_is_a_dev_eval_question() -> None:
     training = _training_texts()
-    files = sorted((REPO / "data" / "eval").glob("*.jsonl"))
-    assert len(files) >= 4
-    questions = {normalise(s) for path in files for s in _eval_strings(path)}
+    questions = dev_and_test_questions()
     assert len(questions) > 300
     assert not training & questions, sorted(training & questions)
 
 
 def test_no_training_example_is_a_public_eval_question() -> None:
-    root = eval_data_dir(Settings())
-    sets = [folder for folder in sorted(root.glob("*")) if folder.is_dir() and folder.name != "train"]
-    if not sets:
-        pytest.skip(f"no public eval data in {root}")
-    suffixes = (".json", ".jsonl", ".csv", ".tsv", ".json.gz", ".jsonl.gz")
-    files = [path for folder in sets for path in folder.rglob("*") if path.name.endswith(suffixes)]
-    questions = {normalise(s) for path in files for s in _eval_strings(path)}
-    assert any(folder.name.startswith("clinc150") for folder in sets) and len(questions) > 10_000
+    questions = public_eval_questions()
+    if not questions:
+        pytest.skip("no public eval data in ../shared/data")
+    assert len(questions) > 10_000
     training = _training_texts()
     assert not training & questions, sorted(training & questions)
 
