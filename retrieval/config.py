@@ -36,6 +36,10 @@ class RetrievalProfile(BaseModel):
     lexical_weight: float = Field(default=1.0, ge=0)
     rrf_k: float = Field(default=60.0, ge=0)
     candidate_factor: int = Field(default=3, ge=1, le=10)
+    # The USE leg's weight in the dense ranking: (1 - use_weight)·z_e5 + use_weight·z_use per query
+    # (retrieval/engine.py DenseRetriever; 0 turns it off). Chosen on MLQA dev (de/es/zh → en) and
+    # the sample set, never on XQuAD-R.
+    use_weight: float = Field(default=0.35, ge=0, le=1)
     # Put the question-language version of the best document first when the KB has one and its best
     # passage scores within localized_margin of the best hit (retrieval/locale.py).
     prefer_localized: bool = True
@@ -77,6 +81,8 @@ class Settings(BaseSettings):
     # onnxruntime threads for the embedder; None lets onnxruntime use every physical core.
     embedding_threads: int | None = Field(default=None, ge=1, le=64)
     collection: str = "answerdesk"
+    # Compute USE vectors at ingestion and use them to answer (retrieval/use_encoder.py).
+    use_vectors: bool = True
     profile_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, validation_alias=AliasChoices("ANSWERDESK_PORT", "PORT"))
