@@ -29,6 +29,7 @@ from eval.metrics import unique_in_order
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.engine import AnswerEngine, UseLeg
+from retrieval.language_bias import LanguageBias, shipped_bias
 from retrieval.lexical import LexicalIndex
 from retrieval.publish import ChunkIndex
 from retrieval.registry import DocumentRegistry
@@ -146,9 +147,17 @@ def build_answerdesk(
     def engine(profile: RetrievalProfile) -> AnswerEngine:
         if not hybrid:
             profile = profile.model_copy(update={"lexical_weight": 0.0, "prefer_localized": False})
-        return AnswerEngine(context.embedder, store, profile, registry, lexical=lexical, use=use)
+        bias = _language_bias(context.embedder)
+        return AnswerEngine(context.embedder, store, profile, registry, lexical=lexical, use=use, bias=bias)
 
     return AnswerDeskSystem(engine, context.profile)
+
+
+def _language_bias(embedder: Embedder) -> LanguageBias | None:
+    """The shipped language centroids when ``embedder`` is the model they belong to (eval.run's
+    build_embedder names it ``backend:model``); none for another model or a test's hashing fake."""
+    model_id = str(getattr(embedder, "model_id", ""))
+    return shipped_bias(model_id.partition(":")[2]) if model_id else None
 
 
 def build_answerdesk_dense(documents: Sequence[Document], context: BuildContext) -> AnswerDeskSystem:

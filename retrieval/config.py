@@ -40,6 +40,11 @@ class RetrievalProfile(BaseModel):
     # (retrieval/engine.py DenseRetriever; 0 turns it off). Chosen on MLQA dev (de/es/zh → en) and
     # the sample set, never on XQuAD-R.
     use_weight: float = Field(default=0.35, ge=0, le=1)
+    # Correct e5's same-language preference per question by language centroids (retrieval/language_bias.py)
+    # instead of the constant cross_lingual_bonus (which stays for languages without a centroid);
+    # with centred_query, the question moved off its language's centroid also fetches neighbours.
+    language_centring: bool = True
+    centred_query: bool = True
     # Put the question-language version of the best document first when the KB has one and its best
     # passage scores within localized_margin of the best hit (retrieval/locale.py).
     prefer_localized: bool = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,6 +15,7 @@ from retrieval.embedding import Embedder, Vector, load_embedder
 from retrieval.evidence import ChunkEvidence, SentenceScorer, sentence_cache
 from retrieval.fusion import fuse_ranks, ranks_of
 from retrieval.language import UNKNOWN, detect_language
+from retrieval.language_bias import LanguageBias, shipped_bias
 from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
 from retrieval.locale import localized_id
 from retrieval.registry import DocumentRegistry
@@ -53,12 +54,16 @@ class DenseRetriever:
         registry: DocumentRegistry | None = None,
         use: UseLeg | None = None,
         use_weight: float = 0.0,
+        bias: LanguageBias | None = None,
+        centred_query: bool = False,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.top_k = top_k
         self.cross_lingual_bonus = cross_lingual_bonus
         self.registry = registry
+        self.bias = bias
+        self.centred_query = centred_query
         self.use = use
         self.use_weight = use_weight
         self._warned_no_use = False
@@ -83,12 +88,34 @@ class DenseRetriever:
         Over-fetching lets the correction promote passages from just below the cut.
         """
         scope = scope or Scope()
+        offsets = self.language_offsets(vector, language)
         hits = self._live(self.store.query(vector, depth, scope))
-        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language)) for hit in hits]
+        if self.centred_query and offsets and self.bias is not None:
+            hits = self._with_centred_neighbours(hits, vector, language, scope, depth)
+        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language, offsets)) for hit in hits]
         adjusted.sort(key=lambda hit: hit.score, reverse=True)
         if self.use is not None and text and self.use_weight > 0 and use_covers(language):
-            return self._fused_with_use(self.use, adjusted, vector, text, language, scope, depth)
+            return self._fused_with_use(self.use, adjusted, vector, text, language, scope, depth, offsets)
         return adjusted
+
+    def language_offsets(self, vector: Vector, language: str) -> dict[str, float]:
+        """What ``vector`` (a question in ``language``) gains per passage language, for :meth:`adjusted`."""
+        return self.bias.offsets(vector, language) if self.bias is not None else {}
+
+    def _with_centred_neighbours(
+        self, hits: list[Hit], vector: Vector, language: str, scope: Scope, depth: int
+    ) -> list[Hit]:
+        """``hits`` and the neighbours of the question moved off its language's centroid, so passages
+        in other languages reach the candidates even when the nearest ``depth`` are all in its own."""
+        assert self.bias is not None
+        centroids = self.bias.centroids
+        centred = vector - centroids[language] + np.mean(list(centroids.values()), axis=0)
+        centred = np.asarray(centred / max(float(np.linalg.norm(centred)), 1e-12), dtype=np.float32)
+        known = {hit.chunk.chunk_id for hit in hits}
+        extra = [hit for hit in self._live(self.store.query(centred, depth, scope)) if hit.chunk.chunk_id not in known]
+        for chunk, embedding in self.store.embedded([hit.chunk.chunk_id for hit in extra]):
+            hits.append(Hit(chunk, float(np.dot(embedding, vector))))  # scored by the question itself
+        return hits
 
     def _live(self, hits: list[Hit]) -> list[Hit]:
         if self.registry is None:
@@ -97,7 +124,15 @@ class DenseRetriever:
         return [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
 
     def _fused_with_use(
-        self, use: UseLeg, dense: list[Hit], vector: Vector, text: str, language: str, scope: Scope, depth: int
+        self,
+        use: UseLeg,
+        dense: list[Hit],
+        vector: Vector,
+        text: str,
+        language: str,
+        scope: Scope,
+        depth: int,
+        offsets: Mapping[str, float],
     ) -> list[Hit]:
         use_vector = use.encoder.embed_query(text)
         use_scores = {hit.chunk.chunk_id: hit.score for hit in self._live(use.store.query(use_vector, depth, scope))}
@@ -111,7 +146,7 @@ class DenseRetriever:
         for chunk, embedding in self.store.embedded(found_by_use):
             if scope.allows(scope_metadata(chunk)):
                 cosine = float(np.dot(embedding, vector))
-                by_id[chunk.chunk_id] = Hit(chunk, self.adjusted(cosine, chunk.language, language))
+                by_id[chunk.chunk_id] = Hit(chunk, self.adjusted(cosine, chunk.language, language, offsets))
         found_by_e5 = [chunk_id for chunk_id, hit in by_id.items() if chunk_id not in use_scores]
         for chunk, embedding in use.store.embedded(found_by_e5):
             use_scores[chunk.chunk_id] = float(np.dot(embedding, use_vector))
@@ -127,8 +162,16 @@ class DenseRetriever:
         order = np.argsort(-fused, kind="stable")
         return [hits[i] for i in order]
 
-    def adjusted(self, cosine: float, passage_language: str, language: str) -> float:
-        return cosine + self.cross_lingual_bonus if passage_language != language else cosine
+    def adjusted(
+        self, cosine: float, passage_language: str, language: str, offsets: Mapping[str, float] | None = None
+    ) -> float:
+        """The cosine corrected for the passage's language: the question's own per-language offset
+        (retrieval/language_bias.py) when known, else ``cross_lingual_bonus`` for another language."""
+        if passage_language == language:
+            return cosine
+        if offsets and passage_language in offsets:
+            return cosine + offsets[passage_language]
+        return cosine + self.cross_lingual_bonus
 
 
 @dataclass(frozen=True)
@@ -207,10 +250,11 @@ class HybridRetriever:
         by_id = {hit.chunk.chunk_id: hit for hit in dense}
         lexical_scores = {match.chunk_id: match.score for match in matches}
         missing = [chunk_id for chunk_id, _ in fused if chunk_id not in by_id]
+        offsets = self.dense.language_offsets(vector, language)
         for chunk, embedding in self.dense.store.embedded(missing):
             if scope.allows(scope_metadata(chunk)):  # the lexical index checked it; so does the store copy
                 cosine = float(np.dot(embedding, vector))
-                by_id[chunk.chunk_id] = Hit(chunk, self.dense.adjusted(cosine, chunk.language, language))
+                by_id[chunk.chunk_id] = Hit(chunk, self.dense.adjusted(cosine, chunk.language, language, offsets))
         hits = [
             replace(by_id[chunk_id], lexical_score=lexical_scores.get(chunk_id, 0.0), fused_score=fused_score)
             for chunk_id, fused_score in fused
@@ -276,12 +320,21 @@ class AnswerEngine:
         sentence_embedder: Embedder | None = None,
         lexical: LexicalIndex | None = None,
         use: UseLeg | None = None,
+        bias: LanguageBias | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.profile = profile
         dense = DenseRetriever(
-            embedder, store, profile.top_k, profile.cross_lingual_bonus, registry, use, profile.use_weight
+            embedder,
+            store,
+            profile.top_k,
+            profile.cross_lingual_bonus,
+            registry,
+            use,
+            profile.use_weight,
+            bias if profile.language_centring else None,
+            profile.centred_query,
         )
         self.retriever = HybridRetriever(dense, LexicalRetriever(lexical, registry) if lexical else None, profile)
         # Sentences are embedded as passages; give a content-hash cache (retrieval/embedding_cache.py)
@@ -356,4 +409,5 @@ def build_engine(
         lexical=LexicalIndex(settings.lexical_dir),
         sentence_embedder=sentence_cache(embedder, settings),
         use=UseLeg.beside(store) if settings.use_vectors else None,
+        bias=shipped_bias(settings.embedding_model),
     )
