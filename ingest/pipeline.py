@@ -310,6 +310,8 @@ class Ingestor:
         self.times = StageTimes()
         if not dry_run:
             self._replay()
+            # Only here, not in recover(): a server starting on an old 100k-chunk store would wait ~30 min.
+            self._sync_use()
         if progress:
             progress("parse", 0, len(files))
             progress("chunk", 0, len(files))
@@ -522,7 +524,6 @@ class Ingestor:
         """Replay the journal (see :meth:`recover`), then bring the lexical index in line with the registry."""
         replayed = self.publisher.recover()
         self._sync_lexical()
-        self._sync_use()
         return replayed
 
     def _sync_lexical(self) -> None:
@@ -543,8 +544,8 @@ class Ingestor:
 
     def _sync_use(self) -> None:
         """Compute the USE vectors live chunks lack (a data dir ingested before the USE leg), in the
-        languages USE covers. Normally there is nothing to do; the first run after an upgrade pays
-        for every chunk once (USE encodes 30-65 passages/s on our 2 cores)."""
+        languages USE covers, at the start of an ingest run. Normally there is nothing to do; the first
+        run after an upgrade pays for every chunk once (USE encodes 30-65 passages/s on our 2 cores)."""
         if self.use_store is None or self.use_encoder is None:
             return
         covered = {
