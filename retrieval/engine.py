@@ -34,7 +34,8 @@ class DenseRetriever:
     one in another language, so an off-topic localized article outranks the right English one. With a
     ``bias`` (language centroids, retrieval/language_bias.py), a passage in another language gets what
     this question gains from its own language's centroid over the passage's (0.02-0.08 for Latvian,
-    Russian, Chinese questions); languages without a centroid get the constant ``cross_lingual_bonus``.
+    Russian, Chinese questions) in the ranking; languages without a centroid get the constant
+    ``cross_lingual_bonus``, and so does ``Hit.score`` (the answerability model's scale).
     With ``centred_query``, the question moved off its own language's centroid fetches ``depth`` more
     neighbours: otherwise, when the nearest are all in its language (a Latvian question, a KB with
     Latvian articles on other topics), the English answer never reaches the candidates to be corrected.
@@ -97,10 +98,13 @@ class DenseRetriever:
         hits = self._live(self.store.query(vector, depth, scope))
         if self.centred_query and offsets and self.bias is not None:
             hits = self._with_centred_neighbours(hits, vector, language, scope, depth)
-        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language, offsets)) for hit in hits]
-        adjusted.sort(key=lambda hit: hit.score, reverse=True)
+        # Ranked by the per-question correction; Hit.score keeps the constant bonus, the scale the
+        # answerability model was fitted on (with the offsets as scores it answered far more wrongly).
+        ranking = {hit.chunk.chunk_id: self.adjusted(hit.score, hit.chunk.language, language, offsets) for hit in hits}
+        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language)) for hit in hits]
+        adjusted.sort(key=lambda hit: ranking[hit.chunk.chunk_id], reverse=True)
         if self.use is not None and text and self.use_weight > 0 and use_covers(language):
-            return self._fused_with_use(self.use, adjusted, vector, text, language, scope, depth, offsets)
+            return self._fused_with_use(self.use, adjusted, ranking, vector, text, language, scope, depth, offsets)
         return adjusted
 
     def language_offsets(self, vector: Vector, language: str) -> dict[str, float]:
@@ -132,6 +136,7 @@ class DenseRetriever:
         self,
         use: UseLeg,
         dense: list[Hit],
+        ranking: dict[str, float],
         vector: Vector,
         text: str,
         language: str,
@@ -151,12 +156,13 @@ class DenseRetriever:
         for chunk, embedding in self.store.embedded(found_by_use):
             if scope.allows(scope_metadata(chunk)):
                 cosine = float(np.dot(embedding, vector))
-                by_id[chunk.chunk_id] = Hit(chunk, self.adjusted(cosine, chunk.language, language, offsets))
+                ranking[chunk.chunk_id] = self.adjusted(cosine, chunk.language, language, offsets)
+                by_id[chunk.chunk_id] = Hit(chunk, self.adjusted(cosine, chunk.language, language))
         found_by_e5 = [chunk_id for chunk_id, hit in by_id.items() if chunk_id not in use_scores]
         for chunk, embedding in use.store.embedded(found_by_e5):
             use_scores[chunk.chunk_id] = float(np.dot(embedding, use_vector))
         hits = list(by_id.values())
-        e5 = _z_scores(np.array([hit.score for hit in hits]))
+        e5 = _z_scores(np.array([ranking[hit.chunk.chunk_id] for hit in hits]))
         covered = np.array([hit.chunk.chunk_id in use_scores and use_covers(hit.chunk.language) for hit in hits])
         fused = e5.copy()
         if covered.any():
@@ -255,11 +261,10 @@ class HybridRetriever:
         by_id = {hit.chunk.chunk_id: hit for hit in dense}
         lexical_scores = {match.chunk_id: match.score for match in matches}
         missing = [chunk_id for chunk_id, _ in fused if chunk_id not in by_id]
-        offsets = self.dense.language_offsets(vector, language)
         for chunk, embedding in self.dense.store.embedded(missing):
             if scope.allows(scope_metadata(chunk)):  # the lexical index checked it; so does the store copy
                 cosine = float(np.dot(embedding, vector))
-                by_id[chunk.chunk_id] = Hit(chunk, self.dense.adjusted(cosine, chunk.language, language, offsets))
+                by_id[chunk.chunk_id] = Hit(chunk, self.dense.adjusted(cosine, chunk.language, language))
         hits = [
             replace(by_id[chunk_id], lexical_score=lexical_scores.get(chunk_id, 0.0), fused_score=fused_score)
             for chunk_id, fused_score in fused
