@@ -29,7 +29,7 @@ from eval.metrics import unique_in_order
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.engine import AnswerEngine, UseLeg
-from retrieval.language_bias import LanguageBias, shipped_bias
+from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex
 from retrieval.publish import ChunkIndex
 from retrieval.registry import DocumentRegistry
@@ -157,7 +157,7 @@ def _language_bias(embedder: Embedder) -> LanguageBias | None:
     """The shipped language centroids when ``embedder`` is the model they belong to (eval.run's
     build_embedder names it ``backend:model``); none for another model or a test's hashing fake."""
     model_id = str(getattr(embedder, "model_id", ""))
-    return shipped_bias(model_id.partition(":")[2]) if model_id else None
+    return bias_for(model_id.partition(":")[2], embedder.dimension) if model_id else None
 
 
 def build_answerdesk_dense(documents: Sequence[Document], context: BuildContext) -> AnswerDeskSystem:

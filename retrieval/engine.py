@@ -15,7 +15,7 @@ from retrieval.embedding import Embedder, Vector, load_embedder
 from retrieval.evidence import ChunkEvidence, SentenceScorer, sentence_cache
 from retrieval.fusion import fuse_ranks, ranks_of
 from retrieval.language import UNKNOWN, detect_language
-from retrieval.language_bias import LanguageBias, shipped_bias
+from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
 from retrieval.locale import localized_id
 from retrieval.registry import DocumentRegistry
@@ -419,5 +419,5 @@ def build_engine(
         lexical=LexicalIndex(settings.lexical_dir),
         sentence_embedder=sentence_cache(embedder, settings),
         use=UseLeg.beside(store) if settings.use_vectors else None,
-        bias=shipped_bias(settings.embedding_model),
+        bias=bias_for(settings.embedding_model, embedder.dimension),
     )

@@ -58,6 +58,13 @@ class LanguageBias:
         return {other: mine - float(np.dot(vector, centroid)) for other, centroid in self.centroids.items()}
 
 
+def bias_for(model: str, dimension: int) -> LanguageBias | None:
+    """The shipped centroids for an embedder of ``model`` giving ``dimension``-d vectors, or None (an
+    embedder put in its place, e.g. a test's hashing fake, is another model)."""
+    bias = shipped_bias(model)
+    return bias if bias is not None and all(len(c) == dimension for c in bias.centroids.values()) else None
+
+
 @lru_cache
 def shipped_bias(model: str) -> LanguageBias | None:
     """The shipped centroids, when they belong to ``model`` (None otherwise: the constant bonus applies)."""

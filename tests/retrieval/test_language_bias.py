@@ -10,7 +10,7 @@ import pytest
 from retrieval.config import DEFAULT_MODEL
 from retrieval.embedding import HashingEmbedder, OnnxEmbedder
 from retrieval.engine import DenseRetriever
-from retrieval.language_bias import LanguageBias, shipped_bias
+from retrieval.language_bias import LanguageBias, bias_for, shipped_bias
 from retrieval.store import ChromaStore
 from retrieval.types import Chunk
 
@@ -69,6 +69,7 @@ def test_the_centred_question_reaches_the_english_answer(tmp_path: Path, centred
 
 def test_shipped_centroids_belong_to_the_default_model_only() -> None:
     assert shipped_bias("another/model") is None
+    assert bias_for(DEFAULT_MODEL, 384) is not None and bias_for(DEFAULT_MODEL, 256) is None  # a fake in its place
     bias = shipped_bias(DEFAULT_MODEL)
     assert bias is not None and {"en", "lv", "ru", "zh", "de", "es"} <= set(bias.centroids)
 
