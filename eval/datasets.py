@@ -7,6 +7,9 @@ copied into it; each folder's README documents its license and protocol. Suite n
 
     sample                    data/kb + data/eval/sample_qa_*.jsonl (development)
     test                      data/kb + data/test/*.jsonl (held out: report only, never tune)
+    sample-crosslingual       the sample suite's questions not in English whose gold documents are all English
+    mlqa-dev:Q-en             MLQA dev questions in Q (de, es, zh) against the English paragraphs (a dev
+                              set from the training folder, ``train/mlqa-dev``; eval-overlap exclusions applied)
     xquad-r:Q-C               questions in Q against the 240 paragraphs in C (gold = the paragraph)
     xquad-r-abstain:Q-C       as above, articles with index ≡ 0 mod 5 removed; their questions must abstain
     nomiracl[:LANG]           each query against its own 10 judged passages; non-relevant must abstain (a test set)
@@ -41,6 +44,7 @@ SAMPLE_CASES = "sample_qa_*.jsonl"
 XQUAD_LANGUAGES = ("en", "de", "es", "ru", "zh")
 NOMIRACL_LANGUAGES = ("en", "ru", "zh", "de", "es")
 COVID_LANGUAGES = ("en", "de")
+MLQA_LANGUAGES = ("de", "es", "zh")
 # Suites fitted on by `eval calibrate` must not include these: every public eval set and our own
 # test set (data/test) are test sets.
 # Calibrate on our dev set (`sample`) and the training data's held-out groups (`train-…`).
@@ -91,10 +95,16 @@ def load_suite(
     """The suite called ``name``; raises SuiteError for bad names and DatasetMissingError for absent data."""
     kind, _, arg = name.partition(":")
     root = eval_data_dir(settings)
-    if kind == "sample" and not arg:
-        return _sample(
+    if kind in ("sample", "sample-crosslingual") and not arg:
+        sample = _sample(
             kb_dir or REPO / "data" / "kb", case_files or sorted((REPO / "data" / "eval").glob(SAMPLE_CASES))
         )
+        return _crosslingual(sample) if kind == "sample-crosslingual" else sample
+    if kind == "mlqa-dev":
+        question_lang, _, corpus_lang = arg.partition("-")
+        if question_lang not in MLQA_LANGUAGES or corpus_lang != "en":
+            raise SuiteError(f"{name!r}: expected mlqa-dev:Q-en with Q from {', '.join(MLQA_LANGUAGES)}")
+        return _mlqa(root / "train", question_lang)
     if kind == "test" and not arg:
         suite = _sample(kb_dir or REPO / "data" / "kb", case_files or sorted((REPO / "data" / "test").glob("*.jsonl")))
         return replace(suite, name="test", protocol="our held-out test set (data/test): report only, never tune")
@@ -185,6 +195,49 @@ def _sample(kb_dir: Path, case_files: list[Path]) -> Suite:
         if document.metadata.get("audience", PUBLIC) == PUBLIC:
             documents.append(document)
     return Suite("sample", documents, load_cases(*case_files), "our sample KB (public documents) and data/eval")
+
+
+def _crosslingual(sample: Suite) -> Suite:
+    """The cases a same-language document must not win: a question not in English whose answer is
+    only in English articles (a Latvian, Russian or Chinese question must find the English one)."""
+    cases = [
+        case
+        for case in sample.cases
+        if case.language != "en"
+        and case.gold_document_ids
+        and all(gold.startswith("en/") for gold in case.gold_document_ids)
+    ]
+    return Suite(
+        "sample-crosslingual", sample.documents, cases, sample.protocol + "; non-English questions, English-only gold"
+    )
+
+
+def _mlqa(train: Path, question_lang: str) -> Suite:
+    """MLQA dev: the English record with a question's id holds its answer, so (question in Q, English
+    paragraph) is a cross-lingual pair. Ids the training folder excludes for eval overlap are left out."""
+    excluded = {row["id"] for row in _read_csv(train / "EXCLUDE_eval_overlap.tsv", "\t") if row["action"] == "exclude"}
+    documents = []
+    gold: dict[str, str] = {}
+    for a, article in enumerate(_read_json(train / "mlqa-dev" / "en.json.gz")["data"]):
+        for p, paragraph in enumerate(article["paragraphs"]):
+            document_id = f"mlqa-dev/{a:03d}/{p}"
+            documents.append(_passage(document_id, article["title"], paragraph["context"], "en", "mlqa-dev/en.json.gz"))
+            gold.update((qa["id"], document_id) for qa in paragraph["qas"])
+    cases = [
+        EvalCase(
+            id=qa["id"],
+            question=qa["question"],
+            language=question_lang,
+            gold_document_ids=[gold[qa["id"]]],
+            answer_spans=[answer["text"] for answer in qa["answers"]],
+        )
+        for article in _read_json(train / "mlqa-dev" / f"{question_lang}.json.gz")["data"]
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+        if qa["id"] in gold and qa["id"] not in excluded
+    ]
+    protocol = f"dev (training folder): {question_lang} questions vs the English paragraphs"
+    return Suite(f"mlqa-dev:{question_lang}-en", documents, cases, protocol)
 
 
 def _xquad(folder: Path, question_lang: str, corpus_lang: str, abstain: bool) -> Suite:

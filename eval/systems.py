@@ -1,7 +1,8 @@
 """The systems an eval suite can run through, each built over the suite's documents in a scratch folder.
 
-- ``answerdesk``: our pipeline: structure-aware chunks published to Chroma, the registry and the lexical
-  index as ingestion does, the AnswerEngine's hybrid retrieval, decision and citations.
+- ``answerdesk``: our pipeline: structure-aware chunks published to Chroma (e5 and USE vectors), the
+  registry and the lexical index as ingestion does, the AnswerEngine's hybrid retrieval, decision and
+  citations.
 - ``answerdesk-dense``: the same without the lexical leg and without preferring localized versions
   (the engine before hybrid retrieval).
 - ``lexical``: the engine's lexical leg alone (retrieval/lexical.py, language-aware analysis); like
@@ -26,13 +27,16 @@ from tqdm import tqdm
 
 from eval.metrics import unique_in_order
 from retrieval.config import RetrievalProfile
-from retrieval.embedding import Embedder, Matrix
-from retrieval.engine import AnswerEngine
+from retrieval.embedding import Embedder, Matrix, Vector
+from retrieval.engine import AnswerEngine, UseLeg
+from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex
+from retrieval.publish import ChunkIndex
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
 from retrieval.store import ChromaStore
 from retrieval.types import Chunk, Document, Hit, Status
+from retrieval.use_encoder import UseEncoder, use_covers
 from retrieval.verify import Verifier
 
 logger = logging.getLogger(__name__)
@@ -77,6 +81,7 @@ class BuildContext:
     workdir: Path
     show_progress: bool = True
     verifier: Verifier | None = None  # the trained verifier (retrieval/verify.py); None = off
+    use_vectors: bool = True  # compute USE vectors for the engine's USE leg (retrieval/use_encoder.py)
 
 
 Builder = Callable[[Sequence[Document], BuildContext], Answerer]
@@ -133,8 +138,10 @@ def build_answerdesk(documents: Sequence[Document], context: BuildContext, hybri
     """The engine over a scratch data dir, written through the Publisher as ingestion writes it."""
     chunks = chunk_documents(documents, context.embedder, context.profile)
     embeddings = embed_passages(context.embedder, [chunk.embedding_text for chunk in chunks], context.show_progress)
+    use = UseLeg.beside(ChromaStore(context.workdir / "answerdesk-chroma", "eval")) if context.use_vectors else None
+    use_embeddings = _use_vectors(use.encoder, chunks, context.show_progress) if use else None
     lexical = LexicalIndex(context.workdir / "answerdesk-lexical", background_rebuild=False) if hybrid else None
-    store, registry = _published(documents, chunks, embeddings, context.workdir, lexical)
+    store, registry = _published(documents, chunks, embeddings, context.workdir, lexical, use, use_embeddings)
     if lexical is not None:
         lexical.refresh()  # build the BM25 matrices now, not on the first question
     logger.info("answerdesk: %d documents, %d chunks", len(documents), len(chunks))
@@ -142,13 +149,36 @@ def build_answerdesk(documents: Sequence[Document], context: BuildContext, hybri
     def engine(profile: RetrievalProfile) -> AnswerEngine:
         if not hybrid:
             profile = profile.model_copy(update={"lexical_weight": 0.0, "prefer_localized": False})
-        return AnswerEngine(context.embedder, store, profile, registry, lexical=lexical, verifier=context.verifier)
+        bias = _language_bias(context.embedder)
+        return AnswerEngine(
+            context.embedder, store, profile, registry, lexical=lexical, use=use, bias=bias, verifier=context.verifier
+        )
 
     return AnswerDeskSystem(engine, context.profile)
 
 
+def _language_bias(embedder: Embedder) -> LanguageBias | None:
+    """The shipped language centroids when ``embedder`` is the model they belong to (eval.run's
+    build_embedder names it ``backend:model``); none for another model or a test's hashing fake."""
+    model_id = str(getattr(embedder, "model_id", ""))
+    return bias_for(model_id.partition(":")[2], embedder.dimension) if model_id else None
+
+
 def build_answerdesk_dense(documents: Sequence[Document], context: BuildContext) -> AnswerDeskSystem:
     return build_answerdesk(documents, context, hybrid=False)
+
+
+def _use_vectors(encoder: UseEncoder, chunks: Sequence[Chunk], show_progress: bool) -> list[Vector | None]:
+    """Each chunk's USE vector, None in a language USE does not cover (as ingestion does)."""
+    rows = [row for row, chunk in enumerate(chunks) if use_covers(chunk.language)]
+    vectors: list[Vector | None] = [None] * len(chunks)
+    with tqdm(total=len(rows), desc="USE", unit="passage", disable=not show_progress or len(rows) < 1000) as bar:
+        for start in range(0, len(rows), EMBED_BATCH):
+            batch = rows[start : start + EMBED_BATCH]
+            for row, vector in zip(batch, encoder.embed([chunks[row].embedding_text for row in batch]), strict=True):
+                vectors[row] = vector
+            bar.update(len(batch))
+    return vectors
 
 
 def _published(
@@ -157,8 +187,11 @@ def _published(
     embeddings: Matrix,
     workdir: Path,
     lexical: LexicalIndex | None,
+    use: UseLeg | None = None,
+    use_embeddings: Sequence[Vector | None] | None = None,
 ) -> tuple[ChromaStore, DocumentRegistry]:
-    """A store and registry (and ``lexical``) holding ``chunks`` as version 1 of their documents."""
+    """A store and registry (and ``lexical``, and ``use``'s store) holding ``chunks`` as version 1 of
+    their documents."""
     from retrieval.publish import Publication, Publisher
     from retrieval.registry import DocumentRecord
 
@@ -182,11 +215,22 @@ def _published(
             ),
             [chunks[row] for row in rows.get(document.document_id, [])],
             embeddings[rows.get(document.document_id, [])],
+            use_embeddings=_stacked([use_embeddings[row] for row in rows.get(document.document_id, [])])
+            if use_embeddings is not None
+            else None,
         )
         for document in documents
     ]
-    Publisher(registry, [store] if lexical is None else [store, lexical]).publish(publications)
+    indexes: list[ChunkIndex] = [store] if lexical is None else [store, lexical]
+    Publisher(registry, indexes, use.store if use else None).publish(publications)
     return store, registry
+
+
+def _stacked(vectors: Sequence[Vector | None]) -> Matrix | None:
+    """The rows as a matrix, or None when any is missing (a language USE does not cover)."""
+    if not vectors or any(vector is None for vector in vectors):
+        return None
+    return np.stack([vector for vector in vectors if vector is not None])
 
 
 class DenseSystem:

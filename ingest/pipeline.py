@@ -38,7 +38,7 @@ from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.evidence import SentenceScorer, sentence_cache
 from retrieval.lexical import LexicalIndex
-from retrieval.publish import Publication, Publisher
+from retrieval.publish import ChunkIndex, Publication, Publisher
 from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
 from retrieval.scope import (
     AUDIENCES,
@@ -54,10 +54,11 @@ from retrieval.scope import (
 )
 from retrieval.store import ChromaStore
 from retrieval.types import Chunk, Document, content_hash
+from retrieval.use_encoder import UseEncoder, shared_use_encoder, use_covers, use_store_beside
 
 logger = logging.getLogger(__name__)
 
-_LEXICAL_FILL_BATCH = 1000
+_FILL_BATCH = 1000
 
 # Bump when stored chunks change shape, so everything is re-ingested once (2: versioned chunk ids,
 # 3: tenant, audience, product and tags in chunk metadata).
@@ -91,6 +92,7 @@ class StageTimes:
     parse: float = 0.0
     chunk: float = 0.0
     embed: float = 0.0
+    use_embed: float = 0.0  # USE vectors (part of embed's stage, timed apart)
     store: float = 0.0
     total: float = 0.0
     passages_embedded: int = 0
@@ -149,11 +151,17 @@ class _Planned:
     previous: DocumentRecord | None
     note: str = ""
     embeddings: list[Vector | None] = field(default_factory=list)
+    use_embeddings: list[Vector | None] = field(default_factory=list)  # empty: none computed
 
     def matrix(self, dimension: int) -> Matrix:
         if not self.embeddings:
             return np.zeros((0, dimension), dtype=np.float32)
         return np.stack([vector for vector in self.embeddings if vector is not None])
+
+    def use_matrix(self) -> Matrix | None:
+        if not self.use_embeddings or any(vector is None for vector in self.use_embeddings):
+            return None
+        return np.stack([vector for vector in self.use_embeddings if vector is not None])
 
 
 def discover(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path | None]], list[FileResult]]:
@@ -198,6 +206,8 @@ class Ingestor:
         lock_path: Path | None = None,
         lexical: LexicalIndex | None = None,
         sentences: SentenceScorer | None = None,
+        use_store: ChromaStore | None = None,
+        use_encoder: UseEncoder | None = None,
     ) -> None:
         self.embedder = embedder
         # Sentence embeddings for answer evidence are computed here, once per new passage, so that
@@ -212,7 +222,11 @@ class Ingestor:
         self.batch_passages = batch_passages
         self.lock_path = lock_path
         self.lexical = lexical
-        self.publisher = Publisher(registry, [store, lexical] if lexical is not None else [store])
+        # USE vectors (retrieval/use_encoder.py) of chunks in the languages USE covers, in their own store.
+        self.use_store = use_store
+        self.use_encoder = use_encoder if use_store is not None else None
+        indexes: list[ChunkIndex] = [store, lexical] if lexical is not None else [store]
+        self.publisher = Publisher(registry, indexes, use_index=use_store)
         self.times = StageTimes()
 
     def ingest(
@@ -267,6 +281,10 @@ class Ingestor:
         """Disagreements between the registry and the store (empty when consistent)."""
         return self.publisher.audit()
 
+    def use_coverage(self) -> tuple[int, int] | None:
+        """(live chunks with a USE vector, live chunks), or None when USE vectors are off."""
+        return self.publisher.use_coverage()
+
     @contextmanager
     def _exclusive(self, wait: bool = True) -> Iterator[bool]:
         """Hold the data dir's ingest lock, so two processes never write at once; yields whether
@@ -298,6 +316,8 @@ class Ingestor:
         self.times = StageTimes()
         if not dry_run:
             self._replay()
+            # Only here, not in recover(): a server starting on an old 100k-chunk store would wait ~30 min.
+            self._sync_use()
         if progress:
             progress("parse", 0, len(files))
             progress("chunk", 0, len(files))
@@ -441,7 +461,10 @@ class Ingestor:
             started = time.perf_counter()
             dimension = self.embedder.dimension
             self.publisher.publish(
-                [Publication(item.record, item.chunks, item.matrix(dimension), item.previous) for item in batch]
+                [
+                    Publication(item.record, item.chunks, item.matrix(dimension), item.previous, item.use_matrix())
+                    for item in batch
+                ]
             )
             self.times.store += time.perf_counter() - started
         except Exception as exc:  # the store or model failed: report it per file, keep the old versions
@@ -475,10 +498,29 @@ class Ingestor:
             item.embeddings[position] = vector
         if self.sentences is not None:
             self.sentences.warm(item.chunks[position] for item, position in todo)
+        self._embed_use(batch)
         self.times.passages_embedded += len(todo)
         if progress:
             progress("embed", len(todo), 0)
         self.times.embed += time.perf_counter() - started
+
+    def _embed_use(self, batch: Sequence[_Planned]) -> None:
+        """USE vectors for the chunks of documents in a language USE covers, reusing unchanged ones."""
+        if self.use_store is None or self.use_encoder is None:
+            return
+        started = time.perf_counter()
+        covered = [item for item in batch if use_covers(item.document.language)]
+        ids = [chunk_id for item in covered if item.previous for chunk_id in item.previous.chunk_ids]
+        stored = self.use_store.embedded(ids)
+        reusable = {chunk.embedding_key: vector for chunk, vector in stored if chunk.embedding_key}
+        todo: list[tuple[_Planned, int]] = []
+        for item in covered:
+            item.use_embeddings = [reusable.get(chunk.embedding_key) for chunk in item.chunks]
+            todo.extend((item, position) for position, vector in enumerate(item.use_embeddings) if vector is None)
+        vectors = self.use_encoder.embed([item.chunks[position].embedding_text for item, position in todo])
+        for (item, position), vector in zip(todo, vectors, strict=True):
+            item.use_embeddings[position] = vector
+        self.times.use_embed += time.perf_counter() - started
 
     def _previous_embeddings(self, records: Sequence[DocumentRecord]) -> dict[str, Vector]:
         ids = [chunk_id for record in records for chunk_id in record.chunk_ids]
@@ -500,11 +542,31 @@ class Ingestor:
         stale = [chunk_id for chunk_id in held if chunk_id not in live]
         missing = sorted(live - held.keys())
         self.lexical.delete(stale)
-        for start in range(0, len(missing), _LEXICAL_FILL_BATCH):
-            batch = missing[start : start + _LEXICAL_FILL_BATCH]
+        for start in range(0, len(missing), _FILL_BATCH):
+            batch = missing[start : start + _FILL_BATCH]
             self.lexical.upsert([chunk for chunk, _ in self.store.embedded(batch)])
         if stale or missing:
             logger.info("lexical index: added %d live chunks it lacked, removed %d stale", len(missing), len(stale))
+
+    def _sync_use(self) -> None:
+        """Compute the USE vectors live chunks lack (a data dir ingested before the USE leg), in the
+        languages USE covers, at the start of an ingest run. Normally there is nothing to do; the first
+        run after an upgrade pays for every chunk once (USE encodes 30-65 passages/s on our 2 cores)."""
+        if self.use_store is None or self.use_encoder is None:
+            return
+        covered = {
+            chunk_id
+            for record in self.registry.all()
+            if use_covers(record.language)
+            for chunk_id in record.chunk_ids
+        }
+        missing = sorted(covered - self.use_store.inventory().keys())
+        if not missing:
+            return
+        logger.info("USE vectors: computing them for %d live chunks that lack them", len(missing))
+        for start in range(0, len(missing), _FILL_BATCH):
+            chunks = [chunk for chunk, _ in self.store.embedded(missing[start : start + _FILL_BATCH])]
+            self.use_store.upsert(chunks, self.use_encoder.embed([chunk.embedding_text for chunk in chunks]))
 
     def _recover_quietly(self) -> None:
         try:
@@ -591,4 +653,6 @@ def build_ingestor(
         lock_path=settings.data_dir / "ingest.lock",
         lexical=LexicalIndex(settings.lexical_dir),
         sentences=SentenceScorer(sentence_cache(embedder, settings)),
+        use_store=use_store_beside(store) if settings.use_vectors else None,
+        use_encoder=shared_use_encoder() if settings.use_vectors else None,
     )

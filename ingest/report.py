@@ -79,7 +79,8 @@ def timing_line(times: StageTimes, results: Sequence[FileResult]) -> str:
     seconds = times.total or float("nan")
     rate = f", {documents / seconds:.1f} documents/s, {passages / seconds:.1f} passages/s"
     return (
-        f"parse {times.parse:.1f}s, chunk {times.chunk:.1f}s, embed {times.embed:.1f}s, store {times.store:.1f}s; "
+        f"parse {times.parse:.1f}s, chunk {times.chunk:.1f}s, embed {times.embed:.1f}s "
+        f"(USE {times.use_embed:.1f}s), store {times.store:.1f}s; "
         f"total {times.total:.1f}s{rate} ({times.passages_embedded} passages embedded, "
         f"{times.passages_reused} reused)"
     )

@@ -29,6 +29,8 @@ class RetrievalProfile(BaseModel):
     chunk_max_tokens: int = Field(default=480, ge=32, le=512)
     chunk_overlap_tokens: int = Field(default=32, ge=0, le=128)
     top_k: int = Field(default=8, ge=1, le=100)
+    # Added to the e5 cosine of a passage in another language than the question when the language
+    # centroids (language_centring, below) do not cover both languages.
     cross_lingual_bonus: float = Field(default=0.02, ge=0, le=0.2)
     # Hybrid retrieval: the dense and lexical (BM25) rankings, each `top_k * candidate_factor` deep,
     # fused by weighted reciprocal rank: Σ weight / (rrf_k + rank) (retrieval/fusion.py).
@@ -36,6 +38,15 @@ class RetrievalProfile(BaseModel):
     lexical_weight: float = Field(default=1.0, ge=0)
     rrf_k: float = Field(default=60.0, ge=0)
     candidate_factor: int = Field(default=3, ge=1, le=10)
+    # The USE leg's weight in the dense ranking: (1 - use_weight)·z_e5 + use_weight·z_use per query
+    # (retrieval/engine.py DenseRetriever; 0 turns it off). Chosen among 0.2/0.35/0.5/0.65 on MLQA dev
+    # (de/es/zh → en, from the training folder) and the sample set, never on XQuAD-R (docs/cross-lingual.md).
+    use_weight: float = Field(default=0.5, ge=0, le=1)
+    # Correct e5's same-language preference per question by language centroids (retrieval/language_bias.py)
+    # instead of the constant cross_lingual_bonus (which stays for languages without a centroid);
+    # with centred_query, the question moved off its language's centroid also fetches neighbours.
+    language_centring: bool = True
+    centred_query: bool = True
     # Put the question-language version of the best document first when the KB has one and its best
     # passage scores within localized_margin of the best hit (retrieval/locale.py).
     prefer_localized: bool = True
@@ -86,6 +97,8 @@ class Settings(BaseSettings):
     # onnxruntime threads for the answer verifier (retrieval/verifier.py); None: every physical core.
     verifier_threads: int | None = Field(default=None, ge=1, le=64)
     collection: str = "answerdesk"
+    # Compute USE vectors at ingestion and use them to answer (retrieval/use_encoder.py).
+    use_vectors: bool = True
     profile_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, validation_alias=AliasChoices("ANSWERDESK_PORT", "PORT"))

@@ -5,7 +5,8 @@ says which version of each document is live; readers drop hits of any other vers
 version N+1 of a document:
 
 1. journal the new chunk ids (registry transaction);
-2. write the new chunks to every chunk index (the vector store and the lexical index);
+2. write the new chunks to every chunk index (the vector store, the lexical index, and the USE
+   vector store with their USE vectors when computed: retrieval/use_encoder.py);
 3. in one registry transaction, make N+1 live and journal version N's chunks as retired;
 4. delete the retired chunks from every index and clear their journal entry.
 
@@ -49,14 +50,24 @@ class Publication:
     chunks: list[Chunk]
     embeddings: NDArray[np.float32]
     previous: DocumentRecord | None = None
+    # USE vectors of ``chunks`` (rows in the same order), or None: not computed (a language USE does
+    # not cover, or no USE store), so the USE leg skips these chunks.
+    use_embeddings: NDArray[np.float32] | None = None
 
 
 class Publisher:
-    """The only writer of documents: keeps the registry and every chunk index in agreement."""
+    """The only writer of documents: keeps the registry and every chunk index in agreement.
 
-    def __init__(self, registry: DocumentRegistry, indexes: Sequence[ChunkIndex]) -> None:
+    ``use_index`` holds the publications' USE vectors (a second vector store); it is written and
+    deleted from with the other indexes, but a live chunk may lack a USE vector there.
+    """
+
+    def __init__(
+        self, registry: DocumentRegistry, indexes: Sequence[ChunkIndex], use_index: ChunkIndex | None = None
+    ) -> None:
         self.registry = registry
         self.indexes = list(indexes)
+        self.use_index = use_index
 
     def publish(self, publications: Sequence[Publication]) -> None:
         """Make each publication's version live (several documents share the writes)."""
@@ -69,6 +80,12 @@ class Publisher:
         embeddings = np.concatenate([item.embeddings for item in publications], axis=0)
         for index in self.indexes:
             index.upsert(chunks, embeddings)
+        with_use = [item for item in publications if item.use_embeddings is not None and item.chunks]
+        if self.use_index is not None and with_use:
+            self.use_index.upsert(
+                [chunk for item in with_use for chunk in item.chunks],
+                np.concatenate([item.use_embeddings for item in with_use if item.use_embeddings is not None]),
+            )
         retired = [
             (item.previous.document_id, item.previous.chunk_ids) for item in publications if item.previous is not None
         ]
@@ -103,11 +120,13 @@ class Publisher:
         pending = self.registry.journal()
         if pending:
             problems.append(f"registry: {len(pending)} journal entries await recovery")
-        for index in self.indexes:
-            name = type(index).__name__
+        for index in self._all_indexes:
+            name = "USE vectors" if index is self.use_index else type(index).__name__
             stored = index.inventory()
             orphans = sorted(set(stored) - set(live))
-            missing = sorted(set(live) - set(stored))
+            # A live chunk may lack its USE vector (its language is not covered, or it was ingested
+            # before the USE leg): the leg skips it; see :meth:`use_coverage`.
+            missing = [] if index is self.use_index else sorted(set(live) - set(stored))
             wrong = sorted(i for i in set(live) & set(stored) if stored[i] != live[i])
             if orphans:
                 problems.append(f"{name}: {len(orphans)} chunks not live in the registry, e.g. {orphans[0]}")
@@ -117,8 +136,19 @@ class Publisher:
                 problems.append(f"{name}: {len(wrong)} chunks with another document or version, e.g. {wrong[0]}")
         return problems
 
+    def use_coverage(self) -> tuple[int, int] | None:
+        """(live chunks with a USE vector, live chunks), or None without a USE index."""
+        if self.use_index is None:
+            return None
+        live = {chunk_id for record in self.registry.all() for chunk_id in record.chunk_ids}
+        return len(live & set(self.use_index.inventory())), len(live)
+
+    @property
+    def _all_indexes(self) -> list[ChunkIndex]:
+        return [*self.indexes, self.use_index] if self.use_index is not None else self.indexes
+
     def _drop(self, entries: Sequence[JournalEntry]) -> None:
         chunk_ids = [chunk_id for entry in entries for chunk_id in entry.chunk_ids]
-        for index in self.indexes:
+        for index in self._all_indexes:
             index.delete(chunk_ids)
         self.registry.clear_journal([entry.entry_id for entry in entries])

@@ -128,4 +128,17 @@ def public_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "oos_test": [["tell me a joke about cats", "oos"]],
     }
     _write_gz(root / "clinc150-oos" / "data_full.json.gz", json.dumps(clinc))
+
+    # MLQA dev in the training folder: the Russian rows stand in for a question language (ids q0..q5
+    # shared with English), q5 is excluded for eval overlap.
+    _write_gz(root / "train" / "mlqa-dev" / "en.json.gz", json.dumps(_xquad(TOPICS)))
+    _write_gz(root / "train" / "mlqa-dev" / "de.json.gz", json.dumps(_xquad(RUSSIAN), ensure_ascii=False))
+    _write_csv(
+        root / "train" / "EXCLUDE_eval_overlap.tsv",
+        [
+            {"dataset": "mlqa-dev", "file": "en.json", "id_type": "question_id", "id": "q5", "action": "exclude"},
+            {"dataset": "mlqa-dev", "file": "en.json", "id_type": "question_id", "id": "q4", "action": "keep (low)"},
+        ],
+        delimiter="\t",
+    )
     return root

@@ -102,6 +102,27 @@ def test_sample_suite_reads_our_kb_and_eval_sets() -> None:
     assert any(case.should_abstain for case in suite.cases)
 
 
+def test_mlqa_dev_pairs_questions_with_the_english_paragraph_of_their_id(settings: Settings) -> None:
+    suite = load_suite("mlqa-dev:de-en", settings)
+    assert suite.name == "mlqa-dev:de-en" and "dev" in suite.protocol
+    assert {document.language for document in suite.documents} == {"en"} and len(suite.documents) == 6
+    assert [case.id for case in suite.cases] == ["q0", "q1", "q2", "q3", "q4"]  # q5 is excluded
+    first = suite.cases[0]
+    assert first.language == "de" and first.question == "Что извергают вулканы?"
+    by_id = {document.document_id: document for document in suite.documents}
+    assert "Volcanoes erupt" in by_id[first.gold_document_ids[0]].sections[0].blocks[0]
+    with pytest.raises(SuiteError, match="mlqa-dev:Q-en"):
+        load_suite("mlqa-dev:en-de", settings)
+
+
+def test_sample_crosslingual_keeps_non_english_questions_with_english_only_gold() -> None:
+    full = load_suite("sample", Settings())
+    suite = load_suite("sample-crosslingual", Settings())
+    assert suite.documents == full.documents and 0 < len(suite.cases) < len(full.cases)
+    assert {case.language for case in suite.cases} == {"lv", "ru", "zh"}
+    assert all(gold.startswith("en/") for case in suite.cases for gold in case.gold_document_ids)
+
+
 def test_subsample_is_fixed_and_keeps_order(settings: Settings) -> None:
     cases = load_suite("xquad-r:en-en", settings).cases
     picked = subsample(cases, 3)
