@@ -152,7 +152,8 @@ def _desk(answerer: Answerer, workdir: Path | None) -> SupportDesk | None:
         logger.warning("dialogs and escalation requests need the answerdesk system; skipped")
         return None
     settings = Settings(support_database_url=f"sqlite:///{workdir / 'support.db'}", webhook_urls=[])
-    return build_desk(settings, start_worker=False)
+    # The engine's embedder, so triage runs its classifier as in the API (retrieval/desk.py).
+    return build_desk(settings, start_worker=False, embedder=answerer.engine.embedder)
 
 
 def _through_desk(system: AnswerDeskSystem, desk: SupportDesk, case: EvalCase) -> CaseResult:
