@@ -70,13 +70,7 @@ UNANSWERABLE = [
     "Vai jums ir Apple Watch lietotne?",
     "Vai jūs piedāvājat partneru programmu tālākpārdevējiem?",
     "你们的办公室招聘实习生吗？",
-    pytest.param(
-        "你们有 FedRAMP 认证吗？",
-        # Cross-lingual ranking (USE leg, language centroids) now puts the English security passages
-        # first, and the answerability model, fitted on the old rankings, answers from SOC 2. Strict:
-        # this tells when a refitted answerability model (or the verifier) abstains again.
-        marks=pytest.mark.xfail(strict=True, reason="answerability not refitted for cross-lingual top hits"),
-    ),
+    "你们有 FedRAMP 认证吗？",  # abstains again since the refit for cross-lingual top hits
 ]
 
 
