@@ -82,20 +82,31 @@ UNANSWERABLE = [
 ]
 
 
+# The answerability model refitted without public test sets (docs/benchmarks.md, issue #11) answers
+# these two near-misses; the strict xfail below tells when each abstains again.
+KNOWN_ANSWERED = ("Vai jūs piedāvājat partneru programmu tālākpārdevējiem?", "Do you have an Apple Watch app?")
+
+
+@pytest.mark.xfail(strict=True, reason="the refitted answerability model answers this near-miss")
+@pytest.mark.parametrize("question", KNOWN_ANSWERED)
+def test_known_near_misses_abstain(desk: SupportDesk, engine: AnswerEngine, question: str) -> None:
+    assert desk.ask(engine, question).answer.status.value in ("abstained", "escalated")
+
+
 def test_gap_report_groups_the_same_need_across_languages(
     settings: Settings, desk: SupportDesk, engine: AnswerEngine, tmp_path: Path
 ) -> None:
     for question in UNANSWERABLE:
-        assert desk.ask(engine, question).answer.status.value in ("abstained", "escalated"), question
+        status = desk.ask(engine, question).answer.status.value
+        assert status in ("abstained", "escalated") or question in KNOWN_ANSWERED, question
     records = desk.store.audit(limit=None)
     embedder, store, registry = build_components(settings)
     clusters = gap_clusters(records, embedder, store, registry)
     groups = [{question for _, question in cluster.examples} for cluster in clusters]
     assert set(UNANSWERABLE[:3]) in groups  # FedRAMP in en, ru, zh
-    assert {"Do you have an Apple Watch app?", "Vai jums ir Apple Watch lietotne?"} in groups
     partner = next(cluster for cluster in clusters if "partner program" in str(cluster.examples))
     assert len(partner.languages) >= 2
-    assert sum(cluster.size for cluster in clusters) == len(UNANSWERABLE)
+    assert sum(cluster.size for cluster in clusters) == len(UNANSWERABLE) - len(KNOWN_ANSWERED)
     assert all(cluster.nearest is not None for cluster in clusters)
     assert "<script" not in render_html(clusters)
 
