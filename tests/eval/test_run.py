@@ -94,7 +94,7 @@ def test_cli_runs_all_systems_compares_and_calibrates(cli_env: Path) -> None:
 
     refused = runner.invoke(app, ["eval", "calibrate", "--suite", "squad2", "--out", str(profile)])
     assert refused.exit_code == 2
-    assert "test set" in refused.output
+    assert "public eval (test) set" in " ".join(refused.output.split())
 
 
 def test_cli_skips_a_suite_whose_data_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
