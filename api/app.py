@@ -13,6 +13,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from access.keys import build_key_store
 from answerdesk import __version__
 from api.access_log import AccessLogMiddleware, log_answer
 from api.auth import AskCaller, DocumentsCaller
@@ -20,7 +21,6 @@ from api.deps import EngineDep, RegistryDep, SettingsDep
 from api.documents import is_document_upload, visible_to
 from api.documents import router as documents_router
 from api.errors import error_response, install_error_handlers
-from api.keys import build_key_store
 from api.limits import BodySizeLimit, RateLimiter, check_question_length
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
 from api.routes_keys import router as keys_router
@@ -30,7 +30,7 @@ from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
-from retrieval.engine import build_components, build_engine
+from retrieval.pipeline import build_components, build_engine
 from retrieval.storage import StorageError, check_data_dir, check_stores
 
 logger = logging.getLogger(__name__)

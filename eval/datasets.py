@@ -34,7 +34,7 @@ from typing import Any
 
 from eval.cases import EvalCase, load_cases
 from retrieval.config import Settings
-from retrieval.types import Document, Section
+from retrieval.records import Document, Section
 
 logger = logging.getLogger(__name__)
 

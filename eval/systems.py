@@ -28,15 +28,15 @@ from tqdm import tqdm
 from eval.metrics import unique_in_order
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import Embedder, Matrix, Vector
-from retrieval.engine import AnswerEngine, UseLeg
 from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex
+from retrieval.pipeline import AnswerEngine, UseLeg
 from retrieval.publish import ChunkIndex
+from retrieval.records import Chunk, Document, Hit, Status
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk, Document, Hit, Status
 from retrieval.use_encoder import UseEncoder, use_covers
+from retrieval.vector_store import ChromaStore
 from retrieval.verify import Verifier
 
 logger = logging.getLogger(__name__)

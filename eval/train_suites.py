@@ -2,7 +2,7 @@
 
 The answer/abstain model must never be fitted on a public test set (XQuAD-R, SQuAD 2.0 dev, NoMIRACL
 …). These suites come from ``../shared/data/train`` instead, from the article/passage groups the
-verifier's recipe holds out of training (retrieval/verifier_data.py, ``is_dev_group``), so the
+verifier's recipe holds out of training (retrieval/build/verifier_data.py, ``is_dev_group``), so the
 verifier's scores on them are out-of-sample:
 
 - ``train-squad2``: SQuAD 2.0 train (first 10 articles), English; its adversarial unanswerables abstain;
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from eval.cases import EvalCase
 from eval.datasets import Suite, SuiteError, _passage
-from retrieval.verifier_data import (
+from retrieval.build.verifier_data import (
     Item,
     chinese_items,
     is_dev_group,

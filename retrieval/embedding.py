@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from retrieval.build.embedder import MAX_SEQ_LENGTH, PROMPTS, prepare_default_model
 from retrieval.config import DEFAULT_MODEL as DEFAULT_MODEL_NAME
-from retrieval.model_prep import MAX_SEQ_LENGTH, PROMPTS, prepare_default_model
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

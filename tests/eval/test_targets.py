@@ -12,7 +12,7 @@ from eval.run import CaseResult, run_suite
 from eval.targets import CROSS_LINGUAL, grouped_targets, reason_labels, target_figures, targets_markdown
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.types import Document, Section
+from retrieval.records import Document, Section
 
 REFUNDS = ["en/faq-refunds", "ru/faq-refunds"]
 

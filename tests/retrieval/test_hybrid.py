@@ -9,15 +9,15 @@ import pytest
 
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import AnswerEngine, HybridRetriever, _language_fair_ranks
 from retrieval.fusion import ranks_of
 from retrieval.lexical import LexicalIndex, LexicalMatch
-from retrieval.locale import localized_id
+from retrieval.pipeline import AnswerEngine, HybridRetriever, _language_fair_ranks
 from retrieval.publish import Publication, Publisher
+from retrieval.records import Chunk, Hit
 from retrieval.registry import DocumentRecord, DocumentRegistry
 from retrieval.scope import INTERNAL, Scope
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk, Hit
+from retrieval.translations import localized_id
+from retrieval.vector_store import ChromaStore
 
 EMBEDDER = HashingEmbedder()
 DOCUMENTS = {

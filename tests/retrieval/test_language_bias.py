@@ -9,10 +9,10 @@ import pytest
 
 from retrieval.config import DEFAULT_MODEL
 from retrieval.embedding import HashingEmbedder, OnnxEmbedder
-from retrieval.engine import DenseRetriever
 from retrieval.language_bias import LanguageBias, bias_for, shipped_bias
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk
+from retrieval.pipeline import DenseRetriever
+from retrieval.records import Chunk
+from retrieval.vector_store import ChromaStore
 
 DIMENSION = 4
 LATVIAN, ENGLISH, TOPIC, OTHER = np.eye(DIMENSION, dtype=np.float32)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from common.sql import private_dir
 from retrieval.analysis import set_cache_dir as set_analysis_cache_dir
 from retrieval.analysis import warm_up as warm_up_analysis
 from retrieval.answerability import VerifierSignals
-from retrieval.compose import compose_answer
+from retrieval.cite import compose_answer
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Vector, load_embedder
 from retrieval.evidence import ChunkEvidence, SentenceScorer, sentence_cache
@@ -19,13 +20,12 @@ from retrieval.fusion import fuse_ranks, ranks_of
 from retrieval.language import UNKNOWN, detect_language
 from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
-from retrieval.locale import localized_id
+from retrieval.records import Answer, Hit
 from retrieval.registry import DocumentRegistry
-from retrieval.rows import private_dir
 from retrieval.scope import Scope
-from retrieval.store import ChromaStore, scope_metadata
-from retrieval.types import Answer, Hit
+from retrieval.translations import localized_id
 from retrieval.use_encoder import UseEncoder, shared_use_encoder, use_covers, use_store_beside
+from retrieval.vector_store import ChromaStore, scope_metadata
 from retrieval.verify import Verifier, rerank, verify_sentences
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class HybridRetriever:
     stored embedding for chunks only the lexical leg found), its BM25 score (``lexical_score``, 0
     when the lexical leg missed it) and the ``fused_score`` hits are ordered by. With
     ``prefer_localized``, the question-language version of the best document goes first
-    (retrieval/locale.py). Without a lexical index, or with ``lexical_weight`` 0, it is the dense
+    (retrieval/translations.py). Without a lexical index, or with ``lexical_weight`` 0, it is the dense
     ranking with fused scores.
 
     Words rarely match across languages, so in a KB with articles in several languages the lexical
