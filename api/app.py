@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Annotated
 
 import anyio
@@ -14,7 +15,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from access.keys import build_key_store
-from answerdesk import __version__
 from api.access_log import AccessLogMiddleware, log_answer
 from api.auth import AskCaller, DocumentsCaller
 from api.deps import EngineDep, RegistryDep, SettingsDep
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
     app = FastAPI(
         title="AnswerDesk",
-        version=__version__,
+        version=version("answerdesk"),
         summary="Answers customer questions only from the knowledge base, with citations, or abstains.",
         lifespan=lifespan,
     )

@@ -19,7 +19,7 @@ import math
 from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from eval.systems import BuildContext, Prediction
+from eval.answerer import BuildContext, Prediction
 from retrieval.embedding import Embedder
 from retrieval.records import Chunk, Document, Hit
 

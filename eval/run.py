@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from eval.answerer import Answerer, BuildContext
 from eval.cases import EvalCase
-from eval.datasets import Suite
 from eval.metrics import (
     abstention_scores,
     area_under_risk_coverage,
@@ -38,7 +38,8 @@ from eval.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
-from eval.systems import SYSTEMS, AnswerDeskSystem, Answerer, BuildContext
+from eval.suite import Suite
+from eval.systems import SYSTEMS, AnswerDeskSystem
 from eval.targets import grouped_targets, targets_markdown
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval.cases import EvalCase
-from eval.datasets import Suite, SuiteError, _passage
+from eval.suite import Suite, SuiteError, passage_document
 from retrieval.build.verifier_data import (
     Item,
     chinese_items,
@@ -48,7 +48,7 @@ def _suite(name: str, items: Sequence[Item], corpus: Sequence[Item], hold_out: b
     for item in corpus:
         if item.group not in held:
             document_id = _document_id(item.source, item.context)
-            documents[document_id] = _passage(document_id, item.article, item.context, item.plang, item.source)
+            documents[document_id] = passage_document(document_id, item.article, item.context, item.plang, item.source)
     cases = []
     for item in items:
         if not is_dev_group(item.group):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from retrieval.config import DEFAULT_MODEL
+from retrieval.dense import DenseRetriever
 from retrieval.embedding import HashingEmbedder, OnnxEmbedder
 from retrieval.language_bias import LanguageBias, bias_for, shipped_bias
-from retrieval.pipeline import DenseRetriever
 from retrieval.records import Chunk
 from retrieval.vector_store import ChromaStore
 

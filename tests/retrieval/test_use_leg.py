@@ -12,8 +12,9 @@ import pytest
 from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor
 from retrieval.config import RetrievalProfile
+from retrieval.dense import UseLeg, _z_scores
 from retrieval.embedding import HashingEmbedder
-from retrieval.pipeline import AnswerEngine, UseLeg, _z_scores
+from retrieval.pipeline import AnswerEngine
 from retrieval.publish import Publication, Publisher
 from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry
