@@ -97,6 +97,7 @@ def test_cli_runs_all_systems_compares_and_calibrates(cli_env: Path) -> None:
     assert "public eval (test) set" in " ".join(refused.output.split())
 
 
+@pytest.mark.integration  # the CLI prepares the model before it looks for the suite's data
 def test_cli_skips_a_suite_whose_data_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANSWERDESK_EVAL_DATA_DIR", str(tmp_path / "nowhere"))
     get_settings.cache_clear()
