@@ -42,11 +42,12 @@ run: install
 	$(BIN)/answerdesk keys bootstrap
 	$(BIN)/answerdesk serve --port $(PORT)
 
-## Lint, type-check and run the whole test suite (unit and integration).
+## Lint, type-check and run the whole test suite (unit and integration); prints the 15 slowest tests.
+## The fast loop, without the model: .venv/bin/pytest -m "not integration and not slow"
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 ## The sample eval set against a fresh index of data/kb.
 eval: install

@@ -30,7 +30,11 @@ def _identifier() -> Any:
 
 
 def detect_language(text: str) -> str:
-    """ISO 639-1 code of ``text``'s language, or ``"und"`` when there is nothing to go on."""
+    """ISO 639-1 code of ``text``'s language, or ``"und"`` when there is nothing to go on.
+
+    >>> detect_language("Как вернуть деньги?"), detect_language("如何导出数据？"), detect_language("12:30")
+    ('ru', 'zh', 'und')
+    """
     if not _LETTER.search(text):
         return UNKNOWN
     # Scripts decide CJK outright: the statistical model is weakest on short CJK strings.
@@ -42,3 +46,14 @@ def detect_language(text: str) -> str:
         return "zh"
     language, _probability = _identifier().classify(text)
     return str(language)
+
+
+def resolve_language(text: str, language: str | None = None, default: str = "en") -> str:
+    """The language to answer ``text`` in: ``language`` when the caller gave one, else the detected
+    one, else ``default`` (English: the language every knowledge base has).
+
+    >>> resolve_language("Kā atcelt abonementu?"), resolve_language("?", None), resolve_language("Hi", "lv")
+    ('lv', 'en', 'lv')
+    """
+    detected = language or detect_language(text)
+    return default if detected == UNKNOWN else detected
