@@ -12,7 +12,6 @@ its reason and the store keeps what it had for it.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import queue
 import threading
@@ -24,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from ingest.chunk import Chunker
 from ingest.parse import (
@@ -293,16 +293,16 @@ class Ingestor:
             yield True
             return
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(self.lock_path, timeout=-1 if wait else 0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def _run(
         self,
