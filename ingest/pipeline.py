@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from common.clock import utc_now
 from ingest.chunk import Chunker
 from ingest.parse import (
     DEFAULT_MAX_FILE_BYTES,
@@ -40,7 +41,7 @@ from retrieval.evidence import SentenceScorer, sentence_cache
 from retrieval.lexical import LexicalIndex
 from retrieval.publish import ChunkIndex, Publication, Publisher
 from retrieval.records import Chunk, Document, content_hash
-from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
+from retrieval.registry import DocumentRecord, DocumentRegistry
 from retrieval.scope import (
     AUDIENCES,
     DEFAULT_TENANT,
@@ -426,7 +427,7 @@ class Ingestor:
                 source, Outcome.UNCHANGED, document.document_id, len(previous.chunk_ids), version=previous.version
             )
         started = time.perf_counter()
-        updated_at = utc_now()
+        updated_at = utc_now("seconds")
         version = previous.version + 1 if previous else 1
         chunks = [
             replace(chunk, embedding_key=self._embedding_key(chunk))

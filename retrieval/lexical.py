@@ -368,6 +368,5 @@ class LexicalRetriever:
     def retrieve(self, question: str, language: str, k: int, scope: Scope) -> list[LexicalMatch]:
         matches = self.index.search(analyze(question, language), k, scope)
         if self.registry is not None and matches:
-            live = self.registry.live_versions({match.document_id for match in matches})
-            matches = [match for match in matches if live.get(match.document_id) == match.version]
+            matches = self.registry.keep_live(matches, lambda match: (match.document_id, match.version))
         return matches

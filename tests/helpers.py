@@ -74,7 +74,7 @@ def ask(client: Any, question: str, **extra: Any) -> dict[str, Any]:
 # --------------------------------------------------------------- tenants at the API
 
 # The hashing embedder's cosines are far below e5's, so the profile moves the threshold to match.
-TENANCY_PROFILE = 'name = "hashing"\nscore_midpoint = 0.45\nscore_scale = 0.05\n'
+TENANCY_PROFILE = 'name = "hashing"\nscore_midpoint = 0.45\n'
 ACME_FAQ = """---
 title: Acme refunds
 type: faq
