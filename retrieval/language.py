@@ -48,12 +48,13 @@ def detect_language(text: str) -> str:
     return str(language)
 
 
-def resolve_language(text: str, language: str | None = None, default: str = "en") -> str:
-    """The language to answer ``text`` in: ``language`` when the caller gave one, else the detected
-    one, else ``default`` (English: the language every knowledge base has).
+def resolve_language(text: str, given: str | None = None) -> str:
+    """The language a question is answered in: ``given`` (the caller's), else detected, else English.
 
-    >>> resolve_language("Kā atcelt abonementu?"), resolve_language("?", None), resolve_language("Hi", "lv")
-    ('lv', 'en', 'lv')
+    >>> resolve_language("12345")
+    'en'
+    >>> resolve_language("anything", "lv")
+    'lv'
     """
-    detected = language or detect_language(text)
-    return default if detected == UNKNOWN else detected
+    detected = given or detect_language(text)
+    return "en" if detected == UNKNOWN else detected
