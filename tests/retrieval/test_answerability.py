@@ -127,7 +127,8 @@ def test_an_unknown_value_counts_as_typical() -> None:
     unknown = replace(FEATURES, dense_top=0.87, lexical_top=math.nan)
     assert model.probability(unknown) == model.probability(replace(unknown, lexical_top=FEATURES.lexical_top))
     assert model.contributions(unknown)["lexical_top"] == 0.0
-    assert [str(r) for r in abstain_reasons(model, replace(unknown, dense_top=0.8))] == ["weak_match: the best source scored 0.800"]
+    reasons = abstain_reasons(model, replace(unknown, dense_top=0.8))
+    assert [str(reason) for reason in reasons] == ["weak_match: the best source scored 0.800"]
 
 
 def test_extreme_logits_do_not_overflow() -> None:
