@@ -25,6 +25,9 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+from ingest.markdown_dialects import leftover_markup
+from ingest.markdown_dialects import render as render_markdown
+from ingest.titles import choose_title, title_from_filename
 from retrieval.language import detect_language
 from retrieval.types import Document, Section
 
@@ -120,7 +123,15 @@ def parse_bytes(raw: bytes, path: Path, default_id: str) -> Document:
             document = _parse_yaml(path, text, default_id)
     if not any(section.blocks for section in document.sections):
         raise ParseError(path, "no text found", "no_text")
-    return document
+    return _with_leftover_warnings(document)
+
+
+def _with_leftover_warnings(document: Document) -> Document:
+    """Note each kind of dialect markup that still reached the text (ingest/markdown_dialects.py)."""
+    blocks = [block for section in document.sections for block in (*section.path, *section.blocks)]
+    counts = leftover_markup([document.title, *blocks])
+    notes = [f"leftover_markup_{kind}: {count} left in the text" for kind, count in sorted(counts.items())]
+    return replace(document, notes=(*document.notes, *notes)) if notes else document
 
 
 def _decode_text(path: Path, raw: bytes) -> str:
@@ -151,8 +162,11 @@ def _parse_markdown(path: Path, text: str, default_id: str) -> Document:
     if not isinstance(post.metadata, dict):
         raise ParseError(path, "invalid YAML front matter: not a mapping", "invalid_front_matter")
     meta = {key: value for key, value in post.metadata.items() if value is not None}
-    partition_md = _unstructured().md
-    elements = partition_md(text=post.content) if post.content.strip() else []
+    # markdown-it renders every dialect's markup to plain structure (ingest/markdown_dialects.py);
+    # unstructured then reads that HTML exactly as its own partition_md would.
+    rendered = render_markdown(post.content) if post.content.strip() else None
+    elements = _unstructured().html(text=rendered.html) if rendered and rendered.html.strip() else []
+    meta["title"] = choose_title(meta, rendered.heading if rendered else "", path)
     return _from_elements(path, elements, meta, default_id)
 
 
@@ -425,7 +439,7 @@ def _megabytes(size: int) -> str:
 
 
 def _title_from_filename(path: Path) -> str:
-    return path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
+    return title_from_filename(path)
 
 
 class _Partitioners:
