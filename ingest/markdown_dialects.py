@@ -55,37 +55,37 @@ def render(markdown: str) -> Rendered:
     """The page's HTML, with every dialect's markup turned into plain structure and text."""
     text = _mkdocs_tabs(_expand_templates(markdown))
     text = _obsidian_lines(text, _code_lines(text))
-    parser = _parser()
+    markdown_it = parser()
     env: dict[str, Any] = {}
-    tokens = parser.parse(text, env)
-    return Rendered(parser.renderer.render(tokens, parser.options, env), _first_heading(tokens))
+    tokens = markdown_it.parse(text, env)
+    return Rendered(markdown_it.renderer.render(tokens, markdown_it.options, env), _first_heading(tokens))
 
 
 @lru_cache(maxsize=1)
-def _parser() -> MarkdownIt:
+def parser() -> MarkdownIt:
     from mdit_py_plugins.admon import admon_plugin
     from mdit_py_plugins.container import container_plugin
     from mdit_py_plugins.deflist import deflist_plugin
     from mdit_py_plugins.gfm import gfm_plugin
 
-    parser = MarkdownIt("commonmark", {"html": True})
+    markdown_it = MarkdownIt("commonmark", {"html": True})
     # GFM: tables, strikethrough, task lists, alerts (> [!NOTE]), autolinks, footnotes; and $math$.
-    parser.use(gfm_plugin, dollarmath=True)
-    parser.use(admon_plugin)  # MkDocs/Python-Markdown: !!! note "Title", ??? collapsible
-    parser.use(deflist_plugin)
+    markdown_it.use(gfm_plugin, dollarmath=True)
+    markdown_it.use(admon_plugin)  # MkDocs/Python-Markdown: !!! note "Title", ??? collapsible
+    markdown_it.use(deflist_plugin)
     # Docusaurus/VuePress admonitions: :::note[Title] … ::: (any kind name).
-    parser.use(container_plugin, name="admonition", validate=_is_container, render=_render_container)
-    parser.inline.ruler.before("link", "wikilink", _wikilink_rule)
-    parser.core.ruler.after("block", "callout", _callouts)
-    parser.core.ruler.after("inline", "tags", _tags)
-    parser.add_render_rule("wikilink", _render_wikilink)
+    markdown_it.use(container_plugin, name="admonition", validate=_is_container, render=_render_container)
+    markdown_it.inline.ruler.before("link", "wikilink", _wikilink_rule)
+    markdown_it.core.ruler.after("block", "callout", _callouts)
+    markdown_it.core.ruler.after("inline", "tags", _tags)
+    markdown_it.add_render_rule("wikilink", _render_wikilink)
     # A footnote's marker would read like our citation markers ("[1]"); its text stays in the note list.
-    parser.add_render_rule("footnote_ref", lambda *_: "")
-    parser.add_render_rule("footnote_anchor", lambda *_: "")
-    parser.add_render_rule("footnote_block_open", lambda *_: '<section class="footnotes"><ol>\n')
+    markdown_it.add_render_rule("footnote_ref", lambda *_: "")
+    markdown_it.add_render_rule("footnote_anchor", lambda *_: "")
+    markdown_it.add_render_rule("footnote_block_open", lambda *_: '<section class="footnotes"><ol>\n')
     # A task's checkbox would hide the item from the list (unstructured): a ballot box keeps its state.
-    parser.add_render_rule("list_item_open", _render_list_item)
-    return parser
+    markdown_it.add_render_rule("list_item_open", _render_list_item)
+    return markdown_it
 
 
 # --- template tags: Hugo shortcodes and Liquid (expanded before Markdown, as their generators do) ---
@@ -214,7 +214,7 @@ def code_lines(text: str) -> list[bool]:
 
 def _code_lines(text: str) -> list[bool]:
     flags = [False] * (text.count("\n") + 1)
-    for token in _parser().parse(text):
+    for token in parser().parse(text):
         if token.type in {"fence", "code_block"} and token.map:
             for number in range(token.map[0], min(token.map[1], len(flags))):
                 flags[number] = True

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -71,7 +72,8 @@ class ParseError(Exception):
 def document_id_for(path: Path, root: Path | None) -> str:
     """The default document id: the path below the ingest root, without extension, with '/'."""
     relative = path.relative_to(root) if root and path.is_relative_to(root) else Path(path.name)
-    return relative.with_suffix("").as_posix()
+    # NFC: macOS file systems hand out decomposed names; ids must not depend on where a file was saved.
+    return unicodedata.normalize("NFC", relative.with_suffix("").as_posix())
 
 
 def read_source(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
@@ -398,14 +400,16 @@ def _document(default_id: str, meta: dict[str, Any], path: Path, sections: list[
         for key, value in meta.items()
         if key in {"audience", "product", "tags", "updated"}
     }
+    front_matter = {key: str(value) for key, value in meta.items() if isinstance(value, str | int | float)}
     return Document(
-        document_id=str(meta.get("id") or default_id),
+        document_id=unicodedata.normalize("NFC", str(meta.get("id") or default_id)),
         title=title,
         source=path.as_posix(),
         kind=kind,
         language=language.split("-")[0],
         sections=sections,
         metadata=extra,
+        front_matter=front_matter,
     )
 
 

@@ -19,7 +19,7 @@ from retrieval.fusion import fuse_ranks, ranks_of
 from retrieval.language import UNKNOWN, detect_language
 from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex, LexicalMatch, LexicalRetriever
-from retrieval.locale import localized_id
+from retrieval.locale import translation_id
 from retrieval.registry import DocumentRegistry
 from retrieval.rows import private_dir
 from retrieval.scope import Scope
@@ -283,7 +283,7 @@ class HybridRetriever:
         in scope whose best passage scores within ``localized_margin`` of the best hit. It takes the
         place (and fused score) of the hit it localizes; that hit moves down one."""
         top = hits[0]
-        sibling = localized_id(top.chunk.document_id, top.chunk.language, language)
+        sibling = translation_id(top.chunk, language, self.registry) if self.registry is not None else None
         if sibling is None or self.registry is None:
             return hits
         record = self.registry.get(sibling)
