@@ -30,7 +30,7 @@ from ingest.markdown_dialects import leftover_markup
 from ingest.markdown_dialects import render as render_markdown
 from ingest.titles import choose_title, title_from_filename
 from retrieval.language import detect_language
-from retrieval.types import Document, Section
+from retrieval.records import Document, Section
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.chunk import Chunker
-from ingest.translations import TranslationKeys
+from ingest.translation_keys import TranslationKeys
 from ingest.transclusion import MARKDOWN_SUFFIXES, Expansion, Site, expand
 from ingest.parse import (
     DEFAULT_MAX_FILE_BYTES,
@@ -41,6 +41,7 @@ from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.evidence import SentenceScorer, sentence_cache
 from retrieval.lexical import LexicalIndex
 from retrieval.publish import ChunkIndex, Publication, Publisher
+from retrieval.records import Chunk, Document, content_hash
 from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
 from retrieval.scope import (
     AUDIENCES,
@@ -54,9 +55,8 @@ from retrieval.scope import (
     qualify,
     tenant_of,
 )
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk, Document, content_hash
 from retrieval.use_encoder import UseEncoder, shared_use_encoder, use_covers, use_store_beside
+from retrieval.vector_store import ChromaStore
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ingest.markdown_dialects import BLOCK_ID, MEDIA_SUFFIXES, code_lines, inline_text, parser
-from retrieval.types import content_hash
+from retrieval.records import content_hash
 
 MAX_DEPTH = 5
 MARKDOWN_SUFFIXES = (".md", ".markdown")

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import JSON, Integer, String, delete, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from retrieval.rows import columns_of, open_database, record_from_row
+from common.sql import columns_of, open_database, record_from_row
 from retrieval.scope import DEFAULT_TENANT, tenant_of
 
 
@@ -42,7 +42,7 @@ class _DocumentRow(_Base):
     updated_at: Mapped[str] = mapped_column(String)
     # Hash of the source file's bytes: an unchanged file is skipped without being parsed.
     file_hash: Mapped[str] = mapped_column(String, default="", server_default="")
-    # Links the language versions of one article (retrieval/locale.py); "" when only the id does.
+    # Links the language versions of one article (retrieval/translations.py); "" when only the id does.
     translation_key: Mapped[str] = mapped_column(String, default="", server_default="", index=True)
 
 
@@ -88,7 +88,7 @@ class DocumentRegistry:
 
     def __init__(self, url: str) -> None:
         # WAL lets the API read while an ingest writes; the file is private and a deleted file is noticed
-        # (retrieval/rows.py).
+        # (common/sql.py).
         self.engine = open_database(url)
         _Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)

@@ -6,7 +6,7 @@ the first of the configured front-matter fields a document has (``ANSWERDESK_TRA
 default ``translation_key``, Hugo's ``translationKey``, ``permalink``), or the group an explicit map
 puts its id in (``ANSWERDESK_TRANSLATION_MAP``, a YAML or JSON file ``{key: [id, id, …]}``, which
 wins). Documents without one are still linked by the folder convention ``en/x`` ↔ ``ru/x``
-(retrieval/locale.py). Keys are compared after NFC, case folding and removing slashes, a leading
+(retrieval/translations.py). Keys are compared after NFC, case folding and removing slashes, a leading
 locale segment (``/ru/refunds/`` ≡ ``/en/refunds/``) and a ``.html``/``.md`` suffix.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from retrieval.types import Document
+from retrieval.records import Document
 
 DEFAULT_KEY_FIELDS = ("translation_key", "translationKey", "permalink")
 

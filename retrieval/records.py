@@ -58,7 +58,7 @@ class Chunk:
     audience: str = "public"  # "public" or "internal" (retrieval/scope.py)
     product: str = ""
     tags: frozenset[str] = frozenset()
-    # Links the language versions of one article when their ids do not (retrieval/locale.py).
+    # Links the language versions of one article when their ids do not (retrieval/translations.py).
     translation_key: str = ""
 
     @property

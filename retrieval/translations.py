@@ -1,6 +1,6 @@
 """Localized versions of a document, linked by a translation key or by their ids.
 
-A document may carry a translation key (front matter or an explicit map, ingest/translations.py):
+A document may carry a translation key (front matter or an explicit map, ingest/translation_keys.py):
 documents of one tenant with the same key are one article, whatever their ids. Without one:
 
 Translations share their id after a leading locale segment: the sample KB keeps them as
@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from retrieval.scope import TENANT_SEPARATOR, tenant_of
+import numpy as np
+
+from retrieval.records import Chunk, Hit
+from retrieval.scope import TENANT_SEPARATOR, Scope, tenant_of
+from retrieval.vector_store import scope_metadata
 
 if TYPE_CHECKING:
+    from retrieval.embedding import Vector
     from retrieval.registry import DocumentRegistry
-    from retrieval.types import Chunk
+    from retrieval.vector_store import ChromaStore
 
 
 def same_article(a: Chunk, b: Chunk) -> bool:
@@ -56,3 +61,38 @@ def localized_id(document_id: str, document_language: str, language: str) -> str
     if not slash or not rest or head.lower() != document_language.lower() or head.lower() == language.lower():
         return None
     return f"{prefix}{language}/{rest}"
+
+
+def localized_first(
+    hits: list[Hit],
+    vector: Vector,
+    language: str,
+    scope: Scope,
+    registry: DocumentRegistry | None,
+    store: ChromaStore,
+    margin: float,
+) -> list[Hit]:
+    """``hits`` with the question-language version of the best document first, when the KB has one
+    in scope whose best passage scores within ``margin`` of the best hit. It takes the
+    place (and fused score) of the hit it localizes; that hit moves down one."""
+    top = hits[0]
+    sibling = translation_id(top.chunk, language, registry) if registry is not None else None
+    if sibling is None or registry is None:
+        return hits
+    record = registry.get(sibling)
+    if record is None:
+        return hits
+    passages = [
+        (chunk, float(np.dot(embedding, vector)))
+        for chunk, embedding in store.embedded(record.chunk_ids)
+        if chunk.version == record.version and scope.allows(scope_metadata(chunk))
+    ]
+    if not passages:
+        return hits
+    chunk, cosine = max(passages, key=lambda passage: passage[1])
+    if cosine < top.score - margin:
+        return hits
+    known = next((hit for hit in hits if hit.chunk.chunk_id == chunk.chunk_id), None)
+    localized = Hit(chunk, cosine, known.lexical_score if known else 0.0, top.fused_score)
+    rest = [hit for hit in hits if hit.chunk.chunk_id != chunk.chunk_id]
+    return [localized, *rest]
