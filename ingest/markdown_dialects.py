@@ -41,7 +41,10 @@ from markdown_it.token import Token
 
 # Files an embed may name that are not notes: they render as nothing (their text is not ours to index).
 MEDIA_SUFFIXES = frozenset(
-    ".png .jpg .jpeg .gif .svg .webp .bmp .avif .mp3 .wav .ogg .m4a .mp4 .webm .mov .pdf .canvas".split()
+    [
+    ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".bmp", ".avif", ".mp3", ".wav", ".ogg", ".m4a",
+    ".mp4", ".webm", ".mov", ".pdf", ".canvas",
+]
 )
 
 
@@ -101,8 +104,10 @@ _LIQUID_HIGHLIGHT = re.compile(r"\{%-?\s*highlight\s*(\w*)[^%]*%\}\n?(.*?)\{%-?\
 _QUOTED = re.compile(r'(?:(\w+)\s*=\s*)?"([^"]*)"')
 # Shortcodes whose inner text is a titled note or a tab: the title (an argument) becomes a line of text.
 _NOTICE_SHORTCODES = frozenset(
-    "note tip info hint notice warning caution danger important alert callout admonition details "
-    "expand collapse tab tabs spoiler".split()
+    [
+    "note", "tip", "info", "hint", "notice", "warning", "caution", "danger", "important", "alert", "callout",
+    "admonition", "details", "expand", "collapse", "tab", "tabs", "spoiler",
+]
 )
 _LINK_SHORTCODES = frozenset({"ref", "relref", "link", "post_url"})
 _CAPTION_ARGUMENTS = ("caption", "title", "alt")
@@ -130,7 +135,9 @@ def _shortcode_text(match: re.Match[str]) -> str:
     closing, name, arguments = match.group(2), match.group(3).lower(), match.group(4)
     if closing:
         return ""
-    values = {key or str(position): value for position, (key, value) in enumerate(_QUOTED.findall(arguments))}
+    values: dict[str, str] = {
+        key or str(position): value for position, (key, value) in enumerate(_QUOTED.findall(arguments))
+    }
     if name in _LINK_SHORTCODES:
         return values.get("0", arguments.strip())
     if name in _NOTICE_SHORTCODES:
@@ -300,7 +307,11 @@ def _callouts(state: StateCore) -> None:
 
 
 def _paragraph(state: StateCore, text: str, level: int) -> list[Token]:
-    opening, inline, closing = Token("paragraph_open", "p", 1), Token("inline", "", 0), Token("paragraph_close", "p", -1)
+    opening, inline, closing = (
+        Token("paragraph_open", "p", 1),
+        Token("inline", "", 0),
+        Token("paragraph_close", "p", -1),
+    )
     inline.content, inline.children, inline.level = text, [], level + 1
     opening.level = closing.level = level
     return [opening, inline, closing]

@@ -26,6 +26,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+from ingest.html_export import extract_article
 from ingest.markdown_dialects import leftover_markup
 from ingest.markdown_dialects import render as render_markdown
 from ingest.titles import choose_title, title_from_filename
@@ -188,8 +189,12 @@ def _parse_html(path: Path, text: str, default_id: str) -> Document:
         scripts = sum(1 for _ in tree.iter("script"))
     except (ValueError, lxml_html.etree.ParserError):
         pass
+    # An exported help-centre page: only its article (ingest/html_export.py), never the site's chrome.
+    article = extract_article(text)
+    if article is not None:
+        page_title = article.title or page_title
     # unstructured keeps only visible text: scripts, styles and event handlers never reach a chunk.
-    elements = _unstructured().html(text=text)
+    elements = _unstructured().html(text=article.html if article else text)
     meta: dict[str, Any] = {"title": page_title} if page_title else {}
     document = _from_elements(path, elements, meta, default_id)
     if scripts:

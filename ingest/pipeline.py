@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from ingest.chunk import Chunker
-from ingest.translation_keys import TranslationKeys
-from ingest.transclusion import MARKDOWN_SUFFIXES, Expansion, Site, expand
 from ingest.parse import (
     DEFAULT_MAX_FILE_BYTES,
     SUPPORTED_SUFFIXES,
@@ -36,6 +34,8 @@ from ingest.parse import (
     parse_bytes,
     read_source,
 )
+from ingest.transclusion import MARKDOWN_SUFFIXES, Expansion, Site, expand
+from ingest.translation_keys import TranslationKeys
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.evidence import SentenceScorer, sentence_cache
@@ -433,7 +433,8 @@ class Ingestor:
     def _file_hash(self, raw: bytes, expansion: Expansion | None) -> str:
         """What decides whether a file must be parsed again: its bytes, the pipeline, the parser,
         the translation-key settings and the bytes of every page it embeds."""
-        parts = [content_hash(raw.hex()), self.pipeline_signature, f"parser{PARSER_VERSION}", self.translations.fingerprint]
+        parts = [content_hash(raw.hex()), self.pipeline_signature, f"parser{PARSER_VERSION}"]
+        parts.append(self.translations.fingerprint)
         parts.extend(expansion.dependencies if expansion else ())
         return content_hash("\x00".join(parts))
 

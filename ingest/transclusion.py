@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from ingest.markdown_dialects import BLOCK_ID, MEDIA_SUFFIXES, code_lines, inline_text, parser
@@ -68,7 +69,9 @@ class Site:
             return None
         # Of several files with the name, the one sharing most folders with the page (its language's).
         page_parts = PurePosixPath(self._relative(page)).parts
-        return max(matches, key=lambda path: (_shared(PurePosixPath(self._relative(path)).parts, page_parts), -len(str(path))))
+        return max(
+            matches, key=lambda path: (_shared(PurePosixPath(self._relative(path)).parts, page_parts), -len(str(path)))
+        )
 
     def relative(self, path: Path) -> str:
         return self._relative(path)
@@ -130,22 +133,17 @@ def _expand(
     for number, line in enumerate(lines):
         if (number < len(code) and code[number]) or "![[" not in line:
             continue
-        lines[number] = _EMBED.sub(
-            lambda match: _embed(match, line, page, site, stack, dependencies, warnings), line
-        )
+        embed = partial(_embed, page=page, site=site, stack=stack, found=(dependencies, warnings))
+        lines[number] = _EMBED.sub(embed, line)
     return "\n".join(lines)
 
 
 def _embed(
-    match: re.Match[str],
-    line: str,
-    page: Path,
-    site: Site,
-    stack: list[Path],
-    dependencies: dict[str, str],
-    warnings: list[str],
+    match: re.Match[str], page: Path, site: Site, stack: list[Path], found: tuple[dict[str, str], list[str]]
 ) -> str:
-    written = match.group(0)
+    """The text ``match`` (an embed on its line) stands for; ``found`` collects dependencies and warnings."""
+    dependencies, warnings = found
+    line, written = match.string, match.group(0)
     target, _, anchor = match.group(1).split("|", 1)[0].partition("#")
     if PurePosixPath(target.strip()).suffix.lower() in MEDIA_SUFFIXES:
         return written  # an image or file: rendered as nothing later
@@ -173,8 +171,10 @@ def _embed(
     if anchor:
         part = _block(body, anchor[1:].strip()) if anchor.startswith("^") else _section(body, anchor)
         if part is None:
-            warnings.append(f"dangling_embed: {written} (no {'block' if anchor.startswith('^') else 'heading'} "
-                            f"{anchor!r} in {site.relative(path)})")
+            warnings.append(
+                f"dangling_embed: {written} (no {'block' if anchor.startswith('^') else 'heading'} "
+                f"{anchor!r} in {site.relative(path)})"
+            )
             return ""
         body = part
     body = _expand(body.strip("\n"), path, site, [*stack, resolved], dependencies, warnings)
@@ -228,12 +228,11 @@ def _block(text: str, block_id: str) -> str | None:
         return None
     tokens = [token for token in parser().parse(text) if token.map and token.nesting >= 0]
     if lines[marked].strip() == f"^{block_id}":  # an id on its own line names the block above it
-        above = [token for token in tokens if token.level == 0 and token.map and token.map[1] <= marked]
-        return "\n".join(lines[above[-1].map[0] : above[-1].map[1]]) if above else None
-    items = [token for token in tokens if token.type == "list_item_open" and token.map and token.map[0] <= marked < token.map[1]]
-    if items:
-        item = items[-1]  # the innermost item holding the line
-        assert item.map is not None
-        return "\n".join(lines[item.map[0] : item.map[1]]).strip()
-    blocks = [token for token in tokens if token.level == 0 and token.map and token.map[0] <= marked < token.map[1]]
-    return "\n".join(lines[blocks[0].map[0] : blocks[0].map[1]]) if blocks else lines[marked]
+        above = [token.map for token in tokens if token.level == 0 and token.map and token.map[1] <= marked]
+        return "\n".join(lines[above[-1][0] : above[-1][1]]) if above else None
+    spans = [(token, token.map) for token in tokens if token.map and token.map[0] <= marked < token.map[1]]
+    items = [span for token, span in spans if token.type == "list_item_open" and span]
+    if items:  # the innermost list item holding the line
+        return "\n".join(lines[items[-1][0] : items[-1][1]]).strip()
+    blocks = [span for token, span in spans if token.level == 0 and span]
+    return "\n".join(lines[blocks[0][0] : blocks[0][1]]) if blocks else lines[marked]

@@ -82,4 +82,6 @@ def load_map(path: Path) -> dict[str, str]:
         raise TranslationMapError(f"translation map {path}: cannot read it ({exc})") from exc
     if not isinstance(data, dict) or not all(isinstance(ids, list) for ids in data.values()):
         raise TranslationMapError(f"translation map {path}: expected a mapping of key to a list of document ids")
-    return {unicodedata.normalize("NFC", str(document_id)): str(key) for key, ids in data.items() for document_id in ids}
+    return {
+        unicodedata.normalize("NFC", str(document_id)): str(key) for key, ids in data.items() for document_id in ids
+    }
