@@ -40,8 +40,15 @@ def extract_article(page: str) -> Article | None:
         return None
     import trafilatura
 
-    options = {"include_tables": True, "include_formatting": True, "favor_recall": True}
-    body = trafilatura.extract(page, output_format="html", include_comments=False, include_images=False, **options)
+    body = trafilatura.extract(
+        page,
+        output_format="html",
+        include_tables=True,
+        include_formatting=True,
+        favor_recall=True,
+        include_comments=False,
+        include_images=False,
+    )
     if not body or not body.strip():
         return None
     metadata = trafilatura.extract_metadata(page)
