@@ -89,6 +89,9 @@ class FileResult:
     code: str = ""  # stable error code when failed (ParseError codes, duplicate_id, store_error)
     version: int = 0
     note: str = ""
+    # What the editor should fix or know, each "<kind>: <detail>" (leftover_markup_wikilink,
+    # dangling_embed, embed_cycle, scripts_removed, …); ``note`` is them joined.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -457,7 +460,12 @@ class Ingestor:
             if not dry_run and (previous.file_hash, previous.source) != (file_hash, source):
                 self.registry.put(replace(previous, file_hash=file_hash, source=source))  # no store write
             return FileResult(
-                source, Outcome.UNCHANGED, document.document_id, len(previous.chunk_ids), version=previous.version
+                source,
+                Outcome.UNCHANGED,
+                document.document_id,
+                len(previous.chunk_ids),
+                version=previous.version,
+                warnings=document.notes,
             )
         started = time.perf_counter()
         updated_at = utc_now()
@@ -641,7 +649,13 @@ class Ingestor:
 
 def _result(item: _Planned, outcome: Outcome) -> FileResult:
     return FileResult(
-        item.source, outcome, item.record.document_id, len(item.chunks), version=item.record.version, note=item.note
+        item.source,
+        outcome,
+        item.record.document_id,
+        len(item.chunks),
+        version=item.record.version,
+        note=item.note,
+        warnings=item.document.notes,
     )
 
 

@@ -28,7 +28,9 @@ BODY = "# {title}\n\nRefunds reach the original card within 5–10 business days
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = unlimited(Settings(data_dir=tmp_path / "data"))
-    with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as test_client:
+    with TestClient(
+        create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))
+    ) as test_client:
         yield test_client
 
 
@@ -77,5 +79,7 @@ def test_decomposed_ids_are_the_same_document(client: TestClient) -> None:
     assert client.get(_url(decomposed)).json()["document_id"] == composed
     again = client.post("/v1/documents", json={"document_id": composed, "format": "markdown", "content": content})
     assert again.status_code == 409
-    assert client.put(_url(decomposed), json={"format": "markdown", "content": content + "\nMore.\n"}).status_code == 200
+    assert (
+        client.put(_url(decomposed), json={"format": "markdown", "content": content + "\nMore.\n"}).status_code == 200
+    )
     assert client.delete(_url(decomposed)).status_code == 204
