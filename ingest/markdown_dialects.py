@@ -61,7 +61,17 @@ def render(markdown: str) -> Rendered:
     markdown_it = parser()
     env: dict[str, Any] = {}
     tokens = markdown_it.parse(text, env)
-    return Rendered(markdown_it.renderer.render(tokens, markdown_it.options, env), _first_heading(tokens))
+    page = markdown_it.renderer.render(tokens, markdown_it.options, env)
+    return Rendered(_DISCLOSURE.sub(_open_disclosure, page), _first_heading(tokens))
+
+
+# A collapsed <details> block (GitHub, Docusaurus) is text the reader opens: unstructured would drop
+# it, so it becomes a plain block with its <summary> as the first paragraph.
+_DISCLOSURE = re.compile(r"<(/?)(details|summary)\b[^>]*>", re.IGNORECASE)
+
+
+def _open_disclosure(match: re.Match[str]) -> str:
+    return f"<{match.group(1)}{'div' if match.group(2).lower() == 'details' else 'p'}>"
 
 
 @lru_cache(maxsize=1)

@@ -452,8 +452,8 @@ def _title_from_filename(path: Path) -> str:
 
 
 class _Partitioners:
-    def __init__(self, md: Any, html: Any, text: Any, docx: Any) -> None:
-        self.md, self.html, self.text, self.docx = md, html, text, docx
+    def __init__(self, html: Any, text: Any, docx: Any) -> None:
+        self.html, self.text, self.docx = html, text, docx
 
 
 @lru_cache(maxsize=1)
@@ -478,13 +478,11 @@ def _unstructured() -> _Partitioners:
     unstructured_tokenize._load_spacy_model = blank_pipeline
     from unstructured.partition.docx import partition_docx
     from unstructured.partition.html import partition_html
-    from unstructured.partition.md import partition_md
     from unstructured.partition.text import partition_text
 
     # languages=[""] switches off unstructured's per-file language detection (half its time on a
     # Markdown file); we detect the document language ourselves in _document.
     return _Partitioners(
-        md=partial(partition_md, languages=[""]),
         html=partial(partition_html, languages=[""]),
         text=partial(partition_text, languages=[""]),
         docx=partial(partition_docx, languages=[""]),

@@ -129,17 +129,25 @@ def _expand(
     if "![[" not in text:
         return text
     code = code_lines(text)
+    headings = _headings(text)
     lines = text.split("\n")
     for number, line in enumerate(lines):
         if (number < len(code) and code[number]) or "![[" not in line:
             continue
-        embed = partial(_embed, page=page, site=site, stack=stack, found=(dependencies, warnings))
+        # Headings of the embedded text go below the heading the embed sits under.
+        level = max((depth for start, depth in headings if start < number), default=0)
+        embed = partial(_embed, page=page, site=site, stack=stack, found=(dependencies, warnings), level=level)
         lines[number] = _EMBED.sub(embed, line)
     return "\n".join(lines)
 
 
 def _embed(
-    match: re.Match[str], page: Path, site: Site, stack: list[Path], found: tuple[dict[str, str], list[str]]
+    match: re.Match[str],
+    page: Path,
+    site: Site,
+    stack: list[Path],
+    found: tuple[dict[str, str], list[str]],
+    level: int = 0,
 ) -> str:
     """The text ``match`` (an embed on its line) stands for; ``found`` collects dependencies and warnings."""
     dependencies, warnings = found
@@ -177,13 +185,36 @@ def _embed(
             )
             return ""
         body = part
-    body = _expand(body.strip("\n"), path, site, [*stack, resolved], dependencies, warnings)
+    body = _demote(_expand(body.strip("\n"), path, site, [*stack, resolved], dependencies, warnings), level)
     before, after = line[: match.start()], line[match.end() :]
     prefix = _QUOTE_PREFIX.match(before)
     if prefix and prefix.group(0) == before and not after.strip():
         # The embed is its own line (maybe inside a quote or callout): its text becomes blocks there.
         return "\n".join(f"{before}{text}" if text else before.rstrip() for text in ["", *body.split("\n"), ""])
     return " ".join(body.split())  # inside a sentence: the text joins it
+
+
+def _headings(text: str) -> list[tuple[int, int]]:
+    """(line, level) of each top-level heading of ``text``."""
+    return [
+        (token.map[0], int(token.tag[1:]))
+        for token in parser().parse(text)
+        if token.type == "heading_open" and token.map and token.level == 0
+    ]
+
+
+_ATX = re.compile(r"^(#{1,6})(?=[ \t]|$)")
+
+
+def _demote(text: str, levels: int) -> str:
+    """``text`` with its ATX headings ``levels`` deeper, so that after an h2 an embedded h1 is an h3."""
+    shift = levels - min((depth for _, depth in _headings(text)), default=levels + 1) + 1
+    if shift <= 0 or not levels:
+        return text
+    lines = text.split("\n")
+    for start, depth in _headings(text):
+        lines[start] = _ATX.sub("#" * min(depth + shift, 6), lines[start], count=1)
+    return "\n".join(lines)
 
 
 def _section(text: str, anchor: str) -> str | None:
