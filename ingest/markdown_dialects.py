@@ -57,7 +57,8 @@ class Rendered:
 def render(markdown: str) -> Rendered:
     """The page's HTML, with every dialect's markup turned into plain structure and text."""
     text = _mkdocs_tabs(_expand_templates(markdown))
-    text = _obsidian_lines(text, _code_lines(text))
+    if "%%" in text or "^" in text:  # only then is it worth finding the code lines
+        text = _obsidian_lines(text, _code_lines(text))
     markdown_it = parser()
     env: dict[str, Any] = {}
     tokens = markdown_it.parse(text, env)
