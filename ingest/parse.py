@@ -1,6 +1,9 @@
 """Turn one source file into a ``Document`` of heading-scoped sections.
 
-Markdown, HTML, plain text and DOCX go through ``unstructured``'s partitioners. FAQ lists in CSV,
+Markdown is rendered by markdown-it-py with every help-centre dialect turned into plain structure
+(ingest/markdown_dialects.py; embeds are replaced before, ingest/transclusion.py), then read like
+HTML. HTML, plain text and DOCX go through ``unstructured``'s partitioners; an exported help-centre
+page is first cut down to its article (ingest/html_export.py). FAQ lists in CSV,
 JSON and YAML are read with the standard library and PyYAML: ``unstructured`` would turn a CSV into
 one table element and lose the question/answer pairing we need. PDFs are read with pypdf (see
 ``_parse_pdf`` for why not unstructured).
