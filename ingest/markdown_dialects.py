@@ -92,6 +92,7 @@ def parser() -> MarkdownIt:
     markdown_it.inline.ruler.before("link", "wikilink", _wikilink_rule)
     markdown_it.core.ruler.after("block", "callout", _callouts)
     markdown_it.core.ruler.after("inline", "tags", _tags)
+    markdown_it.core.ruler.after("text_join", "cjk_emphasis", _cjk_emphasis)
     markdown_it.add_render_rule("wikilink", _render_wikilink)
     # A footnote's marker would read like our citation markers ("[1]"); its text stays in the note list.
     markdown_it.add_render_rule("footnote_ref", lambda *_: "")
@@ -346,6 +347,26 @@ def _tags(state: StateCore) -> None:
         for child in token.children or ():
             if child.type == "text" and "#" in child.content:
                 child.content = _TAG.sub(r"\1", child.content)
+
+
+# CommonMark's flanking rules miss emphasis next to CJK text and full-width punctuation
+# ("**所有者（Owner）**可以"), leaving the asterisks in the text. A pair left like that, touching such a
+# character, is emphasis the author meant: the delimiters go, the words stay.
+_CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+_STRONG = re.compile(r"(\*\*|__)(\S(?:.*?\S)?)\1")
+
+
+def _cjk_emphasis(state: StateCore) -> None:
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "text" and ("**" in child.content or "__" in child.content):
+                child.content = _STRONG.sub(_unwrap_cjk, child.content)
+
+
+def _unwrap_cjk(match: re.Match[str]) -> str:
+    text, start, end = match.string, match.start(), match.end()
+    edges = text[start - 1 : start] + match.group(2)[:1] + match.group(2)[-1:] + text[end : end + 1]
+    return match.group(2) if _CJK.search(edges) else match.group(0)
 
 
 def _is_container(params: str, *_: Any) -> bool:
