@@ -10,7 +10,7 @@ the Executable Books project. What no plugin covers is small and written here, e
 the pipeline where the syntax lives:
 
 - template tags (Hugo shortcodes, Liquid), which those generators expand *before* Markdown, are
-  expanded here before parsing too (``_expand_templates``): no maintained Python library parses
+  expanded here before parsing too, outside code blocks (``_expand_templates``): no maintained Python library parses
   Hugo shortcodes, and a Liquid engine would need the site's includes and data to render a page;
 - Obsidian comments, block ids and MkDocs tabs are line syntax, removed outside code blocks
   (``_obsidian_lines``, ``_mkdocs_tabs``);
@@ -29,7 +29,7 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -58,7 +58,7 @@ def render(markdown: str) -> Rendered:
     """The page's HTML, with every dialect's markup turned into plain structure and text."""
     text = _mkdocs_tabs(_expand_templates(markdown))
     if "%%" in text or "^" in text:  # only then is it worth finding the code lines
-        text = _obsidian_lines(text, _code_lines(text))
+        text = _obsidian_lines(text)
     markdown_it = parser()
     env: dict[str, Any] = {}
     tokens = markdown_it.parse(text, env)
@@ -137,10 +137,16 @@ def _expand_templates(text: str) -> str:
     text = _LIQUID_RAW.sub(keep_raw, text)
     text = _LIQUID_DROPPED_BLOCKS.sub("", text)
     text = _LIQUID_HIGHLIGHT.sub(lambda m: f"```{m.group(1)}\n{m.group(2).rstrip()}\n```", text)
+    # Not inside code blocks: there a tag is an example (Obsidian's {{date}} templates, a shortcode
+    # shown in a how-to), and Hugo and Jekyll authors escape the ones they show anyway.
+    text = _outside_code(text, _template_tags)
+    return re.sub("\x00raw(\\d+)\x00", lambda m: raws[int(m.group(1))], text)
+
+
+def _template_tags(text: str) -> str:
     text = _SHORTCODE.sub(_shortcode_text, text)
     text = _LIQUID_TAG.sub(_liquid_tag_text, text)
-    text = _LIQUID_OUTPUT.sub("", text)
-    return re.sub("\x00raw(\\d+)\x00", lambda m: raws[int(m.group(1))], text)
+    return _LIQUID_OUTPUT.sub("", text)
 
 
 def _shortcode_text(match: re.Match[str]) -> str:
@@ -202,18 +208,21 @@ _COMMENT = re.compile(r"%%.*?%%", re.DOTALL)
 BLOCK_ID = re.compile(r"(?:^|[ \t])\^([A-Za-z0-9][A-Za-z0-9-]*)[ \t]*$", re.MULTILINE)
 
 
-def _obsidian_lines(text: str, code: Sequence[bool]) -> str:
+def _obsidian_lines(text: str) -> str:
     """Obsidian comments and block ids removed from the lines that are not code."""
-    if "%%" not in text and "^" not in text:
-        return text
+    return _outside_code(text, lambda run: BLOCK_ID.sub("", _COMMENT.sub("", run)))
+
+
+def _outside_code(text: str, transform: Callable[[str], str]) -> str:
+    """``text`` with ``transform`` applied to each run of lines outside code blocks."""
+    code = _code_lines(text)
     lines = text.split("\n")
     out: list[str] = []
     run: list[str] = []
 
     def flush() -> None:
         if run:
-            chunk = _COMMENT.sub("", "\n".join(run))
-            out.extend(BLOCK_ID.sub("", chunk).split("\n"))
+            out.extend(transform("\n".join(run)).split("\n"))
             run.clear()
 
     for number, line in enumerate(lines):
