@@ -9,7 +9,7 @@ from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
 from retrieval.hybrid import HybridRetriever
 from retrieval.lexical import LexicalIndex
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.publish import Publication, Publisher
 from retrieval.records import Chunk, Hit
 from retrieval.registry import DocumentRecord, DocumentRegistry
@@ -28,7 +28,7 @@ DOCUMENTS = {
 }
 
 
-def build(tmp_path: Path) -> tuple[AnswerEngine, DocumentRegistry]:
+def build(tmp_path: Path) -> tuple[AnswerPipeline, DocumentRegistry]:
     store = ChromaStore(tmp_path / "chroma")
     registry = DocumentRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
     lexical = LexicalIndex(tmp_path / "lexical", background_rebuild=False)
@@ -40,7 +40,7 @@ def build(tmp_path: Path) -> tuple[AnswerEngine, DocumentRegistry]:
         )
         publications.append(Publication(record, [chunk], EMBEDDER.embed_documents([chunk.embedding_text])))
     Publisher(registry, [store, lexical]).publish(publications)
-    engine = AnswerEngine(EMBEDDER, store, RetrievalProfile(localized_margin=1.0), registry, lexical=lexical)
+    engine = AnswerPipeline(EMBEDDER, store, RetrievalProfile(localized_margin=1.0), registry, lexical=lexical)
     return engine, registry
 
 
