@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from tests.keys import bearer, issue_key, unlimited
+from tests.helpers import bearer, issue_key, unlimited
 
 IDS = [
     "en/Licenses and payment/Refund policy",
