@@ -54,9 +54,18 @@ class Snapshot:
     texts: list[str]
     metadatas: list[dict[str, Any]]
     rows: dict[str, int] = field(default_factory=dict)
+    # Rows already turned into the caller's objects (ChromaStore: Chunks), made once per row.
+    made: dict[int, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows = {chunk_id: row for row, chunk_id in enumerate(self.ids)}
+
+    def row_object(self, row: int, make: Callable[[str, str, dict[str, Any]], Any]) -> Any:
+        """``make(id, text, metadata)`` of ``row``, made on first use and kept (a snapshot never changes)."""
+        found = self.made.get(row)
+        if found is None:
+            found = self.made[row] = make(self.ids[row], self.texts[row], self.metadatas[row])
+        return found
 
     def nearest(self, vector: NDArray[np.float32], n: int) -> list[tuple[int, float]]:
         """The ``n`` rows most similar to ``vector`` (cosine; rows and ``vector`` are unit length), best first."""

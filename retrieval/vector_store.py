@@ -166,11 +166,8 @@ class ChromaStore:
             snapshot = self.snapshots.ready(tenant) if self.exact_search else None
             if snapshot is not None:
                 rows = [snapshot.rows.get(chunk_ids[i]) for i in positions]
-                found.extend(
-                    (_chunk(snapshot.ids[row], snapshot.texts[row], snapshot.metadatas[row]), snapshot.matrix[row])
-                    for row in rows
-                    if row is not None
-                )
+                made = ((snapshot.row_object(row, _chunk), snapshot.matrix[row]) for row in rows if row is not None)
+                found.extend(made)
                 continue
             result = self.collection_of(tenant).get(
                 ids=[chunk_ids[i] for i in positions], include=["documents", "metadatas", "embeddings"]
@@ -259,10 +256,7 @@ def _snapshot_query(snapshot: Snapshot, embedding: NDArray[np.float32], k: int, 
         rows = [(row, score) for row, score in nearest if scope.allows(snapshot.metadatas[row])]
         if len(rows) >= k or len(nearest) < wanted or wanted >= total:
             break
-    return [
-        Hit(chunk=_chunk(snapshot.ids[row], snapshot.texts[row], snapshot.metadatas[row]), score=score)
-        for row, score in rows[:k]
-    ]
+    return [Hit(chunk=snapshot.row_object(row, _chunk), score=score) for row, score in rows[:k]]
 
 
 def _caller_errors() -> tuple[type[Exception], ...]:
