@@ -71,11 +71,11 @@ def _timed(action: Callable[[], object]) -> float:
 class _AnswerDeskSide:
     """AnswerDesk as ``answerdesk serve`` runs it, over a data dir of its own (so a server can be started
     on it): the real Ingestor (passages, sentence evidence, USE vectors, lexical index) and the engine
-    ``build_engine`` makes (hybrid retrieval, USE leg, language bias; the verifier as the profile says)."""
+    ``build_pipeline`` makes (hybrid retrieval, USE leg, language bias; the verifier as the profile says)."""
 
     def __init__(self, workdir: Path, settings: Settings, embedder: Embedder, profile: RetrievalProfile) -> None:
         from ingest.pipeline import build_ingestor
-        from retrieval.pipeline import build_engine
+        from retrieval.pipeline import build_pipeline
         from retrieval.registry import DocumentRegistry
         from retrieval.vector_store import ChromaStore
 
@@ -88,7 +88,7 @@ class _AnswerDeskSide:
         self.registry = DocumentRegistry(self.settings.database_url)
         self.ingestor = build_ingestor(self.settings, profile, embedder, self.store, self.registry)
         self.ingestor.lock_path = None  # one writer here; the lock file would only cost a syscall
-        self.engine = build_engine(self.settings, profile, embedder, self.store, self.registry)
+        self.engine = build_pipeline(self.settings, profile, embedder, self.store, self.registry)
         lexical = self.engine.retriever.lexical
         if lexical is not None:
             lexical.index.background_rebuild = False  # rebuilt before timing, as the server's warm-up does

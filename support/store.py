@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.sql import SqlStore, columns_of, record_from_row
+from retrieval.records import Reason
 from retrieval.scope import DEFAULT_TENANT, INTERNAL, PUBLIC
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class AuditRecord:
     status: str
     confidence: float
     answer: str
-    reasons: list[str]
+    reasons: list[Reason]  # stored as their "code: detail" text
     retrieved: list[dict[str, Any]]  # [{"chunk_id", "document_id", "score"}], best first
     cited_documents: list[str]
     profile: str
@@ -414,6 +415,7 @@ class SupportStore(SqlStore):
             session.add(_TurnRow(tenant=tenant, conversation_id=exchange.conversation_id, **columns_of(exchange.turn)))
             # The question is kept once, in the turn; audit() reads it from there.
             audit = {**columns_of(exchange.audit), "tenant": tenant, "question": "", "query": ""}
+            audit["reasons"] = [str(reason) for reason in exchange.audit.reasons]
             session.add(_AuditRow(**audit))
             if exchange.escalation is not None:
                 escalation = exchange.escalation
@@ -693,7 +695,12 @@ class SupportStore(SqlStore):
             query = query.limit(limit)
         with Session(self.engine) as session:
             return [
-                replace(record_from_row(AuditRecord, row), question=question or row.question, query=asked or row.query)
+                replace(
+                    record_from_row(AuditRecord, row),
+                    question=question or row.question,
+                    query=asked or row.query,
+                    reasons=[Reason.parse(reason) for reason in row.reasons],
+                )
                 for row, question, asked in session.execute(query)
             ]
 

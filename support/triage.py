@@ -31,6 +31,7 @@ from pathlib import Path
 import regex
 
 from retrieval.embedding import Embedder, Vector
+from retrieval.records import Reason
 from support.message_classifier import MessageHeads, MessageReader, default_heads
 
 logger = logging.getLogger(__name__)
@@ -215,9 +216,9 @@ class Trigger:
     probability: float | None = None
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> Reason:
         shown = f" (p={self.probability:.2f})" if self.probability is not None else ""
-        return f"{self.code}: {self.detail}{shown}"
+        return Reason(self.code, f"{self.detail}{shown}")
 
 
 @dataclass(frozen=True)
@@ -375,11 +376,6 @@ def decide(
     if forced:
         reasons.append(Trigger(CALLER, "escalation requested by the caller"))
     return reasons
-
-
-def reason_code(reason: str) -> str:
-    """The stable code of a reason string (``"sensitive_topic: chargeback"`` → ``sensitive_topic``)."""
-    return reason.split(":", 1)[0].strip()
 
 
 def triage_label(trigger: Trigger) -> str:
