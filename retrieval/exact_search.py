@@ -71,7 +71,9 @@ class Snapshot:
         """The ``n`` rows most similar to ``vector`` (cosine; rows and ``vector`` are unit length), best first."""
         if n <= 0 or not self.ids:
             return []
-        scores = self.matrix @ np.asarray(vector, dtype=np.float32)
+        # einsum, not ``@``: multi-threaded BLAS waits for its second thread, which on our busy 2 cores
+        # made a 10k-row product take 12 ms p50 / 36 ms p95; einsum's one thread took 0.6 / 8.7 ms.
+        scores = np.einsum("ij,j->i", self.matrix, np.asarray(vector, dtype=np.float32))
         top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(row), float(scores[row])) for row in top]
