@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from common.errors import AnswerDeskError
 from common.redact import redact_text
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder
@@ -373,8 +374,10 @@ def _abstentions_in_a_row(history: Sequence[Turn]) -> int:
     return count
 
 
-class SupportConfigError(ValueError):
+class SupportConfigError(AnswerDeskError, ValueError):
     """Support settings that cannot work together (e.g. webhooks without a secret)."""
+
+    code = "invalid_support_config"
 
 
 def build_desk(settings: Settings, *, start_worker: bool = True, embedder: Embedder | None = None) -> SupportDesk:

@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common.errors import AnswerDeskError
 from common.sql import SqlStore, columns_of, record_from_row
 from retrieval.records import Reason
 from retrieval.scope import DEFAULT_TENANT, INTERNAL, PUBLIC
@@ -318,20 +319,28 @@ def customer_id_of(customer: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-class ConversationNotFoundError(LookupError):
+class ConversationNotFoundError(AnswerDeskError, LookupError):
     """No conversation with this id that the caller may read or continue."""
 
+    code = "conversation_not_found"
 
-class EscalationNotFoundError(LookupError):
+
+class EscalationNotFoundError(AnswerDeskError, LookupError):
     """No escalation with this id."""
 
+    code = "escalation_not_found"
 
-class EscalationResolvedError(RuntimeError):
+
+class EscalationResolvedError(AnswerDeskError, RuntimeError):
     """The escalation was resolved already."""
 
+    code = "escalation_already_resolved"
 
-class AnswerNotFoundError(LookupError):
+
+class AnswerNotFoundError(AnswerDeskError, LookupError):
     """No audited answer with this id."""
+
+    code = "answer_not_found"
 
 
 # ---- the store -----------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import regex
 
+from common.errors import AnswerDeskError
 from retrieval.embedding import Embedder, Vector
 from retrieval.records import Reason
 from support.message_classifier import MessageHeads, MessageReader, default_heads
@@ -232,8 +233,10 @@ class Rule:
         return any(pattern.search(text) for pattern in self.patterns)
 
 
-class TriageRulesError(ValueError):
+class TriageRulesError(AnswerDeskError, ValueError):
     """A custom rules file or topic list that cannot be used; the message names the problem."""
+
+    code = "invalid_triage_rules"
 
 
 def _compile(patterns: Iterable[str], where: str) -> tuple[regex.Pattern[str], ...]:
