@@ -20,7 +20,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from eval.datasets import load_suite
 from eval.metrics import percentile
-from eval.systems import chunk_documents
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Matrix, load_embedder
 from retrieval.records import Chunk, Document
@@ -46,7 +45,11 @@ def real_passages(settings: Settings, count: int) -> tuple[list[Document], list[
     """``count`` passages and the questions, round-robin over xquad-r (5 languages), squad2 and nomiracl:en."""
     names = [f"xquad-r:{lang}-{lang}" for lang in ("en", "de", "es", "ru", "zh")] + ["squad2", "nomiracl:en"]
     suites = [load_suite(name, settings) for name in names]
-    pools = [suite.documents for suite in suites]
+    # The XQuAD-R languages share paragraph ids: each suite's ids get its number in front.
+    pools = [
+        [replace(document, document_id=f"s{number}/{document.document_id}") for document in suite.documents]
+        for number, suite in enumerate(suites)
+    ]
     documents: list[Document] = []
     for position in range(max(len(pool) for pool in pools)):
         documents.extend(pool[position] for pool in pools if position < len(pool))
@@ -66,67 +69,89 @@ def _timed(action: Callable[[], object]) -> float:
 
 
 class _AnswerDeskSide:
-    def __init__(self, workdir: Path, embedder: Embedder, profile: RetrievalProfile) -> None:
-        from retrieval.embedding_cache import CachingEmbedder
-        from retrieval.evidence import SentenceScorer
-        from retrieval.lexical import LexicalIndex
-        from retrieval.pipeline import AnswerPipeline
-        from retrieval.publish import Publisher
+    """AnswerDesk as ``answerdesk serve`` runs it, over a data dir of its own (so a server can be started
+    on it): the real Ingestor (passages, sentence evidence, USE vectors, lexical index) and the engine
+    ``build_pipeline`` makes (hybrid retrieval, USE leg, language bias; the verifier as the profile says)."""
+
+    def __init__(self, workdir: Path, settings: Settings, embedder: Embedder, profile: RetrievalProfile) -> None:
+        from ingest.pipeline import build_ingestor
+        from retrieval.pipeline import build_pipeline
         from retrieval.registry import DocumentRegistry
         from retrieval.vector_store import ChromaStore
 
+        self.settings = settings.model_copy(
+            update={"data_dir": workdir / "answerdesk", "model_dir": settings.resolved_model_dir}
+        )
         self.embedder = embedder
         self.profile = profile
-        self.store = ChromaStore(workdir / "answerdesk", "bench")
-        self.registry = DocumentRegistry(f"sqlite:///{workdir / 'answerdesk-registry.db'}")
-        self.lexical = LexicalIndex(workdir / "answerdesk-lexical", background_rebuild=False)
-        self.publisher = Publisher(self.registry, [self.store, self.lexical])
-        # Sentence evidence comes from a cache filled at ingestion, as in production (ingest/pipeline.py).
-        sentences = CachingEmbedder(embedder, workdir / "sentences.sqlite3", f"bench:{type(embedder).__name__}")
-        self.sentences = SentenceScorer(sentences)
-        self.engine = AnswerPipeline(
-            embedder, self.store, profile, self.registry, lexical=self.lexical, sentence_embedder=sentences
-        )
-        self.embeddings: list[Matrix] = []
+        self.store = ChromaStore(self.settings.chroma_dir, self.settings.collection)
+        self.registry = DocumentRegistry(self.settings.database_url)
+        self.ingestor = build_ingestor(self.settings, profile, embedder, self.store, self.registry)
+        self.ingestor.lock_path = None  # one writer here; the lock file would only cost a syscall
+        self.engine = build_pipeline(self.settings, profile, embedder, self.store, self.registry)
+        lexical = self.engine.retriever.lexical
+        if lexical is not None:
+            lexical.index.background_rebuild = False  # rebuilt before timing, as the server's warm-up does
+        self.sentences = self.ingestor.sentences
+        self.use_store = self.ingestor.use_store
+        # One-off costs kept out of the timed ingest, as the peer's are (it opens Chroma here): opening
+        # Chroma (its import alone took 8 s on the busy machine), the stemmers and word segmenter.
+        from retrieval.analysis import warm_up as warm_up_analysis
+
+        self.store.ping()
+        if self.use_store is not None:
+            self.use_store.ping()
+        warm_up_analysis()
 
     def ingest(self, documents: Sequence[Document]) -> None:
-        chunks = chunk_documents(documents, self.embedder, self.profile)
-        vectors = self.embedder.embed_documents([chunk.embedding_text for chunk in chunks])
-        self.sentences.warm(chunks)
-        self._publish(chunks, vectors)
-        self.embeddings.append(vectors)
+        failed = [result for result in self.ingestor.ingest_documents(documents) if result.error]
+        if failed:
+            raise RuntimeError(f"bench ingest failed: {failed[0].error}")
 
-    def add_vectors(self, chunks: Sequence[Chunk], vectors: Matrix) -> None:
-        self._publish(chunks, vectors)
+    def base(self) -> _Base:
+        """The ingested chunks' texts, languages, e5 and USE vectors (USE rows of uncovered languages are zero)."""
+        stored = self.store.embedded(sorted(self.store.inventory()))
+        texts = [(chunk.text, chunk.language) for chunk, _ in stored]
+        vectors = np.stack([vector for _, vector in stored])
+        if self.use_store is None:
+            return _Base(texts, vectors, None)
+        ids = [chunk.chunk_id for chunk, _ in stored]
+        use = {chunk.chunk_id: vector for chunk, vector in self.use_store.embedded(ids)}
+        width = next(iter(use.values())).shape[0] if use else 512
+        missing = np.zeros(width, dtype=np.float32)
+        return _Base(texts, vectors, np.stack([use.get(chunk.chunk_id, missing) for chunk, _ in stored]))
 
-    def _publish(self, chunks: Sequence[Chunk], vectors: Matrix) -> None:
-        """Version 1 of each chunk's document, through the Publisher (store, registry, lexical index)."""
+    def add_vectors(self, chunks: Sequence[Chunk], vectors: Matrix, use_vectors: Matrix | None) -> None:
+        """Version 1 of each chunk's document, through the Publisher (store, registry, lexical index,
+        USE vectors), with the chunks' sentences embedded into the evidence cache as ingestion does
+        (only texts not seen before cost anything: the synthetic chunks repeat the real texts)."""
         from retrieval.publish import Publication
         from retrieval.registry import DocumentRecord
+        from retrieval.use_encoder import use_covers
 
+        if self.sentences is not None:
+            self.sentences.warm(chunks)
         rows: dict[str, list[int]] = {}
         for row, chunk in enumerate(chunks):
             rows.setdefault(chunk.document_id, []).append(row)
-        self.publisher.publish(
-            [
-                Publication(
-                    DocumentRecord(
-                        document_id=document_id,
-                        title="",
-                        source="",
-                        language=chunks[ids[0]].language,
-                        kind="text",
-                        content_hash="",
-                        version=1,
-                        chunk_ids=[chunks[row].chunk_id for row in ids],
-                        updated_at="",
-                    ),
-                    [replace(chunks[row], version=1) for row in ids],
-                    vectors[ids],
-                )
-                for document_id, ids in rows.items()
-            ]
-        )
+        publications = []
+        for document_id, ids in rows.items():
+            language = chunks[ids[0]].language
+            record = DocumentRecord(
+                document_id=document_id,
+                title="",
+                source="",
+                language=language,
+                kind="text",
+                content_hash="",
+                version=1,
+                chunk_ids=[chunks[row].chunk_id for row in ids],
+                updated_at="",
+            )
+            use = use_vectors[ids] if use_vectors is not None and use_covers(language) else None
+            versioned = [replace(chunks[row], version=1) for row in ids]
+            publications.append(Publication(record, versioned, vectors[ids], None, use))
+        self.ingestor.publisher.publish(publications)
 
     def ask(self, question: str) -> None:
         self.engine.ask(question)
@@ -137,10 +162,32 @@ class _AnswerDeskSide:
         self.engine.retriever.retrieve(question, resolve_language(question))
 
     def refresh(self) -> None:
-        self.lexical.refresh()
+        """What the server loads before its first questions: the lexical matrices, the USE encoder and
+        the in-memory snapshots for exact search (built now rather than in the background)."""
+        from retrieval.scope import DEFAULT_TENANT
+
+        self.engine.warm_up()
+        stores = [self.store] + ([self.engine.retriever.dense.use.store] if self.engine.retriever.dense.use else [])
+        for store in stores:
+            if store.exact_search:
+                store.snapshots.build(DEFAULT_TENANT)
 
     def search(self, vector: np.ndarray) -> None:
         self.store.query(vector.astype(np.float32), self.profile.top_k * 3)
+
+    def search_hnsw(self, vector: np.ndarray) -> None:
+        """The same search on Chroma's HNSW index (as before exact search), for comparison."""
+        self.store.exact_search = False
+        try:
+            self.search(vector)
+        finally:
+            self.store.exact_search = True
+
+    def search_ids(self, vector: np.ndarray, k: int) -> list[str]:
+        return [hit.chunk.chunk_id for hit in self.store.query(vector.astype(np.float32), k)]
+
+    def stored_collection(self) -> Any:
+        return self.store.collection
 
     def count(self) -> int:
         return self.store.count()
@@ -175,7 +222,7 @@ class _PeerSide:
         # What VectorStoreIndex.from_documents does: split everything, then embed and add in batches.
         self.index.insert_nodes(self.splitter.get_nodes_from_documents(llamaindex_documents(documents)))
 
-    def add_vectors(self, chunks: Sequence[Chunk], vectors: Matrix) -> None:
+    def add_vectors(self, chunks: Sequence[Chunk], vectors: Matrix, use_vectors: Matrix | None = None) -> None:
         from llama_index.core.schema import BaseNode, TextNode
 
         nodes: list[BaseNode] = [
@@ -205,6 +252,15 @@ class _PeerSide:
 
         self.store.query(VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=self.profile.top_k))
 
+    def search_ids(self, vector: np.ndarray, k: int) -> list[str]:
+        from llama_index.core.vector_stores.types import VectorStoreQuery
+
+        result = self.store.query(VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=k))
+        return [str(node_id) for node_id in result.ids or []]
+
+    def stored_collection(self) -> Any:
+        return self.collection
+
     def count(self) -> int:
         return int(self.collection.count())
 
@@ -220,32 +276,46 @@ def _ingest_rounds(sides: dict[str, Any], documents: Sequence[Document], rounds:
     return {name: len(documents) / spent for name, spent in seconds.items()}
 
 
-def _synthetic(base: Matrix, texts: Sequence[tuple[str, str]], start: int, stop: int) -> tuple[list[Chunk], Matrix]:
-    """Chunks ``start..stop`` made from real vectors plus noise (see the module docstring)."""
+@dataclass(frozen=True)
+class _Base:
+    """What synthetic chunks are made from: real chunks' (text, language), e5 and USE vectors, row for row."""
+
+    texts: list[tuple[str, str]]
+    vectors: Matrix
+    use_vectors: Matrix | None
+
+
+def _noisy(vectors: Matrix, rng: np.random.Generator) -> Matrix:
+    noisy = vectors + rng.normal(0.0, NOISE, size=vectors.shape).astype(np.float32)
+    noisy /= np.maximum(np.linalg.norm(noisy, axis=1, keepdims=True), 1e-12)
+    return noisy.astype(np.float32)
+
+
+def _synthetic(base: _Base, start: int, stop: int) -> tuple[list[Chunk], Matrix, Matrix | None]:
+    """Chunks ``start..stop`` made from real chunks: their text and vectors plus noise (module docstring)."""
     rng = np.random.default_rng((SEED, start))
-    rows = np.arange(start, stop) % len(base)
-    vectors = base[rows] + rng.normal(0.0, NOISE, size=(stop - start, base.shape[1])).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = np.arange(start, stop) % len(base.texts)
     chunks = [
         Chunk(
             chunk_id=f"bench/{i}",
             document_id=f"bench/{i // 4}",
-            text=texts[i % len(texts)][0],
+            text=base.texts[row][0],
             title="",
-            language=texts[i % len(texts)][1],
+            language=base.texts[row][1],
         )
-        for i in range(start, stop)
+        for i, row in zip(range(start, stop), rows, strict=True)
     ]
-    return chunks, vectors.astype(np.float32)
+    use = _noisy(base.use_vectors[rows], rng) if base.use_vectors is not None else None
+    return chunks, _noisy(base.vectors[rows], rng), use
 
 
-def _fill(side: Any, name: str, base: Matrix, texts: Sequence[tuple[str, str]], size: int) -> None:
+def _fill(side: Any, name: str, base: _Base, size: int) -> None:
     """Add synthetic chunks to ``side`` until it holds ``size``."""
     start = side.count()
     with tqdm(total=max(size - start, 0), desc=f"{name}: filling to {size}", unit="chunk") as bar:
         for batch_start in range(start, size, _ADD_BATCH):
             batch_stop = min(batch_start + _ADD_BATCH, size)
-            side.add_vectors(*_synthetic(base, texts, batch_start, batch_stop))
+            side.add_vectors(*_synthetic(base, batch_start, batch_stop))
             bar.update(batch_stop - batch_start)
     started = time.perf_counter()
     side.refresh()  # the lexical matrices are rebuilt before timing queries
@@ -257,9 +327,12 @@ def _latencies(sides: dict[str, Any], questions: Sequence[str], embedder: Embedd
     ask_ms: dict[str, list[float]] = {name: [] for name in names}
     retrieve_ms: dict[str, list[float]] = {name: [] for name in names}
     search_ms: dict[str, list[float]] = {name: [] for name in names}
+    hnsw_ms: list[float] = []
     for question in questions[:3]:  # untimed: the first questions load lazy models (language ID)
         for side in sides.values():
             side.ask(question)
+    sentences = getattr(sides["answerdesk"].sentences, "embedder", None)
+    misses = getattr(sentences, "misses", 0)
     for position, question in enumerate(questions):
         order = names if position % 2 == 0 else names[::-1]
         vector = embedder.embed_query(question)
@@ -267,7 +340,8 @@ def _latencies(sides: dict[str, Any], questions: Sequence[str], embedder: Embedd
             ask_ms[name].append(_timed(partial(sides[name].ask, question)) * 1000)
             retrieve_ms[name].append(_timed(partial(sides[name].retrieve, question)) * 1000)
             search_ms[name].append(_timed(partial(sides[name].search, vector)) * 1000)
-    return {
+        hnsw_ms.append(_timed(partial(sides["answerdesk"].search_hnsw, vector)) * 1000)
+    figures = {
         name: {
             "ask_p50_ms": percentile(ask_ms[name], 50),
             "ask_p95_ms": percentile(ask_ms[name], 95),
@@ -278,6 +352,98 @@ def _latencies(sides: dict[str, Any], questions: Sequence[str], embedder: Embedd
         }
         for name in names
     }
+    # Sentences embedded while answering (not found in the evidence cache): each costs the model.
+    figures["answerdesk"]["search_on_chroma_hnsw_p50_ms"] = percentile(hnsw_ms, 50)
+    figures["answerdesk"]["search_on_chroma_hnsw_p95_ms"] = percentile(hnsw_ms, 95)
+    figures["answerdesk"]["sentence_cache_misses"] = float(getattr(sentences, "misses", 0) - misses)
+    return figures
+
+
+def _recall(sides: dict[str, Any], questions: Sequence[str], embedder: Embedder, k: int = 10) -> dict[str, float]:
+    """recall@k of each side's vector search against exact search over that side's own stored vectors."""
+    vectors = [embedder.embed_query(question) for question in questions]
+    recall = {}
+    for name, side in sides.items():
+        stored = side.stored_collection().get(include=["embeddings"])
+        ids = list(stored["ids"])
+        matrix = np.asarray(stored["embeddings"], dtype=np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        found = 0
+        for vector in vectors:
+            exact = {ids[row] for row in np.argsort(-(matrix @ vector))[:k]}
+            found += len(exact & set(side.search_ids(vector, k)))
+        recall[name] = found / (k * len(vectors))
+    return recall
+
+
+def _serve(side: _AnswerDeskSide, clients: int, seconds: float) -> dict[str, Any]:
+    """``answerdesk serve`` on the AnswerDesk side's data dir: seconds to ``/readyz`` 200, RSS after
+    warm-up questions, and ``clients`` concurrent /v1/ask clients for ``seconds`` (eval/load.py)."""
+    import asyncio
+    import os
+    import subprocess
+
+    import httpx
+
+    from eval.load import create_key, free_port, load_questions, run_clients, stop, wait_ready
+
+    env = dict(os.environ)
+    env |= {
+        "ANSWERDESK_DATA_DIR": str(side.settings.data_dir),
+        "ANSWERDESK_MODEL_DIR": str(side.settings.resolved_model_dir),
+        "ANSWERDESK_RATE_LIMIT_PER_SECOND": "0",
+        "ANSWERDESK_LOG_LEVEL": "WARNING",
+    }
+    _, key = create_key(env)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    questions = load_questions()
+    with tempfile.NamedTemporaryFile(prefix="answerdesk-bench-serve-", suffix=".log", delete=False) as log:
+        started = time.perf_counter()
+        command = [*_answerdesk_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        try:
+            wait_ready(base_url, server, 300, interval=0.05)
+            ready = time.perf_counter() - started
+            headers = {"Authorization": f"Bearer {key}"}
+            for question in questions[:20]:  # every lazy part loaded, as after the first minutes of serving
+                httpx.post(f"{base_url}/v1/ask", json={"question": question}, headers=headers, timeout=60)
+            rss = _rss_bytes(server.pid)
+            load = asyncio.run(run_clients(base_url, key, questions, clients, seconds, 30.0)) if seconds > 0 else None
+            rss_after = _rss_bytes(server.pid)
+        finally:
+            stop(server)
+    figures: dict[str, Any] = {
+        "chunks": side.count(),
+        "ready_s": ready,
+        "rss_mb": rss / 2**20,
+        "rss_after_load_mb": rss_after / 2**20,
+        "log": log.name,
+    }
+    if load is not None:
+        figures |= {
+            "load_clients": clients,
+            "load_seconds": load.seconds,
+            "load_requests_per_s": load.requests / load.seconds,
+            "load_errors": sum(load.errors.values()),
+            "load_p50_ms": percentile(load.latencies_ms, 50) if load.latencies_ms else None,
+            "load_p95_ms": percentile(load.latencies_ms, 95) if load.latencies_ms else None,
+        }
+    return figures
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident set size of a process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _answerdesk_command() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "answerdesk"]
 
 
 def run_bench(
@@ -287,8 +453,12 @@ def run_bench(
     sizes: Sequence[int],
     queries: int,
     rounds: int,
+    load_seconds: float = 20.0,
+    load_clients: int = 50,
 ) -> dict[str, Any]:
-    """Ingest throughput (passages/s) and latency per store size, for both systems, with ratios."""
+    """Ingest throughput (passages/s) and latency per store size, for both systems, with ratios; search
+    recall@10 against exact search; then ``answerdesk serve`` at the largest size: cold start, RSS and
+    throughput under load."""
     documents, questions = real_passages(settings, passages)
     questions = (questions * (queries // max(len(questions), 1) + 1))[:queries]
     embedder = load_embedder(
@@ -296,30 +466,30 @@ def run_bench(
         settings.embedding_model,
         settings.resolved_model_dir,
         batch_size=settings.embedding_batch_size,
+        threads=settings.embedding_threads,
     )
     embedder.warm_up()
     report: dict[str, Any] = {"passages": len(documents), "rounds": rounds, "queries": len(questions), "noise": NOISE}
     with tempfile.TemporaryDirectory(prefix="answerdesk-bench-") as scratch:
-        sides: dict[str, Any] = {
-            "answerdesk": _AnswerDeskSide(Path(scratch), embedder, profile),
-            "llamaindex": _PeerSide(Path(scratch), embedder, profile),
-        }
+        answerdesk = _AnswerDeskSide(Path(scratch), settings, embedder, profile)
+        sides: dict[str, Any] = {"answerdesk": answerdesk, "llamaindex": _PeerSide(Path(scratch), embedder, profile)}
         throughput = _ingest_rounds(sides, documents, rounds)
         report["ingest_passages_per_s"] = throughput
         report["ingest_ratio_answerdesk_over_llamaindex"] = throughput["answerdesk"] / throughput["llamaindex"]
+        report["ingest_stage_seconds"] = vars(answerdesk.ingestor.times)
         report["ingested_chunks"] = {name: side.count() for name, side in sides.items()}
-        base = np.concatenate(sides["answerdesk"].embeddings)
-        texts = [
-            (document.sections[0].blocks[0] if document.sections else document.title, document.language)
-            for document in documents
-        ]
+        base = answerdesk.base()
         for size in sorted(sizes):
             for name, side in sides.items():
-                _fill(side, name, base, texts, size)
-            latency = _latencies(sides, questions, embedder)
+                _fill(side, name, base, size)
+            latency: dict[str, Any] = _latencies(sides, questions, embedder)
             latency["ratio_answerdesk_over_llamaindex"] = {
-                key: latency["answerdesk"][key] / latency["llamaindex"][key] for key in latency["answerdesk"]
+                key: latency["answerdesk"][key] / latency["llamaindex"][key]
+                for key in latency["llamaindex"]
             }
+            latency["search_recall_at_10_vs_exact"] = _recall(sides, questions[:50], embedder)
             report[f"latency_at_{size}"] = latency | {"chunks": {name: side.count() for name, side in sides.items()}}
             logger.info("latency at %d chunks: %s", size, latency)
+        if sizes:
+            report[f"serve_at_{max(sizes)}"] = _serve(answerdesk, load_clients, load_seconds)
     return report

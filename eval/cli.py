@@ -339,6 +339,10 @@ def eval_bench(
     ),
     queries: Annotated[int, typer.Option(help="Queries per system and size.")] = 200,
     rounds: Annotated[int, typer.Option(help="Interleaved ingest rounds.")] = 4,
+    load_seconds: Annotated[
+        float, typer.Option(help="Seconds of /v1/ask load on `answerdesk serve` at the largest size (0: none).")
+    ] = 20.0,
+    load_clients: Annotated[int, typer.Option(help="Concurrent clients for that load.")] = 50,
     profile: ProfileOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
@@ -351,7 +355,7 @@ def eval_bench(
     except ValueError as exc:
         raise _fail(f"--sizes: {exc}") from exc
     try:
-        report = run_bench(settings, base, passages, store_sizes, queries, rounds)
+        report = run_bench(settings, base, passages, store_sizes, queries, rounds, load_seconds, load_clients)
     except FileNotFoundError as exc:
         errors.print(f"[yellow]skipped:[/yellow] {exc}")
         raise typer.Exit(0) from exc

@@ -123,7 +123,7 @@ def create_key(env: dict[str, str]) -> tuple[str, str]:
     return (found.group(1) if found else ""), done.stdout.strip().splitlines()[-1]
 
 
-def wait_ready(base_url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(base_url: str, server: subprocess.Popen[bytes], timeout: float, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -133,7 +133,7 @@ def wait_ready(base_url: str, server: subprocess.Popen[bytes], timeout: float) -
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(interval)
     raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
 
 

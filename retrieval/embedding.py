@@ -57,6 +57,12 @@ class Embedder(Protocol):
         ...
 
 
+def _truncated(ids: list[int], max_length: int) -> list[int]:
+    """``<s> tokens </s>`` cut to ``max_length`` keeping the closing token: what the tokenizer's own
+    right-side truncation gives (checked in tests/retrieval/test_embedding.py)."""
+    return ids if len(ids) <= max_length else [*ids[: max_length - 1], ids[-1]]
+
+
 def _l2_normalise(matrix: Matrix) -> Matrix:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     # An all-zero row (e.g. the hashing embedder on an empty text) stays zero instead of NaN.
@@ -96,7 +102,6 @@ class OnnxEmbedder:
         self.max_length = max_length
         self._session: Any = None
         self._tokenizer: Tokenizer | None = None
-        self._counter: Tokenizer | None = None
         self._pad_id = 1
         self._lock = threading.Lock()
 
@@ -107,29 +112,26 @@ class OnnxEmbedder:
             return self.model_dir
         return self.model_dir / "onnx"
 
-    def _load_tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
-        if self._tokenizer is not None and self._counter is not None:
-            return self._tokenizer, self._counter
+    def _load_tokenizer(self) -> Tokenizer:
+        if self._tokenizer is not None:
+            return self._tokenizer
         with self._lock:
-            if self._tokenizer is None or self._counter is None:
+            if self._tokenizer is None:
                 from tokenizers import Tokenizer
 
-                path = str(self.files_dir / "tokenizer.json")
-                tokenizer = Tokenizer.from_file(path)
+                # One untruncated tokenizer (~290 MB resident for e5's 250k-word vocabulary): it counts
+                # over-long passages truthfully, and :meth:`_embed` truncates as the model needs.
+                tokenizer = Tokenizer.from_file(str(self.files_dir / "tokenizer.json"))
                 tokenizer.no_padding()  # batches are padded here, after sorting by length
-                tokenizer.enable_truncation(max_length=self.max_length)
-                # An untruncated copy, so count_tokens reports over-long passages truthfully.
-                counter = Tokenizer.from_file(path)
-                counter.no_padding()
-                counter.no_truncation()
+                tokenizer.no_truncation()
                 pad_id = tokenizer.token_to_id("<pad>")
                 self._pad_id = 1 if pad_id is None else pad_id
-                self._tokenizer, self._counter = tokenizer, counter
-            return self._tokenizer, self._counter
+                self._tokenizer = tokenizer
+            return self._tokenizer
 
     def warm_up(self) -> None:
         """Load the tokenizer and the ONNX session (idempotent, thread-safe)."""
-        self._load_tokenizers()
+        self._load_tokenizer()
         if self._session is not None:
             return
         with self._lock:
@@ -144,6 +146,9 @@ class OnnxEmbedder:
             if self.threads:
                 options.intra_op_num_threads = self.threads  # else onnxruntime uses the physical cores
             options.inter_op_num_threads = 1
+            # No memory arena: it kept the peak of the longest batch (16 × 512 tokens: +500 MB resident
+            # for the life of the server); without it a question embedded no slower (docs/benchmarks.md).
+            options.enable_cpu_mem_arena = False
             # Idle worker threads sleep instead of spinning: with another busy thread or process on
             # our 2 cores (ingestion parses in a reader thread), spinning halved throughput at times:
             # 2 threads, one core busy elsewhere: 16.7-33.4 passages/s spinning, 42.6-43.6 not.
@@ -162,16 +167,13 @@ class OnnxEmbedder:
         return self._embed([PASSAGE_PREFIX + text for text in texts])
 
     def count_tokens(self, text: str) -> int:
-        _, counter = self._load_tokenizers()  # no need to load the model just to count
-        return len(counter.encode(text).ids)
+        return len(self._load_tokenizer().encode(text).ids)  # no need to load the model just to count
 
     def _embed(self, texts: list[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
-        tokenizer, _ = self._load_tokenizers()
-        encodings = tokenizer.encode_batch(texts)
-        ids = [enc.ids for enc in encodings]
+        ids = [_truncated(enc.ids, self.max_length) for enc in self._load_tokenizer().encode_batch(texts)]
         # Longest first and in similar-length batches, so little compute is spent on padding.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         out = np.empty((len(ids), self.dimension), dtype=np.float32)

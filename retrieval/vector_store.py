@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.errors import AnswerDeskError
+from retrieval.exact_search import Snapshot, Snapshots, file_stamp
 from retrieval.records import Chunk, Hit
 from retrieval.scope import DEFAULT_TENANT, TAG_KEY_PREFIX, Scope, tag_set, tenant_of
 
@@ -46,15 +47,20 @@ class ChromaStore:
     big store: Chroma's ``where`` filter lists every matching id before searching, which took 108 ms
     at 100k chunks even when it matched 1% of them (and 832 ms at 99%), against 9.9 ms unfiltered.
     The default tenant uses the plain collection name, so a single-tenant store looks as before.
+
+    Searches run exactly over an in-memory snapshot of the tenant's collection once one is built
+    (retrieval/exact_search.py; ``exact_search=False`` keeps them on Chroma's HNSW).
     """
 
-    def __init__(self, path: Path, collection: str = "answerdesk") -> None:
+    def __init__(self, path: Path, collection: str = "answerdesk", exact_search: bool = True) -> None:
         self.path = path
         self.collection_name = collection
         self._client: Any = None
         self._collections: dict[str, Any] = {}
         self._opened = False  # once opened, a missing store is an outage, not a store to create
         self._lock = threading.Lock()
+        self.exact_search = exact_search
+        self.snapshots = Snapshots(self.collection_of, lambda: file_stamp(self.path / _DATABASE_FILE))
 
     @property
     def client(self) -> Any:
@@ -87,6 +93,7 @@ class ChromaStore:
     def reset(self) -> None:
         """Drop the open client and collections; the next call opens the store again."""
         client, self._client, self._collections = self._client, None, {}
+        self.snapshots.clear()
         if client is not None:
             try:
                 client._target.close()  # the raw client: the guard would check the store first
@@ -127,6 +134,7 @@ class ChromaStore:
         if len(chunks) != len(embeddings):
             raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
         for tenant, positions in _by_tenant(chunk.tenant for chunk in chunks).items():
+            self.snapshots.drop([tenant])
             for start in range(0, len(positions), _WRITE_BATCH):
                 batch = positions[start : start + _WRITE_BATCH]
                 self.collection_of(tenant).upsert(
@@ -138,6 +146,7 @@ class ChromaStore:
 
     def delete(self, chunk_ids: Sequence[str]) -> None:
         for tenant, positions in _by_tenant(tenant_of(chunk_id) for chunk_id in chunk_ids).items():
+            self.snapshots.drop([tenant])
             for start in range(0, len(positions), _WRITE_BATCH):
                 ids = [chunk_ids[i] for i in positions[start : start + _WRITE_BATCH]]
                 self.collection_of(tenant).delete(ids=ids)
@@ -158,6 +167,12 @@ class ChromaStore:
         """Stored chunks with their embeddings (ids not in the store are left out)."""
         found: list[tuple[Chunk, NDArray[np.float32]]] = []
         for tenant, positions in _by_tenant(tenant_of(chunk_id) for chunk_id in chunk_ids).items():
+            snapshot = self.snapshots.ready(tenant) if self.exact_search else None
+            if snapshot is not None:
+                rows = [snapshot.rows.get(chunk_ids[i]) for i in positions]
+                made = ((snapshot.row_object(row, _chunk), snapshot.matrix[row]) for row in rows if row is not None)
+                found.extend(made)
+                continue
             result = self.collection_of(tenant).get(
                 ids=[chunk_ids[i] for i in positions], include=["documents", "metadatas", "embeddings"]
             )
@@ -191,6 +206,9 @@ class ChromaStore:
         scope = scope or Scope.everything()
         if k <= 0 or scope.is_empty:
             return []
+        snapshot = self.snapshots.current(scope.tenant) if self.exact_search else None
+        if snapshot is not None:
+            return _snapshot_query(snapshot, embedding, k, scope)
         collection = self.collection_of(scope.tenant)
         # No count first (5 ms at 100k chunks): Chroma returns fewer neighbours when it has fewer.
         # Each neighbour's metadata costs ~0.1 ms, so k are tried first (usually most chunks are in
@@ -231,6 +249,18 @@ class ChromaStore:
     def ping(self) -> None:
         """Raise StoreUnavailableError unless the store is on disk and answers (reopening it if needed)."""
         self.collection.count()
+
+
+def _snapshot_query(snapshot: Snapshot, embedding: NDArray[np.float32], k: int, scope: Scope) -> list[Hit]:
+    """:meth:`ChromaStore.query` over a snapshot: the nearest rows in scope, widening the search (k,
+    4k, then every row in order) only when a scope leaves too few of them."""
+    total = len(snapshot.ids)
+    for wanted in (k, k * _UNFILTERED_OVERFETCH, total) if scope.narrows_tenant else (k,):
+        nearest = snapshot.nearest(embedding, wanted)
+        rows = [(row, score) for row, score in nearest if scope.allows(snapshot.metadatas[row])]
+        if len(rows) >= k or len(nearest) < wanted or wanted >= total:
+            break
+    return [Hit(chunk=snapshot.row_object(row, _chunk), score=score) for row, score in rows[:k]]
 
 
 def _store_errors() -> tuple[type[Exception], ...]:

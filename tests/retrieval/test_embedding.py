@@ -323,3 +323,22 @@ def test_hashing_embedder_ranks_by_shared_words() -> None:
 def test_hashing_embedder_rejects_bad_dimension(dimension: int) -> None:
     with pytest.raises(ValueError, match="dimension"):
         HashingEmbedder(dimension=dimension)
+
+
+def test_truncation_matches_the_tokenizers_own(onnx_embedder: OnnxEmbedder) -> None:
+    """One untruncated tokenizer serves counting and embedding: its ids cut by ``_truncated`` are
+    what the tokenizer's own truncation to the model's length gives, for long and short texts."""
+    from tokenizers import Tokenizer
+
+    from retrieval.embedding import _truncated
+
+    reference = Tokenizer.from_file(str(onnx_embedder.files_dir / "tokenizer.json"))
+    reference.no_padding()
+    reference.enable_truncation(max_length=onnx_embedder.max_length)
+    texts = [text * 80 for _, _, text in SAMPLE] + [text for _, _, text in SAMPLE]
+    untruncated = [onnx_embedder.count_tokens(text) for text in texts]
+    assert max(untruncated) > onnx_embedder.max_length  # the long ones really are cut
+    tokenizer = onnx_embedder._load_tokenizer()
+    for text in texts:
+        ids = tokenizer.encode(text).ids
+        assert _truncated(ids, onnx_embedder.max_length) == reference.encode(text).ids

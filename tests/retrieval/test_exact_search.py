@@ -1,0 +1,81 @@
+"""Exact search over the in-memory snapshot (retrieval/exact_search.py) against Chroma's own answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.records import Chunk
+from retrieval.scope import Scope
+from retrieval.vector_store import ChromaStore
+
+ROWS = 300
+
+
+def _unit(rng: np.random.Generator, rows: int) -> np.ndarray:
+    vectors = rng.normal(size=(rows, 32)).astype(np.float32)
+    return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> tuple[ChromaStore, np.ndarray]:
+    store = ChromaStore(tmp_path / "chroma")
+    vectors = _unit(np.random.default_rng(3), ROWS)
+    chunks = [
+        Chunk(
+            chunk_id=f"doc{i // 3}#{i}",
+            document_id=f"doc{i // 3}",
+            text=f"text {i}",
+            title="t",
+            language="de" if i % 4 == 0 else "en",
+        )
+        for i in range(ROWS)
+    ]
+    store.upsert(chunks, vectors)
+    return store, vectors
+
+
+def _ids(store: ChromaStore, vector: np.ndarray, k: int, scope: Scope | None = None) -> list[str]:
+    return [hit.chunk.chunk_id for hit in store.query(vector, k, scope)]
+
+
+def test_exact_search_returns_what_chroma_returns(filled: tuple[ChromaStore, np.ndarray]) -> None:
+    store, vectors = filled
+    query = vectors[7] + 0.05 * _unit(np.random.default_rng(4), 1)[0]
+    query /= np.linalg.norm(query)
+    exact = store.query(query, 10)
+    assert store.snapshots.ready("default") is not None  # a small collection is read in line
+    store.exact_search = False
+    chroma = store.query(query, 10)
+    assert [hit.chunk for hit in exact] == [hit.chunk for hit in chroma]
+    assert [hit.score for hit in exact] == pytest.approx([hit.score for hit in chroma], abs=1e-5)
+    store.exact_search = True
+    german = Scope.everything().narrowed(languages=["de"])  # a quarter of the rows: the search widens
+    found = _ids(store, query, 10, german)
+    store.exact_search = False
+    assert found == _ids(store, query, 10, german)
+
+
+def test_embedded_reads_the_snapshot(filled: tuple[ChromaStore, np.ndarray]) -> None:
+    store, vectors = filled
+    store.query(vectors[0], 1)
+    from_memory = sorted(store.embedded(["doc1#3", "doc0#1", "missing#0"]), key=lambda item: item[0].chunk_id)
+    store.exact_search = False
+    from_chroma = sorted(store.embedded(["doc1#3", "doc0#1", "missing#0"]), key=lambda item: item[0].chunk_id)
+    assert [chunk for chunk, _ in from_memory] == [chunk for chunk, _ in from_chroma]
+    for (_, a), (_, b) in zip(from_memory, from_chroma, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_write_here_or_by_another_process_is_seen_at_once(filled: tuple[ChromaStore, np.ndarray]) -> None:
+    store, vectors = filled
+    query = vectors[11]
+    assert _ids(store, query, 1) == ["doc3#11"]
+    store.upsert([Chunk(chunk_id="near#0", document_id="near", text="n", title="", language="en")], query[None])
+    assert _ids(store, query, 2)[0] in {"near#0", "doc3#11"} and "near#0" in _ids(store, query, 2)
+    # Another process (here another store object) writes: the file stamp changes, the snapshot is dropped.
+    other = ChromaStore(store.path, exact_search=False)
+    other.delete(["near#0", "doc3#11"])
+    assert "near#0" not in _ids(store, query, 5) and "doc3#11" not in _ids(store, query, 5)
