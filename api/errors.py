@@ -15,7 +15,8 @@ ApiError
                            422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
 StoreUnavailable           503 store_unavailable (the vector store)
 DatabaseGoneError          503 database_gone (a SQLite file deleted or replaced while serving)
-(SQLite/SQL DatabaseError) 503 database_unavailable (damaged or unreadable; integrity errors stay 500)
+(SQLite/SQL DatabaseError) 503 database_unavailable (damaged, unreadable, or a database server down or
+                         timing out; integrity errors stay 500; the next request after recovery works)
 (request validation)     422 invalid_request (also a body that cannot be parsed, which FastAPI makes a 400)
 (HTTP errors: 404, 405…) their status, code from the status
 (anything else)          500 internal_error, logged, no trace to the client
@@ -184,6 +185,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(503, "database_gone", message)
 
     @app.exception_handler(sqlalchemy.exc.DatabaseError)
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)  # no pooled connection in time: the server is stuck
     @app.exception_handler(sqlite3.DatabaseError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, sqlalchemy.exc.IntegrityError | sqlite3.IntegrityError):

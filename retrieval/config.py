@@ -128,7 +128,12 @@ class Settings(BaseSettings):
     # How long a synchronous write (one small upload, a delete) may wait for other writes to free
     # the writer; then an upload is answered as a job (202) and a delete as 503 writer_busy.
     sync_write_seconds: float = Field(default=20.0, gt=0)
-    # Support (conversations, escalations, outbox, feedback, audit); None = the SQLite file below.
+    # All SQL state (registry, support, API keys) in one database, e.g. postgresql+psycopg://host/db;
+    # None = the SQLite file <data_dir>/answerdesk.db. Its schema comes from `answerdesk db upgrade`.
+    database_url_setting: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANSWERDESK_DATABASE_URL", "database_url_setting")
+    )
+    # Support (conversations, escalations, outbox, feedback, audit) and API keys elsewhere; None = database_url.
     support_database_url: str | None = None
     escalate_after_abstentions: int = Field(default=2, ge=0)  # N abstentions in a row escalate; 0 = never
     sensitive_topics: list[str] = [
@@ -167,7 +172,12 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'answerdesk.db'}"
+        return self.database_url_setting or f"sqlite:///{self.data_dir / 'answerdesk.db'}"
+
+    @property
+    def database_urls(self) -> list[str]:
+        """Every distinct SQL database in use (each gets the whole schema)."""
+        return list(dict.fromkeys([self.database_url, self.support_database_url or self.database_url]))
 
     def load_profile(self) -> RetrievalProfile:
         return RetrievalProfile.from_toml(self.profile_path) if self.profile_path else RetrievalProfile()

@@ -15,6 +15,8 @@ from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from tests.keys import bearer, issue_key, unlimited
 
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+
 # The hashing embedder's cosines are far below e5's, so the profile moves the threshold to match.
 PROFILE = 'name = "hashing"\nscore_midpoint = 0.45\nscore_scale = 0.05\n'
 ACME_FAQ = """---

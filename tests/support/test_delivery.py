@@ -21,6 +21,8 @@ from support.outbox import OutboxDispatcher, SignatureError, backoff_delay, sign
 from support.store import DEAD, DELIVERED, PENDING, SupportStore
 from tests.support.conftest import SECRET, Receiver, wait_until
 
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Eight escalations: each language, each kind of trigger, and personal data to redact.
