@@ -34,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import count_store_error
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
 from common.sql import DatabaseGoneError
 from retrieval.vector_store import StoreUnavailableError
@@ -176,11 +177,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailableError)
     async def _store(request: Request, exc: StoreUnavailableError) -> JSONResponse:
         logger.error("vector store unavailable: %s", exc)
+        count_store_error(request, "store_unavailable")
         return error_response(503, "store_unavailable", "the knowledge base is temporarily unavailable")
 
     @app.exception_handler(DatabaseGoneError)
     async def _gone(request: Request, exc: DatabaseGoneError) -> JSONResponse:
         logger.error("database file lost: %s", exc)
+        count_store_error(request, "database_gone")
         message = "a database file was deleted or replaced while the server ran; nothing was written"
         return error_response(503, "database_gone", message)
 
@@ -191,6 +194,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, sqlalchemy.exc.IntegrityError | sqlite3.IntegrityError):
             return await _unexpected(request, exc)  # a bug, not a damaged store
         logger.error("database unusable on %s %s: %s", request.method, request.url.path, exc)
+        count_store_error(request, "database_unavailable")
         return error_response(503, "database_unavailable", "a database is damaged or unreadable; see /readyz")
 
     @app.exception_handler(Exception)
