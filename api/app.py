@@ -22,7 +22,7 @@ from api.deps import EngineDep, RegistryDep, SettingsDep
 from api.documents import is_document_upload, visible_to
 from api.documents import router as documents_router
 from api.errors import error_response, install_error_handlers
-from api.limits import BodySizeLimit, RateLimiter, check_question_length
+from api.limits import BodySizeLimit, build_limiter, check_question_length
 from api.metrics import Metrics
 from api.metrics import router as metrics_router
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
@@ -91,8 +91,11 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         "answerdesk_upload_jobs", "Upload jobs kept by this replica, by status.", "status",
         lambda: app.state.documents.job_counts() if hasattr(app.state, "documents") else {},
     )
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
-    app.state.auth_failure_limiter = RateLimiter(settings.failed_auth_per_second, settings.failed_auth_burst)
+    redis = (settings.redis_url or None, settings.redis_prefix)  # shared by all replicas when set
+    app.state.rate_limiter = build_limiter("keys", settings.rate_limit_per_second, settings.rate_limit_burst, *redis)
+    app.state.auth_failure_limiter = build_limiter(
+        "failed-auth", settings.failed_auth_per_second, settings.failed_auth_burst, *redis
+    )
     # Answering is CPU-bound (embedding): more questions at once than cores only thrash them, and the
     # unlucky ones starve (50 clients on 2 cores: p99 over 30 s). Extra ones wait in line instead.
     answer_slots = anyio.CapacityLimiter(settings.max_concurrent_answers or os.cpu_count() or 2)

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=262_144, ge=1024)
     rate_limit_per_second: float = Field(default=20.0, ge=0)
     rate_limit_burst: int = Field(default=40, ge=1)
+    # Where the buckets live: a Redis URL (redis://host:6379/0) shares them between replicas
+    # (api/redis_limits.py); empty = in this process. Keys in Redis start with redis_prefix.
+    redis_url: str = ""
+    redis_prefix: str = "answerdesk"
     # Failed authentications (unknown or revoked keys) per client address, the same kind of bucket.
     failed_auth_per_second: float = Field(default=0.5, ge=0)
     failed_auth_burst: int = Field(default=20, ge=1)

@@ -104,3 +104,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for service, reason in _UNREACHABLE.items():
         terminalreporter.section(f"{service.upper()} UNREACHABLE: ITS TESTS WERE SKIPPED", sep="!", red=True, bold=True)
         terminalreporter.write_line(reason, red=True)
+
+
+@pytest.fixture
+def redis_settings() -> dict[str, str]:
+    """Settings fields for the test Redis (``ANSWERDESK_TEST_REDIS_URL``, default the local one) with a
+    key prefix of this test's own, so runs sharing the server never meet; skipped loudly if it is down."""
+    import secrets
+
+    import redis
+
+    url = os.environ.get("ANSWERDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_unreachable("Redis", f"{url}: {type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+    return {"redis_url": url, "redis_prefix": f"answerdesk-test-{secrets.token_hex(6)}"}
