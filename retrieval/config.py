@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=262_144, ge=1024)
     rate_limit_per_second: float = Field(default=20.0, ge=0)
     rate_limit_burst: int = Field(default=40, ge=1)
+    # Chroma servers (comma-separated http://host:port), tenants placed on them (retrieval/chroma_servers.py);
+    # empty = the embedded store in <data_dir>/chroma.
+    chroma_urls: str = ""
     # Where the buckets live: a Redis URL (redis://host:6379/0) shares them between replicas
     # (api/redis_limits.py); empty = in this process. Keys in Redis start with redis_prefix.
     redis_url: str = ""
@@ -163,6 +166,10 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def chroma_servers(self) -> list[str]:
+        return [url.strip().rstrip("/") for url in self.chroma_urls.split(",") if url.strip()]
 
     @property
     def lexical_dir(self) -> Path:

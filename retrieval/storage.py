@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from common.schema import SchemaOutdatedError
 from common.sql import DatabaseGoneError, open_database
+from retrieval.chroma_servers import build_vector_store
 from retrieval.config import Settings
 from retrieval.lexical import LexicalIndex
 from retrieval.registry import DocumentRegistry
@@ -92,7 +93,7 @@ def check_data_dir(settings: Settings, thorough: bool = False) -> list[StoreFaul
     databases = {"support database": open_database(support_url)} if support_url else {}
     lexical = LexicalIndex(settings.lexical_dir)
     try:
-        store = ChromaStore(settings.chroma_dir, settings.collection)
+        store = build_vector_store(settings)
         return check_stores(registry, store, lexical, databases, thorough)
     finally:
         lexical.close()

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, make_url
 
 import access.keys
+import retrieval.placement
 import retrieval.registry
 import support.store
 from api.app import create_app
@@ -38,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _models() -> MetaData:
     """Every table the stores map, in one MetaData."""
     metadata = MetaData()
-    for module in (retrieval.registry, support.store, access.keys):
+    for module in (retrieval.registry, retrieval.placement, support.store, access.keys):
         for table in module._Base.metadata.tables.values():
             table.to_metadata(metadata)
     return metadata
