@@ -69,7 +69,9 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
         before = current(connection)
         if before != head():
-            logger.warning("upgrading the schema of %s from %s to %s", _shown(engine), before, head())
+            # A new database is quietly made; changing an existing one is worth a warning in the log.
+            log = logger.info if before is None else logger.warning
+            log("upgrading the schema of %s from %s to %s", _shown(engine), before, head())
             config = _config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

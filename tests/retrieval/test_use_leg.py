@@ -94,7 +94,7 @@ def test_a_store_without_use_vectors_keeps_answering_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with_vectors = build(tmp_path / "a", use_weight=0.0).retriever.retrieve("reset password", "en")
-    caplog.set_level(logging.INFO, logger="retrieval.pipeline")
+    caplog.set_level(logging.INFO, logger="retrieval.dense")
     without = build(tmp_path / "b", with_use=False, use_weight=0.5).retriever.retrieve("reset password", "en")
     assert [hit.chunk.chunk_id for hit in without] == [hit.chunk.chunk_id for hit in with_vectors]
     assert "USE leg skipped" in caplog.text
