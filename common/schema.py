@@ -30,6 +30,7 @@ from filelock import FileLock
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
+from common.errors import AnswerDeskError
 from common.sql import private_file, sqlite_path
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _UPGRADE_LOCK = 0x6164736B
 
 
-class SchemaOutdatedError(RuntimeError):
+class SchemaOutdatedError(AnswerDeskError, RuntimeError):
     """The database's schema is not the one the code needs (and is not upgraded automatically)."""
+
+    code = "schema_outdated"
 
 
 def _config() -> Config:
