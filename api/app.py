@@ -18,16 +18,16 @@ from fastapi.responses import JSONResponse
 from access.keys import build_key_store
 from api.access_log import AccessLogMiddleware, log_answer
 from api.auth import AskCaller, DocumentsCaller
-from api.deps import EngineDep, RegistryDep, SettingsDep
-from api.documents import is_document_upload, visible_to
-from api.documents import router as documents_router
+from api.deps import EngineDep, RegistryDep, SettingsDep, SupportDep
 from api.errors import error_response, install_error_handlers
 from api.limits import BodySizeLimit, build_limiter, check_question_length
 from api.metrics import Metrics
 from api.metrics import router as metrics_router
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
+from api.routes_documents import is_document_upload, visible_to
+from api.routes_documents import router as documents_router
 from api.routes_keys import router as keys_router
-from api.routes_support import SupportDep, answer_turn
+from api.routes_support import answer_turn
 from api.routes_support import router as support_router
 from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
