@@ -34,9 +34,10 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-## Prepare the offline model, ingest the sample knowledge base and serve the API on 127.0.0.1:$(PORT).
+## Upgrade the database schema, prepare the offline model, ingest the sample knowledge base and serve the API on 127.0.0.1:$(PORT).
 ## The first run writes a local admin API key to var/admin.key (later runs say where it is).
 run: install
+	$(BIN)/answerdesk db upgrade
 	$(BIN)/answerdesk prepare-model
 	$(BIN)/answerdesk ingest data/kb --sync
 	$(BIN)/answerdesk keys bootstrap

@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.clock import utc_now
 from common.errors import AnswerDeskError
+from common.schema import require_current
 from common.sql import SqlStore, private_dir, record_from_row
 from retrieval.config import Settings
 from retrieval.scope import PUBLIC, check_audience, check_tenant
@@ -123,7 +124,7 @@ class KeyStore(SqlStore):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        _Base.metadata.create_all(self.engine)
+        require_current(self.engine)  # the schema is Alembic's (common/schema.py)
 
     def create(self, role: str, tenant: str, audience: str = PUBLIC, name: str = "") -> tuple[ApiKey, str]:
         """A new key and its token; the token is returned only here.

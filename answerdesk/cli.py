@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from answerdesk.db_cli import db_app
 from answerdesk.keys_cli import keys_app
 from answerdesk.privacy_cli import privacy_app
 from answerdesk.support_cli import register as register_support_commands
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 register_support_commands(app)  # audit, report, escalations, outbox (answerdesk/support_cli.py)
+app.add_typer(db_app, name="db")  # answerdesk/db_cli.py
 app.add_typer(keys_app, name="keys")  # answerdesk/keys_cli.py
 app.add_typer(privacy_app, name="privacy")  # answerdesk/privacy_cli.py
 app.add_typer(verifier_app, name="verifier")  # answerdesk/verifier_cli.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -19,7 +20,9 @@ from api.access_log import AccessLogMiddleware, log_answer
 from api.auth import AskCaller, DocumentsCaller
 from api.deps import EngineDep, RegistryDep, SettingsDep, SupportDep
 from api.errors import error_response, install_error_handlers
-from api.limits import BodySizeLimit, RateLimiter, check_question_length
+from api.limits import BodySizeLimit, build_limiter, check_question_length
+from api.metrics import Metrics
+from api.metrics import router as metrics_router
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
 from api.routes_documents import is_document_upload, visible_to
 from api.routes_documents import router as documents_router
@@ -32,6 +35,7 @@ from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
 from retrieval.pipeline import build_components, build_pipeline
 from retrieval.storage import StorageError, check_data_dir, check_stores
+from support.store import SupportStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.registry = registry
         app.state.keys = await run_in_threadpool(build_key_store, settings)
         documents = DocumentService(build_ingestor(settings, profile, loaded, store, registry), settings.uploads_dir)
+        documents.on_file_written = app.state.metrics.file_written
         await run_in_threadpool(documents.recover)  # also fills a lexical index that lacks chunks
         await run_in_threadpool(app.state.engine.warm_up)
         app.state.documents = documents
@@ -77,8 +82,20 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         summary="Answers customer questions only from the knowledge base, with citations, or abstains.",
         lifespan=lifespan,
     )
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
-    app.state.auth_failure_limiter = RateLimiter(settings.failed_auth_per_second, settings.failed_auth_burst)
+    app.state.metrics = metrics = Metrics()  # GET /metrics (api/metrics.py)
+    metrics.depth(
+        "answerdesk_outbox_messages", "Webhook outbox messages by status (pending: still to deliver; dead: "
+        "gave up).", "status", lambda: _support_store(app).outbox_counts() if hasattr(app.state, "support") else {},
+    )
+    metrics.depth(
+        "answerdesk_upload_jobs", "Upload jobs kept by this replica, by status.", "status",
+        lambda: app.state.documents.job_counts() if hasattr(app.state, "documents") else {},
+    )
+    redis = (settings.redis_url or None, settings.redis_prefix)  # shared by all replicas when set
+    app.state.rate_limiter = build_limiter("keys", settings.rate_limit_per_second, settings.rate_limit_burst, *redis)
+    app.state.auth_failure_limiter = build_limiter(
+        "failed-auth", settings.failed_auth_per_second, settings.failed_auth_burst, *redis
+    )
     # Answering is CPU-bound (embedding): more questions at once than cores only thrash them, and the
     # unlucky ones starve (50 clients on 2 cores: p99 over 30 s). Extra ones wait in line instead.
     answer_slots = anyio.CapacityLimiter(settings.max_concurrent_answers or os.cpu_count() or 2)
@@ -93,6 +110,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(documents_router)
     app.include_router(support_router)
     app.include_router(keys_router)
+    app.include_router(metrics_router)
 
     @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["answers"])
     async def ask(
@@ -103,8 +121,11 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
         Only documents of the key's tenant and audience are used."""
         check_question_length(request.question, app_settings.max_question_chars)
+        queued = time.perf_counter()
         async with answer_slots:  # first come, first served once the cores are busy
+            started = time.perf_counter()
             response = await answer_turn(request, engine, desk, caller.scope, caller.key_id)
+        metrics.answered(response.status, response.language, started - queued, time.perf_counter() - started)
         log_answer(request.question, response, app_settings.log_questions)
         return response
 
@@ -149,3 +170,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         return JSONResponse({"status": "ready", "chunks": await run_in_threadpool(engine.store.count)})
 
     return app
+
+
+def _support_store(app: FastAPI) -> SupportStore:
+    store: SupportStore = app.state.support.store
+    return store

@@ -23,7 +23,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from access.keys import ROLE_PERMISSIONS, ApiKey, KeyStore, Permission, Role
 from api.errors import AuthenticationError, ForbiddenError, NotReadyError, RateLimitedError
-from api.limits import RateLimiter, retry_after_header
+from api.limits import Limiter, retry_after_header
 from retrieval.scope import AUDIENCES, INTERNAL, PUBLIC, Scope
 
 # auto_error=False: a missing key is our own 401 JSON, not FastAPI's 403 text. Both schemes appear
@@ -63,8 +63,8 @@ def get_key_store(request: Request) -> KeyStore:
     return store
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
+def get_rate_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.rate_limiter
     return limiter
 
 
@@ -82,7 +82,7 @@ async def authenticate(
         )
     # Failed authentications are limited per client address, checked before the key is: an address
     # that keeps guessing is refused without its guesses being tried.
-    failures: RateLimiter = request.app.state.auth_failure_limiter
+    failures: Limiter = request.app.state.auth_failure_limiter
     address = request.client.host if request.client else "unknown"
     if (wait := failures.waiting(address)) > 0:
         _refuse("too many failed authentications from this address", wait)

@@ -14,7 +14,8 @@ ApiError
 └── DocumentRejectedError  a file the ingester refused: 409 document_exists, 413 too_large,
                            422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
 AnswerDeskError            by its code (DOMAIN_STATUS): store_unavailable, database_gone 503; *_not_found 404; …
-(SQLite/SQL DatabaseError) 503 database_unavailable (damaged or unreadable; integrity errors stay 500)
+(SQLite/SQL DatabaseError) 503 database_unavailable (damaged, unreadable, or a database server down or
+                         timing out; integrity errors stay 500; the next request after recovery works)
 (request validation)     422 invalid_request (also a body that cannot be parsed, which FastAPI makes a 400)
 (HTTP errors: 404, 405…) their status, code from the status
 (anything else)          500 internal_error, logged, no trace to the client
@@ -32,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import count_store_error
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
 from common.errors import AnswerDeskError
 
@@ -197,16 +199,20 @@ def install_error_handlers(app: FastAPI) -> None:
         if status is None:
             return await _unexpected(request, exc)
         if status >= 500:  # the detail may name server paths: logged, and the client gets a fixed text
+            if exc.code in ("store_unavailable", "database_gone"):
+                count_store_error(request, exc.code)
             logger.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc)
             return error_response(status, exc.code, _SERVER_MESSAGES.get(exc.code, "temporarily unavailable"))
         return error_response(status, exc.code, str(exc))
 
     @app.exception_handler(sqlalchemy.exc.DatabaseError)
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)  # no pooled connection in time: the server is stuck
     @app.exception_handler(sqlite3.DatabaseError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, sqlalchemy.exc.IntegrityError | sqlite3.IntegrityError):
             return await _unexpected(request, exc)  # a bug, not a damaged store
         logger.error("database unusable on %s %s: %s", request.method, request.url.path, exc)
+        count_store_error(request, "database_unavailable")
         return error_response(503, "database_unavailable", "a database is damaged or unreadable; see /readyz")
 
     @app.exception_handler(Exception)

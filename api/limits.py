@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import Headers
@@ -37,6 +38,26 @@ class TokenBucket:
 
 
 MAX_BUCKETS = 100_000
+
+
+class Limiter(Protocol):
+    """What the routes need of a rate limiter: this module's in-process one, or the Redis one shared
+    by every replica (api/redis_limits.py)."""
+
+    def waiting(self, key_id: str) -> float: ...
+
+    def retry_after(self, key_id: str) -> float: ...
+
+
+def build_limiter(
+    name: str, rate: float, burst: int, redis_url: str | None, redis_prefix: str
+) -> Limiter:
+    """Buckets in Redis when ``redis_url`` is set (all replicas share them), else in this process."""
+    if redis_url:
+        from api.redis_limits import RedisRateLimiter
+
+        return RedisRateLimiter(redis_url, redis_prefix, name, rate, burst)
+    return RateLimiter(rate, burst)
 
 
 class RateLimiter:

@@ -88,7 +88,7 @@ def open_database(url: str) -> Engine:
     path = sqlite_path(url)
     if path is not None and not str(path).startswith("file:"):
         private_file(path)
-    engine = create_engine(url)
+    engine = create_engine(url) if url.startswith("sqlite") else create_engine(url, **_server_options(url))
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     if path is not None:
@@ -96,6 +96,29 @@ def open_database(url: str) -> Engine:
         event.listen(engine, "do_connect", lambda *_: guard.check())  # before a new connection creates a file
         event.listen(engine, "checkout", lambda *_: guard.check())
     return engine
+
+
+# A database server (PostgreSQL) that does not answer fails a request within seconds instead of
+# hanging it: connecting gives up after CONNECT_TIMEOUT_S, waiting for a pooled connection after
+# POOL_TIMEOUT_S, and each checkout is pinged first, so connections broken by a restart are replaced
+# and the next request after an outage works without restarting the process. A ``connect_timeout``
+# in the URL's query wins over ours.
+CONNECT_TIMEOUT_S = 5
+POOL_TIMEOUT_S = 10
+POOL_SIZE = 5
+POOL_MAX_OVERFLOW = 10
+
+
+def _server_options(url: str) -> dict[str, Any]:
+    query = make_url(url).query
+    connect_args = {} if "connect_timeout" in query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {
+        "pool_pre_ping": True,
+        "pool_timeout": POOL_TIMEOUT_S,
+        "pool_size": POOL_SIZE,
+        "max_overflow": POOL_MAX_OVERFLOW,
+        "connect_args": connect_args,
+    }
 
 
 class SqlStore:

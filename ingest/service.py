@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import unicodedata
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -93,6 +95,8 @@ class DocumentService:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="document-writer")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_lock = threading.Lock()
+        # Told each written file's outcome and seconds (the API's metrics); None: nobody listens.
+        self.on_file_written: Callable[[str, float], None] | None = None
 
     def write(
         self,
@@ -144,6 +148,11 @@ class DocumentService:
     def job(self, job_id: str) -> Job | None:
         with self._jobs_lock:
             return self._jobs.get(job_id)
+
+    def job_counts(self) -> dict[str, int]:
+        """Jobs kept, by status."""
+        with self._jobs_lock:
+            return dict(Counter(str(job.status) for job in self._jobs.values()))
 
     def recover(self) -> None:
         """Finish cleaning up after a write that was interrupted (e.g. by a crash)."""
@@ -204,6 +213,7 @@ class DocumentService:
         job.status = JobStatus.RUNNING
         job.started.set()
         upload = uploads[index]
+        started = time.perf_counter()
         try:
             result = self._put(upload, document_id, must_be_new, placement, claimed)
         except Exception as exc:
@@ -215,6 +225,8 @@ class DocumentService:
                 error=f"internal error: {exc}",
                 code="internal_error",
             )
+        if self.on_file_written is not None:
+            self.on_file_written(str(result.outcome), time.perf_counter() - started)
         if result.document_id and result.outcome != Outcome.FAILED:
             claimed.add(result.document_id)
         job.results.append(result)

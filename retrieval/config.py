@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=262_144, ge=1024)
     rate_limit_per_second: float = Field(default=20.0, ge=0)
     rate_limit_burst: int = Field(default=40, ge=1)
+    # Chroma servers (comma-separated http://host:port), tenants placed on them (retrieval/chroma_servers.py);
+    # empty = the embedded store in <data_dir>/chroma.
+    chroma_urls: str = ""
+    # Where the buckets live: a Redis URL (redis://host:6379/0) shares them between replicas
+    # (api/redis_limits.py); empty = in this process. Keys in Redis start with redis_prefix.
+    redis_url: str = ""
+    redis_prefix: str = "answerdesk"
     # Failed authentications (unknown or revoked keys) per client address, the same kind of bucket.
     failed_auth_per_second: float = Field(default=0.5, ge=0)
     failed_auth_burst: int = Field(default=20, ge=1)
@@ -133,7 +140,12 @@ class Settings(BaseSettings):
     # How long a synchronous write (one small upload, a delete) may wait for other writes to free
     # the writer; then an upload is answered as a job (202) and a delete as 503 writer_busy.
     sync_write_seconds: float = Field(default=20.0, gt=0)
-    # Support (conversations, escalations, outbox, feedback, audit); None = the SQLite file below.
+    # All SQL state (registry, support, API keys) in one database, e.g. postgresql+psycopg://host/db;
+    # None = the SQLite file <data_dir>/answerdesk.db. Its schema comes from `answerdesk db upgrade`.
+    database_url_setting: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANSWERDESK_DATABASE_URL", "database_url_setting")
+    )
+    # Support (conversations, escalations, outbox, feedback, audit) and API keys elsewhere; None = database_url.
     support_database_url: str | None = None
     escalate_after_abstentions: int = Field(default=2, ge=0)  # N abstentions in a row escalate; 0 = never
     sensitive_topics: list[str] = [
@@ -161,6 +173,10 @@ class Settings(BaseSettings):
         return self.data_dir / "chroma"
 
     @property
+    def chroma_servers(self) -> list[str]:
+        return [url.strip().rstrip("/") for url in self.chroma_urls.split(",") if url.strip()]
+
+    @property
     def lexical_dir(self) -> Path:
         """The BM25 index's chunk terms (retrieval/lexical.py), beside the vector store."""
         return self.data_dir / "lexical"
@@ -172,7 +188,12 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'answerdesk.db'}"
+        return self.database_url_setting or f"sqlite:///{self.data_dir / 'answerdesk.db'}"
+
+    @property
+    def database_urls(self) -> list[str]:
+        """Every distinct SQL database in use (each gets the whole schema)."""
+        return list(dict.fromkeys([self.database_url, self.support_database_url or self.database_url]))
 
     def load_profile(self) -> RetrievalProfile:
         return RetrievalProfile.from_toml(self.profile_path) if self.profile_path else RetrievalProfile()

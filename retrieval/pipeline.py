@@ -11,6 +11,7 @@ from common.sql import private_dir
 from retrieval.analysis import set_cache_dir as set_analysis_cache_dir
 from retrieval.analysis import warm_up as warm_up_analysis
 from retrieval.answerability import VerifierSignals
+from retrieval.chroma_servers import build_vector_store
 from retrieval.cite import compose_answer
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.dense import DenseRetriever, UseLeg
@@ -170,7 +171,7 @@ def build_components(
         batch_size=settings.embedding_batch_size,
         threads=settings.embedding_threads,
     )
-    store = ChromaStore(settings.chroma_dir, settings.collection)
+    store = build_vector_store(settings)  # embedded, or Chroma servers (retrieval/chroma_servers.py)
     registry = DocumentRegistry(settings.database_url)
     return embedder, store, registry
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import JSON, Integer, String, delete, inspect, select, text
+from sqlalchemy import JSON, Integer, String, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common.schema import require_current
 from common.sql import columns_of, open_database, record_from_row
 from retrieval.scope import DEFAULT_TENANT, tenant_of
 
@@ -87,8 +88,7 @@ class DocumentRegistry:
         # WAL lets the API read while an ingest writes; the file is private and a deleted file is noticed
         # (common/sql.py).
         self.engine = open_database(url)
-        _Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        require_current(self.engine)  # the schema is Alembic's (common/schema.py)
 
     def is_empty(self) -> bool:
         with Session(self.engine) as session:
@@ -182,19 +182,6 @@ class DocumentRegistry:
             return
         with Session(self.engine) as session, session.begin():
             session.execute(delete(_JournalRow).where(_JournalRow.entry_id.in_(list(entry_ids))))
-
-
-def _add_missing_columns(engine: Any) -> None:
-    """Registries made before a column existed get it added (the only migration we need so far)."""
-    present = {column["name"] for column in inspect(engine).get_columns("documents")}
-    with engine.begin() as connection:
-        if "file_hash" not in present:
-            connection.execute(text("ALTER TABLE documents ADD COLUMN file_hash VARCHAR NOT NULL DEFAULT ''"))
-        if "translation_key" not in present:
-            connection.execute(text("ALTER TABLE documents ADD COLUMN translation_key VARCHAR NOT NULL DEFAULT ''"))
-            connection.execute(
-                text("CREATE INDEX IF NOT EXISTS ix_documents_translation_key ON documents (translation_key)")
-            )
 
 
 def _record(row: _DocumentRow) -> DocumentRecord:

@@ -4,7 +4,8 @@ The stores: the SQL databases (document registry, support tables, API keys; one 
 default), the vector store (Chroma) and the lexical index. Each fault has a stable code:
 
 - ``database_gone``: a SQLite file was deleted or replaced while open (common/sql.py FileGuard);
-- ``database_unavailable``: a database is damaged or unreadable;
+- ``database_unavailable``: a database is damaged, unreadable or (a server) does not answer;
+- ``schema_outdated``: a database server's schema is behind this version (``answerdesk db upgrade``);
 - ``store_unavailable``: the vector store does not answer;
 - ``lexical_index_unavailable``: the lexical index is damaged or unreadable;
 - ``registry_lost``: the registry is empty while the vector store holds chunks (the database was
@@ -24,7 +25,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from common.errors import AnswerDeskError
+from common.schema import SchemaOutdatedError
 from common.sql import DatabaseGoneError, open_database
+from retrieval.chroma_servers import build_vector_store
 from retrieval.config import Settings
 from retrieval.lexical import LexicalIndex
 from retrieval.registry import DocumentRegistry
@@ -85,13 +88,15 @@ def check_data_dir(settings: Settings, thorough: bool = False) -> list[StoreFaul
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         registry = DocumentRegistry(settings.database_url)
+    except SchemaOutdatedError as exc:
+        return [StoreFault("registry", "schema_outdated", str(exc))]
     except Exception as exc:
         return [StoreFault("registry", "database_unavailable", f"cannot be opened ({type(exc).__name__})", str(exc))]
     support_url = settings.support_database_url
     databases = {"support database": open_database(support_url)} if support_url else {}
     lexical = LexicalIndex(settings.lexical_dir)
     try:
-        store = ChromaStore(settings.chroma_dir, settings.collection)
+        store = build_vector_store(settings)
         return check_stores(registry, store, lexical, databases, thorough)
     finally:
         lexical.close()

@@ -1,4 +1,5 @@
-"""The vector store: chunks and their embeddings in Chroma, on disk.
+"""The vector store: chunks and their embeddings in Chroma, on disk (or on Chroma servers,
+retrieval/chroma_servers.py).
 
 Embeddings are always passed in: Chroma's default embedding function would download a model.
 """
@@ -11,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +40,18 @@ class StoreUnavailableError(AnswerDeskError, RuntimeError):
     code = "store_unavailable"
 
 
+class VectorServers(Protocol):
+    """Chroma servers and the tenants placed on them (retrieval/chroma_servers.py)."""
+
+    urls: list[str]
+
+    def server_of(self, tenant: str) -> str: ...
+
+    def tenants(self) -> list[str]: ...
+
+    def connect(self, url: str) -> Any: ...
+
+
 class ChromaStore:
     """Chunks with embeddings in Chroma, one collection per tenant; ``query`` returns Hits by cosine
     similarity.
@@ -52,23 +65,42 @@ class ChromaStore:
     (retrieval/exact_search.py; ``exact_search=False`` keeps them on Chroma's HNSW).
     """
 
-    def __init__(self, path: Path, collection: str = "answerdesk", exact_search: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        collection: str = "answerdesk",
+        servers: VectorServers | None = None,
+        exact_search: bool = True,
+    ) -> None:
         self.path = path
         self.collection_name = collection
-        self._client: Any = None
+        # Chroma servers with tenants placed on them (retrieval/chroma_servers.py); None: embedded at path.
+        self.servers = servers
+        self._clients: dict[str, Any] = {}  # by server URL; "" is the embedded client
         self._collections: dict[str, Any] = {}
         self._opened = False  # once opened, a missing store is an outage, not a store to create
         self._lock = threading.Lock()
-        self.exact_search = exact_search
+        # A snapshot is stamped with the embedded store's file; on servers other replicas write where
+        # this one cannot see, so searches stay on the servers.
+        self.exact_search = exact_search and servers is None
         self.snapshots = Snapshots(self.collection_of, lambda: file_stamp(self.path / _DATABASE_FILE))
+
+    def _server_of(self, tenant: str) -> str:
+        return self.servers.server_of(tenant) if self.servers is not None else ""
 
     @property
     def client(self) -> Any:
-        """The Chroma client; opened on first use, and again after a failure (see ``_Guarded``)."""
+        """The default tenant's Chroma client (the only one when embedded)."""
+        return self._client_of(self._server_of(DEFAULT_TENANT))
+
+    def _client_of(self, server: str) -> Any:
+        """A server's client (``""``: the embedded one); opened on first use, and again after a
+        failure (see ``_Guarded``)."""
         with self._lock:
-            if self._client is None:
-                self._client = _Guarded(self._open(), self)
-            return self._client
+            if server not in self._clients:
+                opened = self.servers.connect(server) if self.servers is not None else self._open()
+                self._clients[server] = _Guarded(opened, self, server)
+            return self._clients[server]
 
     def _open(self) -> Any:
         import chromadb
@@ -90,11 +122,16 @@ class ChromaStore:
             self.reset()
             raise StoreUnavailableError(f"vector store at {self.path} is missing")
 
-    def reset(self) -> None:
-        """Drop the open client and collections; the next call opens the store again."""
-        client, self._client, self._collections = self._client, None, {}
+    def reset(self, server: str = "") -> None:
+        """Drop the open client of ``server`` (default: the embedded store) and its tenants'
+        collections; the next call opens it again."""
+        client = self._clients.pop(server, None)
+        self._collections = {
+            tenant: collection for tenant, collection in self._collections.items()
+            if self.servers is not None and self._server_of(tenant) != server
+        }
         self.snapshots.clear()
-        if client is not None:
+        if client is not None and self.servers is None:
             try:
                 client._target.close()  # the raw client: the guard would check the store first
             except Exception:  # closing a broken client may fail too; it is dropped either way
@@ -111,18 +148,22 @@ class ChromaStore:
     def collection_of(self, tenant: str) -> Any:
         collections = self._collections  # a reset replaces the dict; this call keeps a consistent one
         if tenant not in collections:
+            server = self._server_of(tenant)
             collections[tenant] = _Guarded(
-                self.client.get_or_create_collection(
+                self._client_of(server).get_or_create_collection(
                     self.collection_name_of(tenant),
                     configuration=cast(Any, {"hnsw": HNSW_CONFIGURATION}),
                     embedding_function=None,
                 ),
                 self,
+                server,
             )
         return collections[tenant]
 
     def tenants(self) -> list[str]:
-        """Every tenant that has a collection in this store."""
+        """Every tenant that has a collection in this store (on servers: every placed tenant)."""
+        if self.servers is not None:
+            return self.servers.tenants()
         prefix = self.collection_name + _TENANT_INFIX
         found = [DEFAULT_TENANT] if self.collection_name in self._names() else []
         return found + sorted(name.removeprefix(prefix) for name in self._names() if name.startswith(prefix))
@@ -243,12 +284,31 @@ class ChromaStore:
         ]
 
     def count(self) -> int:
-        """Chunks stored across all tenants."""
-        return sum(int(self.collection_of(tenant).count()) for tenant in self.tenants())
+        """Chunks stored across all tenants (on servers: those whose server answers)."""
+        total = 0
+        for tenant in self.tenants():
+            try:
+                total += int(self.collection_of(tenant).count())
+            except StoreUnavailableError:
+                if self.servers is None:
+                    raise
+                logger.warning("tenant %s not counted: its vector server does not answer", tenant)
+        return total
 
     def ping(self) -> None:
-        """Raise StoreUnavailableError unless the store is on disk and answers (reopening it if needed)."""
-        self.collection.count()
+        """Raise StoreUnavailableError unless the store is on disk and answers (reopening it if
+        needed); on servers, unless at least one answers (a server down fails only its tenants)."""
+        if self.servers is None:
+            self.collection.count()
+            return
+        failures = []
+        for server in self.servers.urls:
+            try:
+                self._client_of(server).heartbeat()
+                return
+            except StoreUnavailableError as exc:
+                failures.append(str(exc))
+        raise StoreUnavailableError("; ".join(failures))
 
 
 def _snapshot_query(snapshot: Snapshot, embedding: NDArray[np.float32], k: int, scope: Scope) -> list[Hit]:
@@ -265,9 +325,11 @@ def _snapshot_query(snapshot: Snapshot, embedding: NDArray[np.float32], k: int, 
 
 def _store_errors() -> tuple[type[Exception], ...]:
     """Errors that mean the store is down or damaged; anything else (a bad argument, a bug) is raised as is."""
+    import httpx
     from chromadb.errors import ChromaError
 
-    return (ChromaError, OSError, sqlite3.Error)
+    # httpx: a Chroma server (retrieval/chroma_servers.py) refusing, dropping or timing out a call.
+    return (ChromaError, OSError, sqlite3.Error, httpx.TransportError)
 
 
 def _caller_error(exc: Exception) -> bool:
@@ -286,9 +348,10 @@ class _Guarded:
     rather than a try/except in each store method, so new methods are covered too.
     """
 
-    def __init__(self, target: Any, store: ChromaStore) -> None:
+    def __init__(self, target: Any, store: ChromaStore, server: str = "") -> None:
         self._target = target
         self._store = store
+        self._server = server  # "": the embedded store
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
@@ -296,14 +359,16 @@ class _Guarded:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self._store.check_present()
+            if not self._server:
+                self._store.check_present()
             try:
                 return attribute(*args, **kwargs)
             except _store_errors() as exc:
                 if _caller_error(exc):
                     raise
-                self._store.reset()
-                raise StoreUnavailableError(f"vector store at {self._store.path} failed: {exc}") from exc
+                self._store.reset(self._server)
+                where = self._server or self._store.path
+                raise StoreUnavailableError(f"vector store at {where} failed: {exc}") from exc
 
         return call
 

@@ -31,17 +31,15 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     func,
-    inspect,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.clock import utc_now as utc_now  # re-exported for support/desk.py
 from common.errors import AnswerDeskError
+from common.schema import require_current
 from common.sql import SqlStore, columns_of, record_from_row
 from retrieval.records import Reason
 from retrieval.scope import DEFAULT_TENANT, INTERNAL, PUBLIC
@@ -349,9 +347,7 @@ class SupportStore(SqlStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.url = url
-        _add_tenants(self.engine)
-        _Base.metadata.create_all(self.engine)
-        _add_columns(self.engine)
+        require_current(self.engine)  # the schema is Alembic's (common/schema.py)
 
     # conversations -------------------------------------------------------------------------------
 
@@ -825,61 +821,6 @@ def _erase_conversation(session: Session, tenant: str, conversation_id: str, cou
             )
         )
     )
-
-
-def _add_columns(engine: Engine) -> None:
-    """Columns added since a table was made (audience, owner, customer id) are added in place; old
-    rows get the column's server default (audience ``internal``: readable only by internal keys).
-    Names and types in the SQL come from our own table definitions, never from input."""
-    present = set(inspect(engine).get_table_names())
-    quote = engine.dialect.identifier_preparer.quote
-    for table in _Base.metadata.sorted_tables:
-        if table.name not in present:
-            continue
-        have = {column["name"] for column in inspect(engine).get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            logger.warning("adding a %s column to %s", column.name, table.name)
-            kind = column.type.compile(engine.dialect)
-            server_default = getattr(column.server_default, "arg", None)
-            default = f" DEFAULT '{server_default}'" if server_default is not None else ""
-            name = f"{quote(table.name)} ADD COLUMN {quote(column.name)}"
-            with engine.begin() as connection:
-                connection.execute(text(f"ALTER TABLE {name} {kind}{default}"))
-                for index in table.indexes:
-                    if column.name in index.columns:
-                        index.create(connection)
-
-
-
-def _add_tenants(engine: Engine) -> None:
-    """Tables made before tenants existed are rebuilt with a ``tenant`` column (every old row is the
-    default tenant's); a rebuild because the conversations' primary key changes, which SQLite cannot
-    alter. Names in the SQL come from our own table definitions, never from input."""
-    present = set(inspect(engine).get_table_names())
-    for table in _Base.metadata.sorted_tables:
-        if table.name not in present or "tenant" not in table.columns:
-            continue
-        columns = [column["name"] for column in inspect(engine).get_columns(table.name)]
-        if "tenant" in columns:
-            continue
-        if engine.dialect.name != "sqlite":
-            raise RuntimeError(f"support table {table.name} has no tenant column; add it (default 'default')")
-        logger.warning("adding a tenant column to %s (existing rows: tenant %r)", table.name, DEFAULT_TENANT)
-        quote = engine.dialect.identifier_preparer.quote
-        name, old = quote(table.name), quote(f"{table.name}_before_tenants")
-        names = ", ".join(quote(column) for column in columns)
-        with engine.begin() as connection:
-            connection.execute(text(f"ALTER TABLE {name} RENAME TO {old}"))
-            for index in inspect(connection).get_indexes(f"{table.name}_before_tenants"):
-                connection.execute(text(f"DROP INDEX {quote(str(index['name']))}"))
-            table.create(connection)
-            connection.execute(
-                text(f"INSERT INTO {name} ({names}, tenant) SELECT {names}, :tenant FROM {old}"),
-                {"tenant": DEFAULT_TENANT},
-            )
-            connection.execute(text(f"DROP TABLE {old}"))
 
 
 def _codes_column(codes: Sequence[str]) -> str:

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------- keys
 
+
 def issue_key(settings: Settings, role: str = "admin", tenant: str = "default", audience: str = "internal") -> str:
     """A new key in ``settings``' database (admin of the default tenant, sees internal documents)."""
     store = build_key_store(settings)
@@ -180,11 +181,18 @@ def small_kb_settings(tmp_path: Path, documents: dict[str, str] | None = None, *
     profile_path = tmp_path / "profile.toml"
     profile_path.write_text(PROFILE, encoding="utf-8")
     settings = Settings(data_dir=tmp_path / "data", profile_path=profile_path, rate_limit_per_second=0.0)
-    if documents is None:
+    # The copy holds a SQLite registry and an embedded store: a database server (the PostgreSQL pass
+    # sets ANSWERDESK_DATABASE_URL) or Chroma servers need the documents ingested into them.
+    local = settings.database_url_setting is None and not (overrides.keys() & _WHERE_DOCUMENTS_LIVE)
+    if documents is None and local:
         shutil.copytree(_default_kb_data(), settings.data_dir)
-    else:
-        _ingest(settings, write_kb(tmp_path / "kb", documents))
-    return settings.model_copy(update=overrides)
+        return settings.model_copy(update=overrides)
+    settings = settings.model_copy(update=overrides)
+    _ingest(settings, write_kb(tmp_path / "kb", documents))
+    return settings
+
+
+_WHERE_DOCUMENTS_LIVE = {"database_url_setting", "support_database_url", "chroma_urls"}
 
 
 @functools.cache
@@ -193,7 +201,10 @@ def _default_kb_data() -> Path:
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     profile_path = root / "profile.toml"
     profile_path.write_text(PROFILE, encoding="utf-8")
-    settings = Settings(data_dir=root / "data", profile_path=profile_path)
+    data = root / "data"  # always SQLite here, whatever the environment says
+    settings = Settings(
+        data_dir=data, profile_path=profile_path, database_url_setting=f"sqlite:///{data / 'answerdesk.db'}"
+    )
     _ingest(settings, write_kb(root / "kb"))
     return settings.data_dir
 
@@ -394,7 +405,6 @@ def eval_strings(path: Path) -> Iterator[str]:
     elif name.endswith((".csv", ".tsv")):
         for row in csv.reader(io.StringIO(text), delimiter="\t" if name.endswith(".tsv") else ","):
             yield from (cell for cell in row if len(cell) <= 500)
-
 
 
 def dev_and_test_questions() -> set[str]:

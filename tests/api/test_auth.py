@@ -21,6 +21,8 @@ from retrieval.config import Settings, get_settings
 from retrieval.embedding import HashingEmbedder
 from tests.helpers import bearer, issue_key, unlimited
 
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+
 ROUTES_OF_ROLE = {
     # (method, path, json body): the role that may call it; a role not listed gets 403.
     ("POST", "/v1/ask", '{"question": "How long does a refund take?"}'): {"reader"},
@@ -120,6 +122,7 @@ def test_a_wrong_secret_for_a_real_key_id_is_401(client: TestClient, settings: S
     assert _error(client.get("/v1/escalations", headers=bearer(forged)), 401)["code"] == "invalid_api_key"
 
 
+@pytest.mark.sqlite_only  # it reads the SQLite file itself
 def test_keys_are_stored_only_as_hashes(client: TestClient, settings: Settings) -> None:
     token = issue_key(settings)
     key_id, secret = split_token(token)  # type: ignore[misc]

@@ -16,6 +16,8 @@ from retrieval.embedding import HashingEmbedder
 from tests.helpers import bearer, issue_key, unlimited
 from tests.ingest.samples import make_docx, make_pdf
 
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+
 FAQ = "---\ntitle: Invoices FAQ\ntype: faq\n---\n## Can I get a PDF invoice?\nYes, from the Billing page.\n"
 
 

@@ -3,10 +3,13 @@ conversations, escalations or feedback, and the refusal looks exactly like an id
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from retrieval.config import Settings
 from tests.helpers import ACME_FAQ, GLOBEX_FAQ, INTERNAL_FAQ, Tenant, assert_like_unknown, issue_key
+
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
 
 
 def test_conversations_are_per_tenant(acme: Tenant, globex: Tenant) -> None:

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,8 @@ from support.handoff import EscalationPayload
 from support.outbox import OutboxDispatcher, SignatureError, backoff_delay, sign, verify
 from support.store import DEAD, DELIVERED, PENDING, SupportStore
 from tests.helpers import SECRET, Receiver, wait_until
+
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,6 +144,41 @@ def test_receiver_refusing_the_body_is_not_retried_until_requeued(fake_settings:
     finally:
         desk.close()
         store.close()
+
+
+def test_two_replicas_draining_one_outbox_send_each_message_once(fake_settings: Settings, receiver: Receiver) -> None:
+    """Two dispatchers with their own connections (two API replicas) drain the same outbox at the
+    same moment: the row lease (``claim``) lets exactly one of them send each message. The `sql`
+    second pass proves it on PostgreSQL."""
+    receiver.start()
+    settings = _settings(fake_settings, receiver)
+    desk = build_desk(settings, start_worker=False)
+    stores = [SupportStore(settings.database_url) for _ in range(2)]
+    try:
+        ids = _escalate_all(desk, _engine(settings))
+        dispatchers = [OutboxDispatcher(store, SECRET, timeout=2.0) for store in stores]
+        start = threading.Barrier(len(dispatchers))
+        attempted = [0] * len(dispatchers)
+
+        def drain(index: int) -> None:
+            start.wait()
+            while stats := dispatchers[index].deliver_due(limit=len(ids)):
+                attempted[index] += stats.attempted
+                if not stores[index].due_messages(time.time()):
+                    return
+
+        threads = [threading.Thread(target=drain, args=(index,)) for index in range(len(dispatchers))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert stores[0].outbox_counts()[DELIVERED] == len(ids)
+        assert sum(attempted) == len(ids)  # no message attempted twice
+        assert len(receiver.requests) == len(ids) and set(receiver.received_per_key.values()) == {1}
+    finally:
+        desk.close()
+        for store in stores:
+            store.close()
 
 
 @pytest.mark.slow

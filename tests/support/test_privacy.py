@@ -27,6 +27,8 @@ from retrieval.embedding import HashingEmbedder
 from support.store import AuditRecord, Exchange, SupportStore, Turn
 from tests.helpers import SECRET, Receiver, bearer, issue_key, unlimited, wait_until
 
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -79,6 +81,7 @@ def webhook_settings(fake_settings: Settings, receiver: Receiver) -> Settings:
     )
 
 
+@pytest.mark.sqlite_only  # it reads the SQLite file itself
 def test_erasing_a_customer_leaves_no_trace_in_tables_files_logs_webhooks_or_exports(
     webhook_settings: Settings, receiver: Receiver
 ) -> None:
@@ -202,6 +205,7 @@ def test_agents_delete_conversations_of_their_audience(client: TestClient, fake_
     assert client.get(f"/v1/conversations/{internal}").status_code == 404
 
 
+@pytest.mark.sqlite_only  # it reads the SQLite file itself
 def test_a_question_is_stored_once_and_redacted(client: TestClient, fake_settings: Settings) -> None:
     question = "Call me on +371 2612 3456 about how long a refund takes"
     answer_id = client.post("/v1/ask", json={"question": question}).json()["answer_id"]
@@ -226,6 +230,7 @@ def test_raw_questions_are_stored_only_when_asked_for(fake_settings: Settings) -
     assert view["turns"][0]["question"] == "Call +371 2612 3456"
 
 
+@pytest.mark.sqlite_only  # it reads the SQLite file itself
 def test_state_files_are_private(fake_settings: Settings, tmp_path: Path) -> None:
     settings = unlimited(fake_settings)
     with TestClient(create_app(settings, embedder=HashingEmbedder())):

@@ -15,6 +15,8 @@ from retrieval.embedding import HashingEmbedder
 from support.store import SupportStore
 from tests.helpers import bearer, issue_key, unlimited
 
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+
 
 @pytest.fixture
 def client(fake_settings: Settings) -> Iterator[TestClient]:

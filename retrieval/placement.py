@@ -1,0 +1,74 @@
+"""Tenants placed on Chroma servers (``ANSWERDESK_CHROMA_URLS``), recorded in SQL so every replica
+sends a tenant to the same server, and the fleet grows by adding servers for new tenants.
+
+A tenant is placed the first time it is used, on the server holding the fewest tenants (ties: the
+first listed), and stays there: moving one is an operator's job (copy its collections, then update
+its row). Two replicas placing the same new tenant at once both end up with the first row written.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from sqlalchemy import String, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from common.clock import utc_now
+from common.schema import require_current
+from common.sql import SqlStore
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _PlacementRow(_Base):
+    __tablename__ = "chroma_placements"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    server: Mapped[str] = mapped_column(String(500), index=True)
+    placed_at: Mapped[str] = mapped_column(String(40))
+
+
+class PlacementStore(SqlStore):
+    """Tenant → server; placements are cached (they never change while a process runs)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        require_current(self.engine)  # the schema is Alembic's (common/schema.py)
+        self._known: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def server_of(self, tenant: str, servers: list[str]) -> str:
+        """The server of ``tenant``, placing it on the least-loaded of ``servers`` when new."""
+        if (known := self._known.get(tenant)) is not None:
+            return known
+        with self._lock:
+            server = self._read(tenant) or self._place(tenant, servers)
+            self._known[tenant] = server
+            return server
+
+    def placements(self) -> dict[str, str]:
+        with Session(self.engine) as session:
+            return {row.tenant: row.server for row in session.scalars(select(_PlacementRow))}
+
+    def _read(self, tenant: str) -> str | None:
+        with Session(self.engine) as session:
+            row = session.get(_PlacementRow, tenant)
+            return row.server if row else None
+
+    def _place(self, tenant: str, servers: list[str]) -> str:
+        with Session(self.engine) as session:
+            query = select(_PlacementRow.server, func.count()).group_by(_PlacementRow.server)
+            load = Counter({server: count for server, count in session.execute(query)})
+        chosen = min(servers, key=lambda server: (load[server], servers.index(server)))
+        try:
+            with self._session() as session:
+                session.add(_PlacementRow(tenant=tenant, server=chosen, placed_at=utc_now()))
+        except IntegrityError:  # another replica placed it first: use its choice
+            pass
+        placed = self._read(tenant)
+        assert placed is not None
+        return placed

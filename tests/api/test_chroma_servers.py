@@ -1,0 +1,63 @@
+"""ANSWERDESK_CHROMA_URLS against two real Chroma servers: tenants are placed on servers (recorded in
+SQL), and a server that is down fails only its own tenants' requests (503 store_unavailable), which
+answer again once it is back, without a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from retrieval.embedding import HashingEmbedder
+from retrieval.placement import PlacementStore
+from tests.chroma_server import ChromaServer, chroma_command
+from tests.helpers import FAQ, bearer, issue_key, small_kb_settings
+
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+QUESTION = {"question": "How long does a refund take?"}
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[ChromaServer]]:
+    if chroma_command() is None:
+        from tests.conftest import service_unreachable
+
+        service_unreachable("Chroma", "the chroma command is not installed")
+    started = [ChromaServer(tmp_path / f"chroma-{n}") for n in (1, 2)]
+    try:
+        for server in started:
+            server.start()
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def test_a_down_server_fails_only_its_tenants(tmp_path: Path, servers: list[ChromaServer]) -> None:
+    first, second = servers
+    # The sample KB goes to the default tenant, placed first: on the first server.
+    settings = small_kb_settings(tmp_path, chroma_urls=f"{first.url}, {second.url}")
+    assert not (settings.data_dir / "chroma").exists()  # nothing embedded on local disk
+    default_reader = bearer(issue_key(settings, role="reader", tenant="default"))
+    acme_editor = bearer(issue_key(settings, role="editor", tenant="acme"))
+    acme_reader = bearer(issue_key(settings, role="reader", tenant="acme"))
+    with TestClient(create_app(settings, embedder=HashingEmbedder())) as client:
+        upload = client.post("/v1/documents", headers=acme_editor, files=[("file", ("en/faq-refunds.md", FAQ))])
+        assert upload.status_code in (200, 201), upload.text
+        placements = PlacementStore(settings.database_url)
+        assert placements.placements() == {"default": first.url, "acme": second.url}  # the least loaded
+        placements.close()
+        for headers in (default_reader, acme_reader):
+            assert client.post("/v1/ask", json=QUESTION, headers=headers).json()["status"] == "answered"
+
+        second.stop()
+        down = client.post("/v1/ask", json=QUESTION, headers=acme_reader)
+        assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable", down.text
+        assert client.post("/v1/ask", json=QUESTION, headers=default_reader).json()["status"] == "answered"
+        assert client.get("/readyz").status_code == 200  # the replica still serves the other tenants
+
+        second.start()  # same folder, same port: its data is back
+        assert client.post("/v1/ask", json=QUESTION, headers=acme_reader).json()["status"] == "answered"

@@ -1,0 +1,70 @@
+"""PostgreSQL for tests: one throwaway database per test session (a random name, dropped at the end,
+so runs on the same server never meet) and one schema per test in it.
+
+The server is ``ANSWERDESK_TEST_POSTGRES_URL`` (default: the local one, trust auth). When it cannot
+be reached, the tests that need it are skipped with the reason, and the run's summary says so in
+capitals (tests/conftest.py): never silently.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import Engine
+
+ADMIN_URL = os.environ.get("ANSWERDESK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+class PostgresUnavailableError(RuntimeError):
+    """The test server does not answer."""
+
+
+def _autocommit(url: str) -> Engine:
+    return create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+
+
+def create_database() -> str:
+    """A new, empty database on the test server; returns its URL."""
+    name = f"answerdesk_test_{secrets.token_hex(6)}"
+    admin = _autocommit(ADMIN_URL)
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        raise PostgresUnavailableError(f"{_shown(ADMIN_URL)}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        admin.dispose()
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    admin = _autocommit(ADMIN_URL)
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def schema_in(database_url: str) -> Iterator[str]:
+    """A fresh schema in ``database_url``; yields a URL whose connections use only it (search_path)."""
+    name = f"t_{secrets.token_hex(6)}"
+    admin = _autocommit(database_url)
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{name}"'))
+        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={name}"})
+        yield url.render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
