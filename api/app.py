@@ -23,9 +23,11 @@ from api.errors import error_response, install_error_handlers
 from api.keys import build_key_store
 from api.limits import BodySizeLimit, RateLimiter, check_question_length
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
+from api.routes_console import router as console_router
 from api.routes_keys import router as keys_router
 from api.routes_support import SupportDep, answer_turn
 from api.routes_support import router as support_router
+from console.mount import mount_console
 from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(documents_router)
     app.include_router(support_router)
     app.include_router(keys_router)
+    app.include_router(console_router)  # /v1/me, /v1/preview, /v1/stats, /v1/gaps
+    mount_console(app)  # the web console at /console (console/)
 
     @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["answers"])
     async def ask(

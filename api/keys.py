@@ -51,6 +51,7 @@ class Permission(StrEnum):
     FAQ_CANDIDATES = "faq_candidates"
     KEYS = "keys"
     ERASURE = "erasure"  # erase everything about a customer id (admins only)
+    STATS = "stats"  # usage figures and the gap report of the tenant (admins only; GET /v1/stats)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

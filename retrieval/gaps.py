@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from retrieval.embedding import Embedder
 from retrieval.redact import redact_text
 from retrieval.registry import DocumentRegistry
+from retrieval.scope import Scope
 from retrieval.store import ChromaStore
 from retrieval.support_store import AuditRecord
 from retrieval.triage import reason_code
@@ -85,6 +86,7 @@ def gap_clusters(
     *,
     max_distance: float = DEFAULT_DISTANCE,
     examples: int = 3,
+    scope: Scope | None = None,
 ) -> list[GapCluster]:
     """Cluster the unanswered questions among ``records`` and find each cluster's nearest document."""
     unanswered = [record for record in records if is_unanswered(record)]
@@ -97,7 +99,7 @@ def gap_clusters(
         group = [unanswered[index] for index in members]
         centroid = vectors[members].mean(axis=0)
         norm = float(np.linalg.norm(centroid))
-        nearest = _nearest(store, registry, (centroid / norm).astype(np.float32)) if norm > 0 else None
+        nearest = _nearest(store, registry, (centroid / norm).astype(np.float32), scope) if norm > 0 else None
         clusters.append(
             GapCluster(
                 size=len(group),
@@ -130,9 +132,9 @@ def _examples(group: Sequence[AuditRecord], limit: int) -> list[tuple[str, str]]
 
 
 def _nearest(
-    store: ChromaStore, registry: DocumentRegistry | None, vector: NDArray[np.float32]
+    store: ChromaStore, registry: DocumentRegistry | None, vector: NDArray[np.float32], scope: Scope | None = None
 ) -> NearestDocument | None:
-    hits = store.query(vector, 10)
+    hits = store.query(vector, 10, scope)  # the scope's tenant's documents only (default: the default tenant)
     if registry is not None and hits:
         live = registry.live_versions({hit.chunk.document_id for hit in hits})
         hits = [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
