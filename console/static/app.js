@@ -49,8 +49,13 @@ function renderNav(current) {
 function signOut() {
   forgetKey();
   me = null;
-  location.hash = "#/signin";
-  route();
+  go("#/signin");
+}
+
+// Show the screen of `hash`: a new hash fires hashchange (which routes), the same one does not.
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
 }
 
 function signInScreen(message) {
@@ -66,8 +71,7 @@ function signInScreen(message) {
           const who = await api("/v1/me", { key: input.value.trim() });
           keepKey(input.value.trim());
           me = who;
-          location.hash = "#" + firstScreen();
-          route();
+          go("#" + firstScreen());
         } catch (error) {
           fill(problem,
             notice(error instanceof ApiError && error.status === 401 ? "This key is unknown or revoked." : error.message, "error"),
@@ -90,15 +94,17 @@ function firstScreen() {
   return first ? first.nav : "/none";
 }
 
-function noScreens() {
-  document.title = "No screens · AnswerDesk console";
-  fill(main,
+function noScreens(view) {
+  fill(view,
     h("h1", {}, "No console screens for this key"),
     notice(`A ${me.role} key has no console screens. Sign in with an editor, agent or admin key.`, "error"),
   );
 }
 
+let routing = 0; // the latest route(); an older one still loading must not take the focus
+
 async function route() {
+  const turn = ++routing;
   if (!storedKey()) return signInScreen();
   if (!me) {
     try {
@@ -110,8 +116,7 @@ async function route() {
   }
   const found = match(location.hash);
   if (!found || location.hash === "#/signin") {
-    location.replace("#" + firstScreen());
-    if (firstScreen() === "/none") return renderNoScreens();
+    location.replace("#" + firstScreen()); // fires hashchange, which routes
     return;
   }
   const { screen, params } = found;
@@ -126,12 +131,16 @@ async function route() {
   }
   document.title = `${screen.label || screen.title} · AnswerDesk console`;
   fill(main, h("p", { class: "muted" }, "Loading…"));
+  // Each screen draws into its own view, shown only if no newer navigation happened meanwhile.
+  const view = h("div", { class: "view" });
   try {
-    await screen.render(main, ...params);
+    await screen.render(view, ...params);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return signOut();
-    fill(main, h("h1", {}, screen.label || screen.title), notice(error.message, "error"));
+    fill(view, h("h1", {}, screen.label || screen.title), notice(error.message, "error"));
   }
+  if (turn !== routing) return;
+  fill(main, view);
   const heading = main.querySelector("h1");
   if (heading) {
     heading.tabIndex = -1;
@@ -139,11 +148,6 @@ async function route() {
   }
 }
 
-function renderNoScreens() {
-  renderNav(null);
-  noScreens();
-}
-
-SCREENS.push({ pattern: /^\/none$/, title: "No screens", permission: "ask", render: async () => noScreens() });
+SCREENS.push({ pattern: /^\/none$/, title: "No screens", permission: "ask", render: async (view) => noScreens(view) });
 window.addEventListener("hashchange", route);
 route();

@@ -211,7 +211,7 @@ async function documentScreen(main, documentId) {
         ["Version", doc.version],
         ["Updated", when(doc.updated_at)],
         ["Source", doc.source],
-      ].map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]),
+      ].map(([name, value]) => [h("dt", {}, name), h("dd", { id: `meta-${name.toLowerCase()}` }, value)]),
     ),
     h(
       "section",
