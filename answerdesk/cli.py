@@ -49,7 +49,7 @@ def _settings(profile: Path | None = None) -> tuple[Settings, RetrievalProfile]:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
-    from retrieval.logs import configure_logging
+    from common.logs import configure_logging
 
     configure_logging(logging.DEBUG if verbose else logging.WARNING)  # JSON lines on stderr, redacted
 
@@ -57,7 +57,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
 @app.command("prepare-model")
 def prepare_model() -> None:
     """Build the default offline embedding model and the verifier export (once; later runs reuse them)."""
-    from retrieval.model_prep import prepare_default_model, prepare_verifier
+    from retrieval.build.embedder import prepare_default_model, prepare_verifier
 
     settings = get_settings()
     path = prepare_default_model(settings.resolved_model_dir)
@@ -82,7 +82,7 @@ def ingest(
     """
     from ingest.pipeline import Outcome, Placement, build_ingestor
     from ingest.report import ProgressBars, summary_tables, timing_line
-    from retrieval.engine import build_components
+    from retrieval.pipeline import build_components
 
     try:
         placement = Placement(tenant, audience)
@@ -127,7 +127,7 @@ def check(
             errors.print("the lexical index can be rebuilt from the vector store: answerdesk check --repair")
         raise typer.Exit(1)
     from ingest.pipeline import build_ingestor
-    from retrieval.engine import build_components
+    from retrieval.pipeline import build_components
 
     embedder, store, registry = build_components(settings)
     ingestor = build_ingestor(settings, profile, embedder, store, registry)
@@ -149,8 +149,8 @@ def check(
 def _rebuild_lexical_index(settings: Settings) -> None:
     """Remove the damaged lexical index; the next recovery refills it from the vector store."""
     from ingest.pipeline import build_ingestor
-    from retrieval.engine import build_components
     from retrieval.lexical import LexicalIndex
+    from retrieval.pipeline import build_components
 
     database = LexicalIndex(settings.lexical_dir).database
     for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
@@ -169,7 +169,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
-    from retrieval.logs import configure_logging
+    from common.logs import configure_logging
     from retrieval.storage import check_data_dir, describe
 
     settings = get_settings()
@@ -202,7 +202,7 @@ def ask(
     from pydantic import ValidationError
 
     from api.models import AskRequest, AskResponse
-    from retrieval.engine import build_components, build_engine
+    from retrieval.pipeline import build_components, build_engine
 
     try:
         request = AskRequest(question=question, language=language)

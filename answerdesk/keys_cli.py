@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from api.keys import KeyStore
+    from access.keys import KeyStore
     from retrieval.config import Settings
 
 console = Console()
@@ -31,7 +31,7 @@ ADMIN_KEY_FILE = "admin.key"
 
 
 def _store() -> tuple[Settings, KeyStore]:
-    from api.keys import build_key_store
+    from access.keys import build_key_store
     from retrieval.config import get_settings
 
     settings = get_settings()
@@ -53,7 +53,7 @@ def create(
     name: Annotated[str, typer.Option(help="What the key is for (shown in `keys list`).")] = "",
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    from api.keys import KeySpecError
+    from access.keys import KeySpecError
 
     _, store = _store()
     try:
@@ -93,7 +93,7 @@ def list_keys(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key id from `keys list`.")]) -> None:
     """Revoke a key: its next request gets 401 invalid_api_key."""
-    from api.keys import KeyNotFoundError
+    from access.keys import KeyNotFoundError
 
     _, store = _store()
     try:

@@ -20,7 +20,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from retrieval.config import Settings
-    from retrieval.support_store import Erasure, SupportStore
+    from support.store import Erasure, SupportStore
 
 console = Console()
 errors = Console(stderr=True)
@@ -41,9 +41,9 @@ def _report(what: str, erased: Erasure) -> None:
 
 
 def _store() -> tuple[Settings, SupportStore]:
+    from common.sql import private_dir
     from retrieval.config import get_settings
-    from retrieval.rows import private_dir
-    from retrieval.support_store import SupportStore
+    from support.store import SupportStore
 
     settings = get_settings()
     private_dir(settings.data_dir)

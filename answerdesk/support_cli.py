@@ -23,7 +23,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from retrieval.config import Settings
-    from retrieval.support_store import SupportStore
+    from support.store import SupportStore
 
 console = Console()
 errors = Console(stderr=True)
@@ -42,9 +42,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _store() -> tuple[Settings, SupportStore]:
+    from common.sql import private_dir
     from retrieval.config import get_settings
-    from retrieval.rows import private_dir
-    from retrieval.support_store import SupportStore
+    from support.store import SupportStore
 
     settings = get_settings()
     private_dir(settings.data_dir)
@@ -71,7 +71,7 @@ def audit(
     """Query the audit log: answers with retrieved chunks and scores, status, confidence, profile, latency."""
     from dataclasses import asdict
 
-    from retrieval.redact import redact_text
+    from common.redact import redact_text
 
     allowed = {"answered", "abstained", "escalated"}
     unknown = sorted(set(status or []) - allowed)
@@ -124,8 +124,8 @@ def report_gaps(
     limit: Annotated[int, typer.Option(min=1, help="At most this many recent answers are read.")] = 5000,
 ) -> None:
     """Cluster abstained and escalated questions: count, examples in their languages, nearest document."""
-    from retrieval.engine import build_components
-    from retrieval.gaps import gap_clusters, render_html
+    from retrieval.pipeline import build_components
+    from support.gaps import gap_clusters, render_html
 
     settings, store = _store()
     try:
@@ -163,7 +163,7 @@ def report_triage(
     files: Annotated[list[Path], typer.Argument(help="Labelled JSONL: {id, language, text, expected: [codes]}.")],
 ) -> None:
     """Triage accuracy on labelled messages: escalate-or-not and exact reason set, per language."""
-    from retrieval.triage import build_triage, triage_label
+    from support.triage import build_triage, triage_label
 
     triage = build_triage()
     totals: dict[str, list[int]] = {}
@@ -232,7 +232,7 @@ def escalations_show(
     full: Annotated[bool, typer.Option(help="Unredacted record (personal data).")] = False,
 ) -> None:
     """One escalation's handoff record as JSON."""
-    from retrieval.support_store import EscalationNotFoundError
+    from support.store import EscalationNotFoundError
 
     _, store = _store()
     try:
@@ -248,7 +248,7 @@ def escalations_show(
 @escalations_app.command("schema")
 def escalations_schema() -> None:
     """JSON schemas of the webhook bodies (escalation.created, escalation.resolved)."""
-    from retrieval.handoff import payload_schemas
+    from support.handoff import payload_schemas
 
     print(json.dumps(payload_schemas(), ensure_ascii=False, indent=2))
 
@@ -282,7 +282,7 @@ def outbox_deliver(
     max_seconds: Annotated[float, typer.Option(min=0, help="Give up waiting after this long.")] = 300.0,
 ) -> None:
     """Deliver due webhook messages now (the API server does this in the background)."""
-    from retrieval.desk import SupportConfigError, build_dispatcher
+    from support.desk import SupportConfigError, build_dispatcher
 
     settings, store = _store()
     try:

@@ -25,7 +25,7 @@ errors = Console(stderr=True)
 
 
 def _pairs(pairs_file: Path | None, data_dir: Path | None, part: str) -> list:  # type: ignore[type-arg]
-    from retrieval.verifier_data import DataError, build_pairs, load_pairs, split
+    from retrieval.build.verifier_data import DataError, build_pairs, load_pairs, split
 
     try:
         if pairs_file is not None:
@@ -43,7 +43,7 @@ def data(
     data_dir: Annotated[Path | None, typer.Option(help="Training data (default ../shared/data/train).")] = None,
 ) -> None:
     """Build the (question, text, label) pairs of the recipe, split them, print counts per language/kind."""
-    from retrieval.verifier_data import DataError, build_pairs, counts, save_pairs, split
+    from retrieval.build.verifier_data import DataError, build_pairs, counts, save_pairs, split
 
     try:
         train_pairs, dev_pairs = split(build_pairs(data_dir or get_settings().train_data_dir))
@@ -79,9 +79,9 @@ def train(
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
 ) -> None:
     """Train the LoRA adapter + head of the verifier cross-encoder."""
+    from retrieval.build.verifier_train import TrainOptions
+    from retrieval.build.verifier_train import train as run_training
     from retrieval.verifier_model import ADAPTER_DIR
-    from retrieval.verifier_train import TrainOptions
-    from retrieval.verifier_train import train as run_training
 
     st_dir = base or get_settings().resolved_model_dir / "st"
     if not (st_dir / "config.json").is_file():
@@ -104,8 +104,8 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="At most this many pairs per language (a fixed sample).")] = None,
 ) -> None:
     """Score held-out pairs with the exported int8 verifier: AUC and accuracy per language and kind."""
+    from retrieval.build.verifier_eval import evaluate_pairs, report_tables
     from retrieval.verifier import load_verifier
-    from retrieval.verifier_eval import evaluate_pairs, report_tables
 
     settings = get_settings().model_copy(update={"verifier_threads": threads})
     verifier = load_verifier(settings)

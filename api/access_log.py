@@ -2,7 +2,7 @@
 
 The request id is the caller's ``X-Request-ID`` when it is a sane token (letters, digits, ``._:-``,
 at most 128), else a new one; it is echoed in the response header and tagged onto every log line
-written while the request is served (retrieval/logs.py). The access line carries method, path,
+written while the request is served (common/logs.py). The access line carries method, path,
 status, duration and, when authentication put a caller on ``request.state.caller``, its key id.
 Lines are JSON and redacted once the entry point has called ``configure_logging``.
 
@@ -21,8 +21,8 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retrieval.logs import request_context
-from retrieval.types import Answer
+from common.logs import request_context
+from retrieval.records import Answer
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

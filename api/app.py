@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Annotated
 
 import anyio
@@ -13,14 +14,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from answerdesk import __version__
+from access.keys import build_key_store
 from api.access_log import AccessLogMiddleware, log_answer
 from api.auth import AskCaller, DocumentsCaller
 from api.deps import EngineDep, RegistryDep, SettingsDep
 from api.documents import is_document_upload, visible_to
 from api.documents import router as documents_router
 from api.errors import error_response, install_error_handlers
-from api.keys import build_key_store
 from api.limits import BodySizeLimit, RateLimiter, check_question_length
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
 from api.routes_console import router as console_router
@@ -32,7 +32,7 @@ from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
-from retrieval.engine import build_components, build_engine
+from retrieval.pipeline import build_components, build_engine
 from retrieval.storage import StorageError, check_data_dir, check_stores
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
     app = FastAPI(
         title="AnswerDesk",
-        version=__version__,
+        version=version("answerdesk"),
         summary="Answers customer questions only from the knowledge base, with citations, or abstains.",
         lifespan=lifespan,
     )

@@ -1,4 +1,4 @@
-"""Who is calling: every ``/v1`` route needs an API key (api/keys.py), and its role must allow the route.
+"""Who is calling: every ``/v1`` route needs an API key (access/keys.py), and its role must allow the route.
 
 The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A missing key is a 401
 ``missing_api_key``; an unknown, malformed or revoked one a 401 ``invalid_api_key``; a key whose
@@ -21,8 +21,8 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from access.keys import ROLE_PERMISSIONS, ApiKey, KeyStore, Permission, Role
 from api.errors import AuthenticationError, ForbiddenError, NotReadyError, RateLimitedError
-from api.keys import ROLE_PERMISSIONS, ApiKey, KeyStore, Permission, Role
 from api.limits import RateLimiter, retry_after_header
 from retrieval.scope import AUDIENCES, INTERNAL, PUBLIC, Scope
 

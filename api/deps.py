@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from api.errors import NotReadyError
 from ingest.service import DocumentService
 from retrieval.config import Settings
-from retrieval.engine import AnswerEngine
+from retrieval.pipeline import AnswerEngine
 from retrieval.registry import DocumentRegistry
 
 

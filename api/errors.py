@@ -34,8 +34,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
-from retrieval.rows import DatabaseGoneError
-from retrieval.store import StoreUnavailableError
+from common.sql import DatabaseGoneError
+from retrieval.vector_store import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 

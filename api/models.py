@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
+from retrieval.records import Answer
 from retrieval.registry import DocumentRecord
 from retrieval.scope import local_id, shown_source
-from retrieval.types import Answer
 
 MAX_QUESTION_CHARS = 2000
 CustomerValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None

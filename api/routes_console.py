@@ -6,9 +6,9 @@
   audience would be answered, with every candidate passage the decision saw and why the ones not
   cited lost. Nothing is recorded: a preview is not a customer question (the dashboard stays true).
 - ``GET /v1/stats`` (admins): questions per day by status and language, escalation and resolution
-  rates, feedback over time, latency p50/p95 (retrieval/usage_stats.py).
+  rates, feedback over time, latency p50/p95 (support/usage_stats.py).
 - ``GET /v1/gaps`` (admins): the period's unanswered questions clustered, with the nearest document
-  (retrieval/gaps.py, the same report as ``answerdesk report gaps``).
+  (support/gaps.py, the same report as ``answerdesk report gaps``).
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from access.keys import ROLE_PERMISSIONS, Permission
 from api.auth import Caller, DocumentsCaller, authenticate, require
 from api.deps import EngineDep, RegistryDep, SettingsDep
 from api.errors import ApiError
-from api.keys import ROLE_PERMISSIONS, Permission
 from api.limits import check_question_length
 from api.models import MAX_QUESTION_CHARS, ErrorResponse
 from api.routes_support import SupportDep
-from retrieval.desk import SupportDesk
-from retrieval.engine import AnswerEngine
 from retrieval.evidence import ChunkEvidence
-from retrieval.gaps import gap_clusters
+from retrieval.pipeline import AnswerEngine
+from retrieval.records import Answer, Hit
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope, local_id
-from retrieval.types import Answer, Hit
-from retrieval.usage_stats import STATUSES, Period, StatusCounts, UsageStats, usage_stats
+from support.desk import SupportDesk
+from support.gaps import gap_clusters
+from support.usage_stats import STATUSES, Period, StatusCounts, UsageStats, usage_stats
 
 router = APIRouter()
 StatsCaller = Annotated[Caller, Depends(require(Permission.STATS))]

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from access.keys import ApiKey, KeyNotFoundError, KeyStore
 from api.auth import KeysCaller, get_key_store
 from api.errors import AudienceForbiddenError, NotFoundError
-from api.keys import ApiKey, KeyNotFoundError, KeyStore
 from api.models import ErrorResponse
 
 router = APIRouter(tags=["keys"])

@@ -1,6 +1,6 @@
 """Support routes: the agent API for escalations, answer feedback, conversations, FAQ candidates.
 
-The router's lifespan builds the :class:`~retrieval.desk.SupportDesk` (and starts the webhook
+The router's lifespan builds the :class:`~support.desk.SupportDesk` (and starts the webhook
 delivery worker) after the app's own lifespan has built the engine; ``/v1/ask`` in api/app.py calls
 :func:`answer_turn`.
 
@@ -43,13 +43,13 @@ from api.support_models import (
     ResolveRequest,
     TurnView,
 )
+from common.redact import redact_metadata, redact_text
 from retrieval.config import Settings, get_settings
-from retrieval.desk import SupportDesk, build_desk
-from retrieval.engine import AnswerEngine
-from retrieval.handoff import EscalationPayload
-from retrieval.redact import redact_metadata, redact_text
+from retrieval.pipeline import AnswerEngine
 from retrieval.scope import Scope
-from retrieval.support_store import (
+from support.desk import SupportDesk, build_desk
+from support.handoff import EscalationPayload
+from support.store import (
     AnswerNotFoundError,
     ConversationNotFoundError,
     Erasure,
@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = getattr(app.state, "settings", None) or get_settings()
     engine: AnswerEngine | None = getattr(app.state, "engine", None)
-    # Triage reads the question vectors the engine's embedder computes anyway (retrieval/desk.py).
+    # Triage reads the question vectors the engine's embedder computes anyway (support/desk.py).
     embedder = engine.embedder if engine is not None else None
     desk = await run_in_threadpool(build_desk, settings, embedder=embedder)
     app.state.support = desk

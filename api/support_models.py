@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from retrieval.handoff import EscalationPayload
+from support.handoff import EscalationPayload
 
 
 def _not_blank(value: str) -> str:

@@ -21,9 +21,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from common.redact import redact_text
 from eval.cases import EvalCase
-from retrieval.redact import redact_text
-from retrieval.support_store import AuditRecord, Escalation, Feedback
+from support.store import AuditRecord, Escalation, Feedback
 
 console = Console()
 
@@ -109,7 +109,7 @@ def import_audit_command(
     Example: ``answerdesk eval import-audit --since 2025-01-01 --out data/eval/audit.jsonl``
     """
     from retrieval.config import get_settings
-    from retrieval.support_store import RESOLVED, SupportStore
+    from support.store import RESOLVED, SupportStore
 
     settings = get_settings()
     store = SupportStore(settings.support_database_url or settings.database_url)

@@ -33,7 +33,7 @@ from eval.metrics import percentile
 from eval.systems import chunk_documents
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Matrix, load_embedder
-from retrieval.types import Chunk, Document
+from retrieval.records import Chunk, Document
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +68,12 @@ def _timed(action: Callable[[], object]) -> float:
 class _AnswerDeskSide:
     def __init__(self, workdir: Path, embedder: Embedder, profile: RetrievalProfile) -> None:
         from retrieval.embedding_cache import CachingEmbedder
-        from retrieval.engine import AnswerEngine
         from retrieval.evidence import SentenceScorer
         from retrieval.lexical import LexicalIndex
+        from retrieval.pipeline import AnswerEngine
         from retrieval.publish import Publisher
         from retrieval.registry import DocumentRegistry
-        from retrieval.store import ChromaStore
+        from retrieval.vector_store import ChromaStore
 
         self.embedder = embedder
         self.profile = profile

@@ -25,8 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from eval.datasets import Suite
 from eval.metrics import expected_calibration_error
+from eval.suite import Suite
 from retrieval.answerability import FEATURE_NAMES, AnswerabilityModel, Features, extract_features
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import Embedder
@@ -57,7 +57,8 @@ def collect_cases(
     verifier: Verifier | None = None,
 ) -> list[LabelledCase]:
     """Run ``suite`` through the engine (a scratch index in ``workdir``) and label every case."""
-    from eval.systems import BuildContext, build_answerdesk
+    from eval.answerer import BuildContext
+    from eval.systems import build_answerdesk
 
     engine = build_answerdesk(suite.documents, BuildContext(embedder, profile, workdir, show_progress, verifier)).engine
     labelled = []

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from eval.datasets import Suite
+from eval.suite import Suite
 from retrieval.config import ProfileError, RetrievalProfile, Settings, load_settings
 from retrieval.verify import Verifier
 
@@ -76,7 +76,8 @@ def _systems(names: Sequence[str]) -> list[str]:
 def _suites(names: Sequence[str], settings: Settings, limit: int | None, **sample: Any) -> list[Suite]:
     """Load each suite; a suite whose public data is missing is skipped with a message."""
     from eval.cases import EvalSetError
-    from eval.datasets import DatasetMissingError, SuiteError, load_suite, subsample
+    from eval.datasets import DatasetMissingError, load_suite, subsample
+    from eval.suite import SuiteError
 
     loaded = []
     for name in names:

@@ -28,13 +28,15 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from eval.cases import EvalCase, load_cases
+from eval.suite import Suite, SuiteError, passage_document
+from eval.train_suites import load_train_suite
 from retrieval.config import Settings
-from retrieval.types import Document, Section
+from retrieval.records import Document, Section
 
 logger = logging.getLogger(__name__)
 
@@ -62,22 +64,8 @@ EXAMPLE_SUITES = (
 )
 
 
-class SuiteError(ValueError):
-    """An unknown or malformed suite name."""
-
-
 class DatasetMissingError(FileNotFoundError):
     """The public data a suite needs is not there; the message says where it was looked for."""
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A corpus and the cases to run against it."""
-
-    name: str
-    documents: list[Document]
-    cases: list[EvalCase]
-    protocol: str
 
 
 def eval_data_dir(settings: Settings) -> Path:
@@ -121,8 +109,6 @@ def load_suite(
     if kind == "clinc150" and not arg:
         return _clinc150(root / "clinc150-oos")
     if kind.startswith("train-"):
-        from eval.train_suites import load_train_suite
-
         return load_train_suite(name, train_data_dir(settings))
     raise SuiteError(f"unknown suite {name!r}; for example: {', '.join(EXAMPLE_SUITES)}")
 
@@ -167,10 +153,6 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
-
-
-def _passage(document_id: str, title: str, text: str, language: str, source: str) -> Document:
-    return Document(document_id, title, source, "text", language, [Section(path=(), blocks=(text,))])
 
 
 def _faq_entry(document_id: str, title: str, question: str, answer: str, language: str, source: str) -> Document:
@@ -221,7 +203,9 @@ def _mlqa(train: Path, question_lang: str) -> Suite:
     for a, article in enumerate(_read_json(train / "mlqa-dev" / "en.json.gz")["data"]):
         for p, paragraph in enumerate(article["paragraphs"]):
             document_id = f"mlqa-dev/{a:03d}/{p}"
-            documents.append(_passage(document_id, article["title"], paragraph["context"], "en", "mlqa-dev/en.json.gz"))
+            documents.append(
+                passage_document(document_id, article["title"], paragraph["context"], "en", "mlqa-dev/en.json.gz")
+            )
             gold.update((qa["id"], document_id) for qa in paragraph["qas"])
     cases = [
         EvalCase(
@@ -246,7 +230,7 @@ def _xquad(folder: Path, question_lang: str, corpus_lang: str, abstain: bool) ->
     questions = _read_json(folder / f"{question_lang}.json.gz")["data"]
     held_out = {index for index in range(len(corpus)) if abstain and index % 5 == 0}
     documents = [
-        _passage(
+        passage_document(
             f"xquad-r/{a:02d}/{p}",
             article["title"].replace("_", " "),
             paragraph["context"],
@@ -294,7 +278,7 @@ def _nomiracl(folder: Path, languages: tuple[str, ...], name: str, per_query: bo
             document_id = f"nomiracl/{language}/{passage['docid']}"
             passage_ids.append(document_id)
             if document_id not in documents:
-                documents[document_id] = _passage(document_id, "", passage["text"], language, "nomiracl")
+                documents[document_id] = passage_document(document_id, "", passage["text"], language, "nomiracl")
         cases.append(
             EvalCase(
                 id=f"{language}/{row['query_id']}",
@@ -320,7 +304,7 @@ def _squad2(folder: Path) -> Suite:
         for p, paragraph in enumerate(article["paragraphs"]):
             document_id = f"squad2/{a:02d}/{p:03d}"
             title = article["title"].replace("_", " ")
-            documents.append(_passage(document_id, title, paragraph["context"], "en", "squad2"))
+            documents.append(passage_document(document_id, title, paragraph["context"], "en", "squad2"))
             for qa in paragraph["qas"]:
                 impossible = bool(qa.get("is_impossible"))
                 cases.append(

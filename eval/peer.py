@@ -19,9 +19,9 @@ import math
 from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from eval.systems import BuildContext, Prediction
+from eval.answerer import BuildContext, Prediction
 from retrieval.embedding import Embedder
-from retrieval.types import Chunk, Document, Hit
+from retrieval.records import Chunk, Document, Hit
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def chroma_collection(path: str, name: str) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from retrieval.store import HNSW_CONFIGURATION
+    from retrieval.vector_store import HNSW_CONFIGURATION
 
     client = chromadb.PersistentClient(path=path, settings=ChromaSettings(anonymized_telemetry=False))
     configuration = cast(Any, {"hnsw": HNSW_CONFIGURATION})

@@ -1,4 +1,4 @@
-"""How well retrieval/redact.py masks personal data: per-kind recall and precision on a generated set.
+"""How well common/redact.py masks personal data: per-kind recall and precision on a generated set.
 
 The set is made here, deterministically from a seed: short support messages in several languages
 (en, ru, lv, de, zh, fr, es) built from templates whose slots hold personal data of each kind in
@@ -35,7 +35,7 @@ from typing import Annotated
 
 import typer
 
-from retrieval import redact
+from common import redact
 
 PII_KINDS = ("email", "phone", "card", "iban")
 TOKEN_KIND = {

@@ -1,7 +1,7 @@
 """Run a suite through a system in an isolated scratch index and summarise the metrics.
 
 Single questions go to the system's ``ask``. Dialogs and escalation requests go through the support desk
-(retrieval/desk.py, the path of ``/v1/ask``) around the answerdesk engine, one conversation per case;
+(support/desk.py, the path of ``/v1/ask``) around the answerdesk engine, one conversation per case;
 other systems have no desk and skip them.
 
 ``DIR/metrics.json`` holds flat metrics and a per-language breakdown; ``DIR/cases.jsonl`` one row per
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from eval.answerer import Answerer, BuildContext
 from eval.cases import EvalCase
-from eval.datasets import Suite
 from eval.metrics import (
     abstention_scores,
     area_under_risk_coverage,
@@ -38,16 +38,17 @@ from eval.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
-from eval.systems import SYSTEMS, AnswerDeskSystem, Answerer, BuildContext
+from eval.suite import Suite
+from eval.systems import SYSTEMS, AnswerDeskSystem
 from eval.targets import grouped_targets, targets_markdown
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder
 from retrieval.embedding_cache import CachingEmbedder
-from retrieval.types import Status
+from retrieval.records import Status
 from retrieval.verify import Verifier
 
 if TYPE_CHECKING:
-    from retrieval.desk import SupportDesk
+    from support.desk import SupportDesk
 
 logger = logging.getLogger(__name__)
 
@@ -146,13 +147,13 @@ def run_cases(
 
 def _desk(answerer: Answerer, workdir: Path | None) -> SupportDesk | None:
     """The API's desk (triage rules and abstention limit from the settings) over a scratch database."""
-    from retrieval.desk import build_desk
+    from support.desk import build_desk
 
     if not isinstance(answerer, AnswerDeskSystem) or workdir is None:
         logger.warning("dialogs and escalation requests need the answerdesk system; skipped")
         return None
     settings = Settings(support_database_url=f"sqlite:///{workdir / 'support.db'}", webhook_urls=[])
-    # The engine's embedder, so triage runs its classifier as in the API (retrieval/desk.py).
+    # The engine's embedder, so triage runs its classifier as in the API (support/desk.py).
     return build_desk(settings, start_worker=False, embedder=answerer.engine.embedder)
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from eval.datasets import Suite
+from eval.answerer import BuildContext
 from eval.run import run_cases, summarize
-from eval.systems import BuildContext, build_answerdesk
+from eval.suite import Suite
+from eval.systems import build_answerdesk
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import Embedder
 

@@ -17,71 +17,30 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import regex
 from tqdm import tqdm
 
-from eval.metrics import unique_in_order
+from eval.answerer import Answerer, BuildContext, Prediction
+from eval.peer import build_llamaindex
 from retrieval.config import RetrievalProfile
+from retrieval.dense import UseLeg
 from retrieval.embedding import Embedder, Matrix, Vector
-from retrieval.engine import AnswerEngine, UseLeg
 from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex
+from retrieval.pipeline import AnswerEngine
 from retrieval.publish import ChunkIndex
+from retrieval.records import Chunk, Document, Hit, Status
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk, Document, Hit, Status
 from retrieval.use_encoder import UseEncoder, use_covers
-from retrieval.verify import Verifier
+from retrieval.vector_store import ChromaStore
 
 logger = logging.getLogger(__name__)
 
 EMBED_BATCH = 256
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What a system did with one question."""
-
-    answered: bool
-    ranked_chunks: list[Hit]
-    cited_chunk_ids: list[str]
-    cited_document_ids: list[str]
-    confidence: float
-    quotes: list[str] = field(default_factory=list)  # what each citation quotes; a whole chunk for simple systems
-
-    @property
-    def ranked_documents(self) -> list[str]:
-        return unique_in_order([hit.chunk.document_id for hit in self.ranked_chunks])
-
-    @property
-    def top_score(self) -> float:
-        return self.ranked_chunks[0].score if self.ranked_chunks else -math.inf
-
-
-class Answerer(Protocol):
-    """A system, built and ready for questions."""
-
-    def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
-        """Answer or abstain on one question, only from ``document_ids`` when given."""
-        ...
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What every system is built with: the shared embedder, the profile and a scratch folder."""
-
-    embedder: Embedder
-    profile: RetrievalProfile
-    workdir: Path
-    show_progress: bool = True
-    verifier: Verifier | None = None  # the trained verifier (retrieval/verify.py); None = off
-    use_vectors: bool = True  # compute USE vectors for the engine's USE leg (retrieval/use_encoder.py)
 
 
 Builder = Callable[[Sequence[Document], BuildContext], Answerer]
@@ -358,17 +317,11 @@ def _restricted(scores: np.ndarray, chunks: Sequence[Chunk], document_ids: Colle
     return np.where(inside, scores, -np.inf).astype(scores.dtype)
 
 
-def _build_llamaindex(documents: Sequence[Document], context: BuildContext) -> Answerer:
-    from eval.peer import build_llamaindex
-
-    return build_llamaindex(documents, context)
-
-
 SYSTEMS: dict[str, Builder] = {
     "answerdesk": build_answerdesk,
     "answerdesk-dense": build_answerdesk_dense,
     "lexical": build_lexical,
-    "llamaindex": _build_llamaindex,
+    "llamaindex": build_llamaindex,
     "dense": build_dense,
     "bm25": build_bm25,
 }

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from eval.metrics import contains_fact, mean
-from retrieval.triage import SENSITIVE
+from support.triage import SENSITIVE
 
 if TYPE_CHECKING:
     from eval.run import CaseResult

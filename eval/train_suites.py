@@ -2,7 +2,7 @@
 
 The answer/abstain model must never be fitted on a public test set (XQuAD-R, SQuAD 2.0 dev, NoMIRACL
 …). These suites come from ``../shared/data/train`` instead, from the article/passage groups the
-verifier's recipe holds out of training (retrieval/verifier_data.py, ``is_dev_group``), so the
+verifier's recipe holds out of training (retrieval/build/verifier_data.py, ``is_dev_group``), so the
 verifier's scores on them are out-of-sample:
 
 - ``train-squad2``: SQuAD 2.0 train (first 10 articles), English; its adversarial unanswerables abstain;
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval.cases import EvalCase
-from eval.datasets import Suite, SuiteError, _passage
-from retrieval.verifier_data import (
+from eval.suite import Suite, SuiteError, passage_document
+from retrieval.build.verifier_data import (
     Item,
     chinese_items,
     is_dev_group,
@@ -48,7 +48,7 @@ def _suite(name: str, items: Sequence[Item], corpus: Sequence[Item], hold_out: b
     for item in corpus:
         if item.group not in held:
             document_id = _document_id(item.source, item.context)
-            documents[document_id] = _passage(document_id, item.article, item.context, item.plang, item.source)
+            documents[document_id] = passage_document(document_id, item.article, item.context, item.plang, item.source)
     cases = []
     for item in items:
         if not is_dev_group(item.group):

@@ -1,4 +1,4 @@
-"""Fit the message heads (retrieval/message_classifier.py) and measure triage on labelled messages.
+"""Fit the message heads (support/message_classifier.py) and measure triage on labelled messages.
 
 Training examples are ours (``data/triage/*.jsonl``, written for this purpose in en ru lv zh de es
 fr it pl pt uk); the dev sets in ``data/eval/triage_*.jsonl`` are only ever measured. Each head is
@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retrieval.embedding import Embedder
-from retrieval.message_classifier import DEFAULT_HEADS_PATH, FOLLOW_UP, MessageHeads
+from support.message_classifier import DEFAULT_HEADS_PATH, FOLLOW_UP, MessageHeads
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_DIR = REPO / "data" / "triage"
@@ -310,7 +310,7 @@ def triage_command(
 ) -> None:
     """Escalation recall and false escalations per language, on labelled messages (default: the dev sets)."""
     from eval.run import build_embedder
-    from retrieval.triage import build_triage, triage_label
+    from support.triage import build_triage, triage_label
 
     ordinary = sorted((REPO / "data" / "eval").glob(ORDINARY_GLOB)) if sample else []
     try:

@@ -26,9 +26,9 @@ from ingest.pipeline import Ingestor, Outcome, build_ingestor
 from ingest.report import timing_line
 from retrieval.config import get_settings
 from retrieval.embedding import Matrix
-from retrieval.engine import build_components
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk
+from retrieval.pipeline import build_components
+from retrieval.records import Chunk
+from retrieval.vector_store import ChromaStore
 
 logger = logging.getLogger(__name__)
 

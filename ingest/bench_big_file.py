@@ -21,7 +21,7 @@ from ingest.pipeline import build_ingestor
 from ingest.report import timing_line
 from retrieval.config import get_settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import build_components
+from retrieval.pipeline import build_components
 
 _WORDS = (
     "account",

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ingest.parse import CODE_FENCE, TABLE_CAPTION
+from retrieval.records import Chunk, Document, Section, compose_embedding_text, make_chunk_id
 from retrieval.scope import PUBLIC, tag_set
-from retrieval.types import Chunk, Document, Section, compose_embedding_text, make_chunk_id
 
 TokenCounter = Callable[[str], int]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.language import detect_language
-from retrieval.types import Document, Section
+from retrieval.records import Document, Section
 
 logger = logging.getLogger(__name__)
 

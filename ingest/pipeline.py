@@ -39,6 +39,7 @@ from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.evidence import SentenceScorer, sentence_cache
 from retrieval.lexical import LexicalIndex
 from retrieval.publish import ChunkIndex, Publication, Publisher
+from retrieval.records import Chunk, Document, content_hash
 from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
 from retrieval.scope import (
     AUDIENCES,
@@ -52,9 +53,8 @@ from retrieval.scope import (
     qualify,
     tenant_of,
 )
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk, Document, content_hash
 from retrieval.use_encoder import UseEncoder, shared_use_encoder, use_covers, use_store_beside
+from retrieval.vector_store import ChromaStore
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from retrieval.locale import localized_id
-from retrieval.types import Hit
+from retrieval.records import Hit
+from retrieval.translations import localized_id
 
 if TYPE_CHECKING:
     from retrieval.evidence import ChunkEvidence
@@ -100,7 +100,7 @@ def extract_features(
     others = hits[1:]
     floor = hits[-1].score if others else top.score - MARGIN_CAP
     next_score = others[0].score if others else floor
-    # Language versions of the top document agree with it rather than compete (retrieval/locale.py).
+    # Language versions of the top document agree with it rather than compete (retrieval/translations.py).
     other_article = max((hit.score for hit in others if not same_article(top, hit)), default=floor)
     best_dense = max(hits, key=lambda hit: hit.score)
     lexical_ran = any(hit.lexical_score > 0 for hit in hits)
@@ -121,7 +121,7 @@ def extract_features(
 
 
 def same_article(a: Hit, b: Hit) -> bool:
-    """The same document, or a language version of it linked by id (retrieval/locale.py)."""
+    """The same document, or a language version of it linked by id (retrieval/translations.py)."""
     first, second = a.chunk, b.chunk
     return first.document_id == second.document_id or (
         localized_id(first.document_id, first.language, second.language) == second.document_id

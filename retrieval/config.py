@@ -39,7 +39,7 @@ class RetrievalProfile(BaseModel):
     rrf_k: float = Field(default=60.0, ge=0)
     candidate_factor: int = Field(default=3, ge=1, le=10)
     # The USE leg's weight in the dense ranking: (1 - use_weight)·z_e5 + use_weight·z_use per query
-    # (retrieval/engine.py DenseRetriever; 0 turns it off). Chosen among 0.2/0.35/0.5/0.65 on MLQA dev
+    # (retrieval/pipeline.py DenseRetriever; 0 turns it off). Chosen among 0.2/0.35/0.5/0.65 on MLQA dev
     # (de/es/zh → en, from the training folder) and the sample set, never on XQuAD-R (docs/cross-lingual.md).
     use_weight: float = Field(default=0.5, ge=0, le=1)
     # Correct e5's same-language preference per question by language centroids (retrieval/language_bias.py)
@@ -48,7 +48,7 @@ class RetrievalProfile(BaseModel):
     language_centring: bool = True
     centred_query: bool = True
     # Put the question-language version of the best document first when the KB has one and its best
-    # passage scores within localized_margin of the best hit (retrieval/locale.py).
+    # passage scores within localized_margin of the best hit (retrieval/translations.py).
     prefer_localized: bool = True
     localized_margin: float = Field(default=0.03, ge=0, le=1)
     # The cosine threshold of the eval baselines (dense, the LlamaIndex peer): they answer when the
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, validation_alias=AliasChoices("ANSWERDESK_PORT", "PORT"))
     max_question_chars: int = Field(default=2000, ge=1, le=2000)  # AskRequest's schema allows at most 2000
-    # Logs (retrieval/logs.py): JSON lines, redacted; question and answer text only when log_questions.
+    # Logs (common/logs.py): JSON lines, redacted; question and answer text only when log_questions.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_questions: bool = False
     # Questions answered at once (None: one per CPU core); more wait in line, first come first served.
@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     sensitive_topics: list[str] = [
         "legal_threat", "security_incident", "chargeback", "account_takeover", "cancellation_threat"
     ]
-    triage_rules_path: Path | None = None  # extra sensitive topics (TOML), see retrieval/triage.py
+    triage_rules_path: Path | None = None  # extra sensitive topics (TOML), see support/triage.py
     webhook_urls: list[str] = []  # JSON list in the environment: '["https://desk.example/hooks"]'
     webhook_secret: SecretStr | None = None  # HMAC-SHA256 key; required when webhook_urls is set
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

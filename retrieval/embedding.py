@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from retrieval.build.embedder import MAX_SEQ_LENGTH, PROMPTS, prepare_default_model
 from retrieval.config import DEFAULT_MODEL as DEFAULT_MODEL_NAME
-from retrieval.model_prep import MAX_SEQ_LENGTH, PROMPTS, prepare_default_model
+from retrieval.onnx_runtime import onnxruntime
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -64,16 +65,6 @@ def _l2_normalise(matrix: Matrix) -> Matrix:
 
 def _single(matrix: Matrix) -> Vector:
     return np.asarray(matrix[0], dtype=np.float32)
-
-
-def onnxruntime() -> Any:
-    """The onnxruntime module with its telemetry events turned off (``DO_NOT_TRACK`` does not), the
-    one import of it that creates sessions; ``ORT_DISABLE_TELEMETRY`` (retrieval/__init__.py) keeps
-    the import itself from writing under the user's home."""
-    import onnxruntime as ort
-
-    ort.disable_telemetry_events()
-    return ort
 
 
 class OnnxEmbedder:

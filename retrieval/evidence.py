@@ -38,8 +38,8 @@ import regex
 from retrieval.config import Settings
 from retrieval.embedding import Embedder, Vector
 from retrieval.embedding_cache import CachingEmbedder
+from retrieval.records import Chunk, Hit
 from retrieval.sentences import sentence_spans
-from retrieval.types import Chunk, Hit
 
 _WORD = regex.compile(r"\p{Han}|[\p{L}\p{N}]+")
 _STEM_LENGTH = 5  # crude stemming that works across en/ru/lv/de: compare word prefixes

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
+from retrieval.lexical import LexicalMatch
+from retrieval.records import Hit
+
 Item = TypeVar("Item", bound=Hashable)
 
 
@@ -57,3 +60,20 @@ def fuse_ranks(
             scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     # sorted() is stable, so equal scores keep their first-appearance order.
     return sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
+
+
+def language_fair_ranks(
+    dense: Sequence[Hit], matches: Sequence[LexicalMatch], dense_ranks: dict[str, int], language: str
+) -> dict[str, int]:
+    """The lexical leg's ranks, where a candidate in another language than the question gets the
+    better of its lexical and dense rank when some candidate is in the question's language
+    (see :class:`HybridRetriever`)."""
+    ranks = ranks_of([match.chunk_id for match in matches])
+    languages = {hit.chunk.chunk_id: hit.chunk.language for hit in dense}
+    languages.update({match.chunk_id: match.language for match in matches})
+    if language not in languages.values():
+        return ranks
+    for chunk_id, rank in dense_ranks.items():
+        if languages[chunk_id] != language:
+            ranks[chunk_id] = min(ranks.get(chunk_id, rank), rank)
+    return ranks

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from common.sql import FileGuard
 from retrieval.analysis import analyze
+from retrieval.records import Chunk
 from retrieval.registry import DocumentRegistry
-from retrieval.rows import FileGuard
 from retrieval.scope import TAG_KEY_PREFIX, Scope
-from retrieval.types import Chunk
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry, JournalEntry
-from retrieval.types import Chunk
 
 logger = logging.getLogger(__name__)
 

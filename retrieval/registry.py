@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import JSON, Integer, String, delete, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from retrieval.rows import columns_of, open_database, record_from_row
+from common.sql import columns_of, open_database, record_from_row
 from retrieval.scope import DEFAULT_TENANT, tenant_of
 
 
@@ -85,7 +85,7 @@ class DocumentRegistry:
 
     def __init__(self, url: str) -> None:
         # WAL lets the API read while an ingest writes; the file is private and a deleted file is noticed
-        # (retrieval/rows.py).
+        # (common/sql.py).
         self.engine = open_database(url)
         _Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)

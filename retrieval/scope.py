@@ -2,10 +2,10 @@
 
 Access (tenant, audiences) comes from the caller's API key and is never taken from the request;
 filters (languages, products, tags, documents) come from the request. Both are applied inside the
-store query (retrieval/store.py) and checked again on every hit (``allows``), so a chunk outside
+store query (retrieval/vector_store.py) and checked again on every hit (``allows``), so a chunk outside
 the scope can never reach an answer, a citation or an escalation.
 
-Each tenant has its own Chroma collection (retrieval/store.py). A document of tenant ``acme`` is
+Each tenant has its own Chroma collection (retrieval/vector_store.py). A document of tenant ``acme`` is
 stored under the qualified id ``acme:<id>`` (registry, chunk ids); the default tenant's ids are
 unqualified, so a single-tenant deployment never sees the prefix. Responses name documents and
 chunks without it (``local_id``) and their files by the path below the ingested folder
@@ -26,7 +26,7 @@ PUBLIC = "public"
 INTERNAL = "internal"
 AUDIENCES = (PUBLIC, INTERNAL)
 TENANT_SEPARATOR = ":"
-# Also part of a Chroma collection name (retrieval/store.py), which must end in a letter or digit.
+# Also part of a Chroma collection name (retrieval/vector_store.py), which must end in a letter or digit.
 TENANT_NAME = regex.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 # Chroma metadata holds scalars only, so each tag is stored as its own boolean key.
 TAG_KEY_PREFIX = "tag:"

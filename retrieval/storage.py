@@ -3,7 +3,7 @@
 The stores: the SQL databases (document registry, support tables, API keys; one SQLite file by
 default), the vector store (Chroma) and the lexical index. Each fault has a stable code:
 
-- ``database_gone``: a SQLite file was deleted or replaced while open (retrieval/rows.py FileGuard);
+- ``database_gone``: a SQLite file was deleted or replaced while open (common/sql.py FileGuard);
 - ``database_unavailable``: a database is damaged or unreadable;
 - ``store_unavailable``: the vector store does not answer;
 - ``lexical_index_unavailable``: the lexical index is damaged or unreadable;
@@ -23,11 +23,11 @@ from functools import partial
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from common.sql import DatabaseGoneError, open_database
 from retrieval.config import Settings
 from retrieval.lexical import LexicalIndex
 from retrieval.registry import DocumentRegistry
-from retrieval.rows import DatabaseGoneError, open_database
-from retrieval.store import ChromaStore
+from retrieval.vector_store import ChromaStore
 
 logger = logging.getLogger(__name__)
 

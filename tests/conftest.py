@@ -24,7 +24,7 @@ KB_DIR = REPO / "data" / "kb"
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The prepared default model, shared with `make run` (built once, reused afterwards)."""
-    from retrieval.model_prep import prepare_default_model
+    from retrieval.build.embedder import prepare_default_model
 
     cache = Path(os.environ.get("ANSWERDESK_MODEL_CACHE", REPO / "var" / "models"))
     return prepare_default_model(cache / "multilingual-e5-small")
@@ -34,7 +34,7 @@ def model_dir() -> Path:
 def kb_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Settings]:
     """Settings for a temporary data dir holding the whole sample KB, ingested with the real model."""
     from ingest.pipeline import Outcome, build_ingestor
-    from retrieval.engine import build_components
+    from retrieval.pipeline import build_components
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("kb-data"), model_dir=model_dir)
     embedder, store, registry = build_components(settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.keys import build_key_store
+from access.keys import build_key_store
 from retrieval.config import Settings
 
 

@@ -47,7 +47,7 @@ def small_kb_settings(tmp_path: Path, documents: dict[str, str] | None = None, *
     """Settings for a fresh data dir holding ``documents``, ingested with the hashing embedder;
     per-key rate limiting is off (tests send requests back to back)."""
     from ingest.pipeline import build_ingestor
-    from retrieval.engine import build_components
+    from retrieval.pipeline import build_components
 
     profile_path = tmp_path / "profile.toml"
     profile_path.write_text(PROFILE, encoding="utf-8")

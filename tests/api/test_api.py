@@ -96,7 +96,7 @@ def test_unanswerable_questions_abstain(client: TestClient, question: str) -> No
 
 
 def test_every_quote_is_verbatim_from_a_retrieved_chunk(client: TestClient, kb_settings: Settings) -> None:
-    from retrieval.store import ChromaStore
+    from retrieval.vector_store import ChromaStore
 
     store = ChromaStore(kb_settings.chroma_dir, kb_settings.collection)
     body = _ask(client, "How long does a refund take to reach my card?")

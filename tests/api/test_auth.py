@@ -14,8 +14,8 @@ from click.testing import Result
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from access.keys import KeySpecError, build_key_store, split_token
 from api.app import create_app
-from api.keys import KeySpecError, build_key_store, split_token
 from api.limits import RateLimiter, TokenBucket
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import HashingEmbedder

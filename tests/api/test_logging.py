@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 
 from api.access_log import AccessLogMiddleware
 from api.app import create_app
+from common.logs import configure_logging, request_context
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.logs import configure_logging, request_context
 from tests.api.small_kb import small_kb_settings
 from tests.keys import bearer, issue_key
 

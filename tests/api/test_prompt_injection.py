@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from retrieval.config import Settings
-from retrieval.store import ChromaStore
+from retrieval.vector_store import ChromaStore
 from tests.api.test_api import ANSWERABLE, UNANSWERABLE
 from tests.keys import bearer, issue_key, unlimited
 
@@ -80,7 +80,7 @@ UNRELATED = [getattr(case, "values", case)[0] for case in ANSWERABLE] + UNANSWER
 def injected_settings(kb_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A copy of the sample KB's data dir with the instruction-carrying documents ingested on top."""
     from ingest.pipeline import Outcome, build_ingestor
-    from retrieval.engine import build_components
+    from retrieval.pipeline import build_components
 
     root = tmp_path_factory.mktemp("injected")
     shutil.copytree(kb_settings.data_dir, root / "data")

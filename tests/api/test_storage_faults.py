@@ -117,7 +117,7 @@ def _cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("ANSWERDESK_DATA_DIR", str(settings.data_dir))
     if settings.profile_path is not None:
         monkeypatch.setenv("ANSWERDESK_PROFILE_PATH", str(settings.profile_path))
-    monkeypatch.setattr("retrieval.engine.load_embedder", lambda *args, **kwargs: HashingEmbedder())
+    monkeypatch.setattr("retrieval.pipeline.load_embedder", lambda *args, **kwargs: HashingEmbedder())
     get_settings.cache_clear()
     return CliRunner()
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from retrieval.embedding import HashingEmbedder
-from retrieval.store import ChromaStore, StoreUnavailableError
+from retrieval.vector_store import ChromaStore, StoreUnavailableError
 from tests.api.small_kb import small_kb_settings
 from tests.keys import bearer, issue_key
 

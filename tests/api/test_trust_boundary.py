@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from access.keys import split_token
 from api.app import create_app
-from api.keys import split_token
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from tests.api.small_kb import FAQ, PROFILE

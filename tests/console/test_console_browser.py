@@ -124,7 +124,9 @@ def test_editor_replaces_and_deletes_with_confirmation(page: Any, console: Conso
 
 
 def test_agent_resolves_an_escalation_from_a_talk_to_a_person_question(page: Any, console: Console) -> None:
-    asked = console.api("reader", "POST", "/v1/ask", json={"question": "Can I talk to a person, please? It's about my invoice."})
+    asked = console.api(
+        "reader", "POST", "/v1/ask", json={"question": "Can I talk to a person, please? It's about my invoice."}
+    )
     assert asked.json()["status"] == "escalated", asked.text
     escalation_id = asked.json()["escalation_id"]
 
@@ -137,7 +139,10 @@ def test_agent_resolves_an_escalation_from_a_talk_to_a_person_question(page: Any
     first.get_by_role("link").click()
     page.get_by_role("heading", name="Escalation").wait_for()
     assert escalation_id in page.url
-    assert "customer_requested_human" in page.get_by_role("list").filter(has_text="customer_requested_human").first.inner_text()
+    assert (
+        "customer_requested_human"
+        in page.get_by_role("list").filter(has_text="customer_requested_human").first.inner_text()
+    )
     assert "talk to a person" in page.locator(".transcript").inner_text()
     page.get_by_label("Your reply to the customer").fill("Invoices can be downloaded under Settings → Billing.")
     page.get_by_label("Agent name").fill("Maija")
@@ -169,7 +174,10 @@ def test_dashboard_counts_equal_the_api(page: Any, console: Console) -> None:
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV: Questions per day by status").click()
     rows = list(csv.DictReader(io.StringIO(download.value.path().read_text("utf-8"))))
-    assert sum(int(row["answered"]) + int(row["abstained"]) + int(row["escalated"]) for row in rows) == stats["totals"]["total"]
+    assert (
+        sum(int(row["answered"]) + int(row["abstained"]) + int(row["escalated"]) for row in rows)
+        == stats["totals"]["total"]
+    )
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV: Questions per language").click()
     languages = {row["label"] for row in csv.DictReader(io.StringIO(download.value.path().read_text("utf-8")))}

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import DatasetMissingError, SuiteError, load_suite, subsample
+from eval.datasets import DatasetMissingError, load_suite, subsample
+from eval.suite import SuiteError
 from retrieval.config import Settings
 
 

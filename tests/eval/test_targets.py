@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from eval.cases import EvalCase
-from eval.datasets import Suite, load_suite
+from eval.datasets import load_suite
 from eval.run import CaseResult, run_suite
+from eval.suite import Suite
 from eval.targets import CROSS_LINGUAL, grouped_targets, reason_labels, target_figures, targets_markdown
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.types import Document, Section
+from retrieval.records import Document, Section
 
 REFUNDS = ["en/faq-refunds", "ru/faq-refunds"]
 

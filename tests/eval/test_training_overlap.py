@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from eval.datasets import load_suite, train_data_dir
-from retrieval.config import Settings
-from retrieval.verifier_data import (
+from retrieval.build.verifier_data import (
     chinese_items,
     load_exclusions,
     mlqa_items,
@@ -16,6 +15,7 @@ from retrieval.verifier_data import (
     selqa_items,
     squad2_items,
 )
+from retrieval.config import Settings
 from tests.overlap import dev_and_test_questions, normalise, public_eval_questions
 
 CALIBRATION_SUITES = ("train-squad2", "train-mlqa:de-en", "train-mlqa:zh-en", "train-mlqa:en-en", "train-cmrc")

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.chunk import Chunker
-from retrieval.types import Document, Section
+from retrieval.records import Document, Section
 
 
 def count_words(text: str) -> int:

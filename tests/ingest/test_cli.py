@@ -16,7 +16,7 @@ from retrieval.embedding import HashingEmbedder
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.setenv("ANSWERDESK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr("retrieval.engine.load_embedder", lambda *args, **kwargs: HashingEmbedder())
+    monkeypatch.setattr("retrieval.pipeline.load_embedder", lambda *args, **kwargs: HashingEmbedder())
     get_settings.cache_clear()
     yield CliRunner()
     get_settings.cache_clear()

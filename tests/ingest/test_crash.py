@@ -22,7 +22,7 @@ from ingest.pipeline import Ingestor, Outcome
 from retrieval.embedding import HashingEmbedder
 from retrieval.lexical import LexicalIndex
 from retrieval.registry import DocumentRegistry
-from retrieval.store import ChromaStore
+from retrieval.vector_store import ChromaStore
 
 pytestmark = pytest.mark.slow
 

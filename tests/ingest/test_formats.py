@@ -129,7 +129,7 @@ def count_words(text: str) -> int:
 
 
 def test_long_table_is_split_between_rows_repeating_caption_and_header() -> None:
-    from retrieval.types import Document, Section
+    from retrieval.records import Document, Section
 
     rows = [f"Plan {n} | {n} euro per seat per month" for n in range(40)]
     table = "\n".join(["Table: Prices", "Plan | Price", *rows])
@@ -144,7 +144,7 @@ def test_long_table_is_split_between_rows_repeating_caption_and_header() -> None
 
 
 def test_long_section_is_cut_between_list_items_and_code_is_refenced() -> None:
-    from retrieval.types import Document, Section
+    from retrieval.records import Document, Section
 
     items = tuple(f"- Step {n}: open the settings page and click the button number {n}." for n in range(20))
     code = "```\n" + "\n".join(f"call_step({n}, retries=3)" for n in range(40)) + "\n```"

@@ -8,11 +8,11 @@ from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import AnswerEngine
 from retrieval.lexical import LexicalIndex
+from retrieval.pipeline import AnswerEngine
+from retrieval.records import Chunk
 from retrieval.registry import DocumentRegistry
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk
+from retrieval.vector_store import ChromaStore
 
 FAQ = """---
 title: Billing FAQ

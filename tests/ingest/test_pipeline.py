@@ -8,9 +8,9 @@ from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor, Outcome
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import AnswerEngine
+from retrieval.pipeline import AnswerEngine
 from retrieval.registry import DocumentRegistry
-from retrieval.store import ChromaStore
+from retrieval.vector_store import ChromaStore
 
 FAQ = """---
 title: Billing FAQ

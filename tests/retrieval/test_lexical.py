@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from retrieval.analysis import analyze
 from retrieval.lexical import LexicalIndex, LexicalRetriever
+from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry
 from retrieval.scope import INTERNAL, PUBLIC, Scope
-from retrieval.types import Chunk
 
 
 def chunk(document_id: str, text: str, version: int = 1, language: str = "en", **fields: object) -> Chunk:

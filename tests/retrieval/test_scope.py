@@ -14,7 +14,8 @@ from ingest.parse import ParseError
 from ingest.pipeline import Outcome, Placement, build_ingestor
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import AnswerEngine, build_components
+from retrieval.pipeline import AnswerEngine, build_components
+from retrieval.records import Document
 from retrieval.scope import (
     AUDIENCES,
     INTERNAL,
@@ -26,7 +27,6 @@ from retrieval.scope import (
     shown_source,
     tenant_of,
 )
-from retrieval.types import Document
 
 TENANTS = ("default", "acme", "globex", "initech")
 TOPICS = ("refund", "invoice", "password", "shipping", "warranty", "discount", "export", "onboarding")

@@ -12,13 +12,14 @@ import pytest
 from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor
 from retrieval.config import RetrievalProfile
+from retrieval.dense import UseLeg, _z_scores
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import AnswerEngine, UseLeg, _z_scores
+from retrieval.pipeline import AnswerEngine
 from retrieval.publish import Publication, Publisher
+from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry
-from retrieval.store import ChromaStore
-from retrieval.types import Chunk
 from retrieval.use_encoder import USE_DIMENSION, shared_use_encoder, use_covers, use_store_beside
+from retrieval.vector_store import ChromaStore
 
 # The hashing e5 stand-in matches whole words only, so it cannot link a Russian question to an
 # English passage; USE (the real model) can.
@@ -93,7 +94,7 @@ def test_a_store_without_use_vectors_keeps_answering_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with_vectors = build(tmp_path / "a", use_weight=0.0).retriever.retrieve("reset password", "en")
-    caplog.set_level(logging.INFO, logger="retrieval.engine")
+    caplog.set_level(logging.INFO, logger="retrieval.pipeline")
     without = build(tmp_path / "b", with_use=False, use_weight=0.5).retriever.retrieve("reset password", "en")
     assert [hit.chunk.chunk_id for hit in without] == [hit.chunk.chunk_id for hit in with_vectors]
     assert "USE leg skipped" in caplog.text

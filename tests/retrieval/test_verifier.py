@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from retrieval import verifier_data as vd
+from retrieval.build import verifier_data as vd
 from retrieval.config import Settings
 from retrieval.verifier import load_verifier
 from retrieval.verifier_model import ADAPTER_DIR, VerifierConfig, has_adapter
@@ -131,8 +131,8 @@ def test_our_questions_point_at_squad_paragraphs() -> None:
 def test_toy_training_saves_an_adapter_that_reloads(model_dir: Path, tmp_path: Path) -> None:
     import torch
 
+    from retrieval.build.verifier_train import TrainOptions, pair_tokenizer, train
     from retrieval.verifier_model import load_trained
-    from retrieval.verifier_train import TrainOptions, pair_tokenizer, train
 
     pairs = [vd.Pair("Where is the Aletsch Glacier?", "The Aletsch Glacier is in Switzerland.", 1, "en",
                      "gold_sentence", "toy", "g"),
@@ -156,7 +156,7 @@ def test_load_verifier_is_none_without_an_export(tmp_path: Path) -> None:
 
 
 def test_prepare_verifier_skips_without_an_adapter(tmp_path: Path) -> None:
-    from retrieval.model_prep import prepare_verifier
+    from retrieval.build.embedder import prepare_verifier
 
     assert prepare_verifier(tmp_path / "e5", adapter_dir=tmp_path / "no-adapter") is None
 
@@ -164,7 +164,7 @@ def test_prepare_verifier_skips_without_an_adapter(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.skipif(not has_adapter(ADAPTER_DIR), reason="no verifier adapter committed")
 def test_exported_verifier_ranks_the_answer_above_a_topical_non_answer(model_dir: Path) -> None:
-    from retrieval.model_prep import prepare_verifier
+    from retrieval.build.embedder import prepare_verifier
     from retrieval.verifier import Verifier
 
     folder = prepare_verifier(model_dir)
@@ -181,7 +181,7 @@ def test_exported_verifier_ranks_the_answer_above_a_topical_non_answer(model_dir
 def test_eval_rows_give_each_negative_kind_an_auc_against_the_positives() -> None:
     import numpy as np
 
-    from retrieval.verifier_eval import EvalResult, _rows
+    from retrieval.build.verifier_eval import EvalResult, _rows
 
     pairs = [vd.Pair("q", "a", 1, "en", "gold_sentence", "x", "g"), vd.Pair("q", "b", 0, "en", "bm25", "x", "g"),
              vd.Pair("q", "c", 0, "de", "same_article", "x", "g"), vd.Pair("q", "d", 1, "de", "gold_passage", "x", "g")]

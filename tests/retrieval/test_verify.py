@@ -8,11 +8,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from retrieval.answerability import AnswerabilityModel, VerifierSignals, extract_features
-from retrieval.compose import compose_answer
+from retrieval.cite import compose_answer
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
 from retrieval.evidence import SentenceScorer
-from retrieval.types import Chunk, Hit, Status
+from retrieval.records import Chunk, Hit, Status
 from retrieval.verify import rerank, sentence_windows, verify_sentences
 
 

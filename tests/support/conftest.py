@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from retrieval.config import Settings
-from retrieval.delivery import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SignatureError, verify
 from retrieval.embedding import HashingEmbedder
+from support.outbox import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SignatureError, verify
 from tests.api.small_kb import FAQ, GUIDE, PROFILE
 
 SECRET = "test-secret-do-not-use"
@@ -48,7 +48,7 @@ def fake_kb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fake_settings(tmp_path: Path, fake_kb: Path) -> Settings:
     """Settings for a fresh data dir holding the tiny KB, ingested with the hashing embedder."""
     from ingest.pipeline import build_ingestor
-    from retrieval.engine import build_components
+    from retrieval.pipeline import build_components
 
     profile_path = tmp_path / "profile.toml"
     profile_path.write_text(PROFILE, encoding="utf-8")

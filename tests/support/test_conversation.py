@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.conversation import FollowUp, PriorTurn, contextualize, follow_up_kind
+from support.conversations import FollowUp, PriorTurn, contextualize, follow_up_kind
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_the_classifier_replaces_the_pronoun_rule(question: str, classified: Fol
 )
 def test_the_follow_up_head_in_many_languages(model_dir: Path, question: str, follow_up: bool) -> None:
     from retrieval.embedding import OnnxEmbedder
-    from retrieval.message_classifier import MessageReader, default_heads
+    from support.message_classifier import MessageReader, default_heads
 
     reader = MessageReader(default_heads(), OnnxEmbedder(model_dir, threads=1))
     kind = reader.follow_up(reader.probabilities(question))

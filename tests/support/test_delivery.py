@@ -13,12 +13,12 @@ import pytest
 from pydantic import SecretStr
 
 from retrieval.config import Settings
-from retrieval.delivery import OutboxDispatcher, SignatureError, backoff_delay, sign, verify
-from retrieval.desk import SupportConfigError, SupportDesk, build_desk
 from retrieval.embedding import HashingEmbedder
-from retrieval.engine import AnswerEngine, build_components
-from retrieval.handoff import EscalationPayload
-from retrieval.support_store import DEAD, DELIVERED, PENDING, SupportStore
+from retrieval.pipeline import AnswerEngine, build_components
+from support.desk import SupportConfigError, SupportDesk, build_desk
+from support.handoff import EscalationPayload
+from support.outbox import OutboxDispatcher, SignatureError, backoff_delay, sign, verify
+from support.store import DEAD, DELIVERED, PENDING, SupportStore
 from tests.support.conftest import SECRET, Receiver, wait_until
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.embedding import HashingEmbedder
-from retrieval.gaps import cluster_vectors, gap_clusters, is_unanswered, render_html
-from retrieval.store import ChromaStore
-from retrieval.support_store import AuditRecord
+from retrieval.vector_store import ChromaStore
+from support.gaps import cluster_vectors, gap_clusters, is_unanswered, render_html
+from support.store import AuditRecord
 
 
 def _record(answer_id: str, question: str, status: str = "abstained", reasons: list[str] | None = None) -> AuditRecord:

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrieval.delivery import sign
-from retrieval.handoff import EscalationPayload, escalated_answer, offer_escalation
-from retrieval.types import Answer, Citation, Status
+from retrieval.records import Answer, Citation, Status
+from support.handoff import EscalationPayload, escalated_answer, offer_escalation
+from support.outbox import sign
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from answerdesk.cli import app as cli
 from api.app import create_app
+from common.logs import configure_logging
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.logs import configure_logging
-from retrieval.support_store import AuditRecord, Exchange, SupportStore, Turn
+from support.store import AuditRecord, Exchange, SupportStore, Turn
 from tests.keys import bearer, issue_key, unlimited
 from tests.support.conftest import SECRET, Receiver, wait_until
 

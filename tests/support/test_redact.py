@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.redact import iban_valid, luhn_valid, redact_metadata, redact_text
+from common.redact import iban_valid, luhn_valid, redact_metadata, redact_text
 
 
 @pytest.mark.parametrize(

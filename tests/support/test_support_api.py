@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.support_store import SupportStore
+from support.store import SupportStore
 from tests.keys import bearer, issue_key, unlimited
 
 

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from retrieval.config import Settings, get_settings
-from retrieval.desk import SupportDesk, build_desk
-from retrieval.engine import AnswerEngine, build_components
-from retrieval.gaps import gap_clusters, render_html
+from retrieval.pipeline import AnswerEngine, build_components
+from support.desk import SupportDesk, build_desk
+from support.gaps import gap_clusters, render_html
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.support_store import (
+from support.store import (
     AnswerNotFoundError,
     AuditRecord,
     EscalationNotFoundError,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from retrieval.embedding import OnnxEmbedder
-from retrieval.triage import (
+from support.triage import (
     CALLER,
     HUMAN,
     REPEATED_ABSTENTION,

@@ -18,7 +18,7 @@ from eval.triage import (
     load_examples,
 )
 from retrieval.config import Settings
-from retrieval.message_classifier import FOLLOW_UP, MessageHeads, MessageHeadsError, default_heads
+from support.message_classifier import FOLLOW_UP, MessageHeads, MessageHeadsError, default_heads
 from tests.overlap import dev_and_test_questions, normalise, public_eval_questions
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from rich.table import Table
 
+from retrieval.build.verifier_data import SEED, Pair
 from retrieval.verifier import Verifier
-from retrieval.verifier_data import SEED, Pair
 
 
 @dataclass

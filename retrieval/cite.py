@@ -16,8 +16,8 @@ from retrieval.config import RetrievalProfile
 from retrieval.content import has_meaningful_content
 from retrieval.evidence import ChunkEvidence, select_quote
 from retrieval.messages import ABSTAINED, DISCLOSURE, localized
+from retrieval.records import Answer, Citation, Hit, Status
 from retrieval.scope import local_id, shown_source
-from retrieval.types import Answer, Citation, Hit, Status
 
 
 def compose_answer(

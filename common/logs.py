@@ -2,7 +2,7 @@
 
 Only entry points call :func:`configure_logging` (``answerdesk`` and ``answerdesk serve``); library
 modules just use ``logging.getLogger(__name__)``. Every string that reaches the output — the
-formatted message, ``extra`` fields, exception text — goes through :func:`retrieval.redact.redact_text`.
+formatted message, ``extra`` fields, exception text — goes through :func:`common.redact.redact_text`.
 That happens in the formatter rather than in a ``logging.Filter`` over ``msg``/``args`` because a
 filter would miss tracebacks and ``extra`` fields, which are only rendered when formatting.
 
@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from retrieval.redact import redact_text
+from common.redact import redact_text
 
 # The id of the request being served; run_in_threadpool copies it into worker threads.
 request_id_var: ContextVar[str | None] = ContextVar("answerdesk_request_id", default=None)

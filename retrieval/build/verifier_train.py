@@ -1,6 +1,6 @@
 """Train the verifier's LoRA adapter + head (``answerdesk verifier train``).
 
-Reproducible: fixed seed, a fixed sampling order over the pairs of :mod:`retrieval.verifier_data`,
+Reproducible: fixed seed, a fixed sampling order over the pairs of :mod:`retrieval.build.verifier_data`,
 and a learning-rate schedule over ``--max-steps`` (or, without it, over the ``--max-minutes``
 budget, which makes the step count depend on the machine). Whatever is trained when the budget
 runs out is saved; a checkpoint is also written every ``save_every_minutes``.
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.verifier_data import SEED, Pair
+from retrieval.build.verifier_data import SEED, Pair
 from retrieval.verifier_model import (
     ADAPTER_FILE,
     PREFIXES,

@@ -18,12 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from common.redact import redact_text
 from retrieval.config import RetrievalProfile, Settings
-from retrieval.conversation import ContextualQuestion, FollowUp, PriorTurn, contextualize
-from retrieval.delivery import DeliveryWorker, OutboxDispatcher
 from retrieval.embedding import Embedder, Vector
-from retrieval.engine import AnswerEngine
-from retrieval.handoff import (
+from retrieval.language import UNKNOWN, detect_language
+from retrieval.pipeline import AnswerEngine
+from retrieval.records import Answer, Hit, Status
+from retrieval.scope import Scope
+from support.conversations import ContextualQuestion, FollowUp, PriorTurn, contextualize
+from support.handoff import (
     CREATED,
     RESOLVED,
     EscalationPayload,
@@ -36,11 +39,9 @@ from retrieval.handoff import (
     offer_escalation,
     redacted_copy,
 )
-from retrieval.language import UNKNOWN, detect_language
-from retrieval.message_classifier import default_heads
-from retrieval.redact import redact_text
-from retrieval.scope import Scope
-from retrieval.support_store import (
+from support.message_classifier import default_heads
+from support.outbox import DeliveryWorker, OutboxDispatcher
+from support.store import (
     OPEN,
     AuditRecord,
     ConversationNotFoundError,
@@ -53,8 +54,7 @@ from retrieval.support_store import (
     may_continue,
     utc_now,
 )
-from retrieval.triage import ALREADY, Triage, Trigger, build_triage, decide
-from retrieval.types import Answer, Hit, Status
+from support.triage import ALREADY, Triage, Trigger, build_triage, decide
 
 logger = logging.getLogger(__name__)
 

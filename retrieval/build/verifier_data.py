@@ -92,7 +92,7 @@ class Item:
 
 def default_data_dir() -> Path:
     """``../shared/data/train`` beside the repository."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
 
 
 def _load_json(path: Path) -> Any:

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from retrieval.rows import SqlStore, columns_of, record_from_row
+from common.sql import SqlStore, columns_of, record_from_row
 from retrieval.scope import DEFAULT_TENANT, INTERNAL, PUBLIC
 
 logger = logging.getLogger(__name__)

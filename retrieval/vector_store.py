@@ -15,8 +15,8 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from retrieval.records import Chunk, Hit
 from retrieval.scope import DEFAULT_TENANT, TAG_KEY_PREFIX, Scope, tag_set, tenant_of
-from retrieval.types import Chunk, Hit
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from enum import StrEnum
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common.sql import SqlStore, private_dir, record_from_row
 from retrieval.config import Settings
-from retrieval.rows import SqlStore, private_dir, record_from_row
 from retrieval.scope import PUBLIC, check_audience, check_tenant
 
 TOKEN_PREFIX = "adk_"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from retrieval.support_store import OutboxMessage, SupportStore
+from support.store import OutboxMessage, SupportStore
 
 logger = logging.getLogger(__name__)
 

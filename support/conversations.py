@@ -1,7 +1,7 @@
 """Follow-up questions: read "and how long does it take?" together with the question it follows.
 
 A follow-up opens with a connective ("and", "what about", "а", "un", "那"), or the classifier's
-``follow_up`` head (retrieval/message_classifier.py, trained on examples in eleven languages) says
+``follow_up`` head (support/message_classifier.py, trained on examples in eleven languages) says
 the message leans on the turn before ("how much is it?", "а сколько это стоит?", "那个呢？"), or it
 is very short. Without the classifier, a pronoun ("it", "это", "tas", "它") stands in for it.
 The retrieval query is then the conversation's last stand-alone question followed by the
@@ -18,7 +18,7 @@ from enum import StrEnum
 
 import regex
 
-from retrieval.types import Hit
+from retrieval.records import Hit
 
 _CONNECTIVE = regex.compile(
     r"^\s*(?:"

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from common.redact import redact_text
 from retrieval.embedding import Embedder
-from retrieval.redact import redact_text
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
-from retrieval.store import ChromaStore
-from retrieval.support_store import AuditRecord
-from retrieval.triage import reason_code
+from retrieval.vector_store import ChromaStore
+from support.store import AuditRecord
+from support.triage import reason_code
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ customer is told, in their language.
 The record holds everything an agent needs so the customer never repeats themselves: the transcript,
 the detected language, the last question, the attempted answer with its candidate sources and
 scores, the confidence, the reason codes and the caller's customer metadata. Only the redacted copy
-leaves the system: customer-written text and metadata go through :mod:`retrieval.redact`; the
+leaves the system: customer-written text and metadata go through :mod:`common.redact`; the
 assistant's text is quoted from the knowledge base and is kept as it is.
 """
 
@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.redact import redact_metadata, redact_text
 from retrieval.messages import localized
-from retrieval.redact import redact_metadata, redact_text
+from retrieval.records import Answer, Citation, Hit, Status
 from retrieval.scope import local_id
-from retrieval.types import Answer, Citation, Hit, Status
 
 SCHEMA_VERSION = 1
 CREATED = "escalation.created"

@@ -1,7 +1,7 @@
 """Usage figures over a period, for the lead's dashboard (``GET /v1/stats``, console/).
 
 Everything is counted from the audit rows the desk writes for every ``/v1/ask`` turn, the
-escalations and the answer feedback (retrieval/support_store.py), so the dashboard shows exactly
+escalations and the answer feedback (support/store.py), so the dashboard shows exactly
 what the support database holds: one audited answer is one question.
 """
 
@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from retrieval.support_store import AuditRecord, Escalation, Feedback
+from support.store import AuditRecord, Escalation, Feedback
 
 STATUSES = ("answered", "abstained", "escalated")
 

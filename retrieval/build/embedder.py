@@ -515,7 +515,7 @@ def export_onnx(st_dir: Path, onnx_dir: Path, keep_fp32: bool = False) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import XLMRobertaModel
 
-    from retrieval.embedding import onnxruntime
+    from retrieval.onnx_runtime import onnxruntime
 
     onnxruntime()  # quantisation opens sessions too: telemetry off first
 

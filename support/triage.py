@@ -6,7 +6,7 @@ account takeover, cancellation threat…). Each trigger is a short stable reason
 human-readable detail, e.g. ``sensitive_topic: chargeback``.
 
 The main signal is a multilingual classifier: logistic heads over the message's e5 embedding
-(retrieval/message_classifier.py), trained on examples in eleven languages; its probability is
+(support/message_classifier.py), trained on examples in eleven languages; its probability is
 written into the reason (``sensitive_topic: chargeback (p=0.93)``). Beside it stay only precise
 phrase rules (keywords such as "chargeback", "转人工", "срочно"; shouting; custom TOML topics): a
 rule or the classifier firing is enough. Every lexicon is applied whatever language was detected,
@@ -31,7 +31,7 @@ from pathlib import Path
 import regex
 
 from retrieval.embedding import Embedder, Vector
-from retrieval.message_classifier import MessageHeads, MessageReader, default_heads
+from support.message_classifier import MessageHeads, MessageReader, default_heads
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ urgency, a legal threat, a chargeback, a security incident, an account takeover,
 threat) and ``follow_up`` (the message leans on the previous turn). They are fitted on examples we
 wrote in many languages (``data/triage/``) by ``answerdesk eval triage-fit``, which also chooses
 each head's threshold on held-out folds of those examples; the weights live in
-``retrieval/triage_model.npz`` (a few hundred KB). Reading a message costs one matrix-vector product
+``support/triage_model.npz`` (a few hundred KB). Reading a message costs one matrix-vector product
 over the embedding the desk already computed for retrieval.
 
 Example::
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from retrieval.conversation import FollowUp
 from retrieval.embedding import Embedder, Vector
+from support.conversations import FollowUp
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class MessageHeads:
 
 @cache
 def default_heads() -> MessageHeads:
-    """The committed heads (``retrieval/triage_model.npz``), loaded once."""
+    """The committed heads (``support/triage_model.npz``), loaded once."""
     return MessageHeads.load(DEFAULT_HEADS_PATH)
 
 

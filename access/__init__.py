@@ -1,0 +1,2 @@
+"""API keys and roles: who may call what, and with which audience.
+"""

@@ -1,0 +1,2 @@
+"""Base helpers every package may use: redaction, JSON logging and SQL helpers.
+"""

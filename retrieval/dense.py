@@ -1,0 +1,196 @@
+"""Dense retrieval: the e5 nearest neighbours, corrected for same-language bias, fused with the USE leg."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from retrieval.embedding import Embedder, Vector
+from retrieval.language_bias import LanguageBias
+from retrieval.records import Hit
+from retrieval.registry import DocumentRegistry
+from retrieval.scope import Scope
+from retrieval.use_encoder import UseEncoder, shared_use_encoder, use_covers, use_store_beside
+from retrieval.vector_store import ChromaStore, scope_metadata
+
+logger = logging.getLogger(__name__)
+
+
+class DenseRetriever:
+    """Top-k chunks by cosine similarity of e5 embeddings, corrected for same-language bias.
+
+    multilingual-e5 scores a passage in the question's own language higher than an equally relevant
+    one in another language, so an off-topic localized article outranks the right English one. With a
+    ``bias`` (language centroids, retrieval/language_bias.py), a passage in another language gets what
+    this question gains from its own language's centroid over the passage's (0.02-0.08 for Latvian,
+    Russian, Chinese questions) in the ranking; languages without a centroid get the constant
+    ``cross_lingual_bonus``, and so does ``Hit.score`` (the answerability model's scale).
+    With ``centred_query``, the question moved off its own language's centroid fetches ``depth`` more
+    neighbours: otherwise, when the nearest are all in its language (a Latvian question, a KB with
+    Latvian articles on other topics), the English answer never reaches the candidates to be corrected.
+
+    With a ``registry``, only chunks of each document's live version are returned, so a document
+    being replaced is seen whole, old or new (retrieval/publish.py).
+
+    With a USE leg (``use``: the encoder and the store of its vectors, retrieval/use_encoder.py) and
+    the question's text, both encoders find their own ``depth`` neighbours; each candidate's cosine
+    under each encoder is z-scored over the candidates, and candidates are ordered by
+    ``(1 - use_weight)·z_e5 + use_weight·z_use``. A candidate without a USE vector (its language is
+    not covered, or it was ingested before the leg existed) is ordered by its e5 z-score alone, and a
+    question in a language USE does not cover skips the leg. ``Hit.score`` stays the e5 cosine.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: ChromaStore,
+        top_k: int,
+        cross_lingual_bonus: float,
+        registry: DocumentRegistry | None = None,
+        use: UseLeg | None = None,
+        use_weight: float = 0.0,
+        bias: LanguageBias | None = None,
+        centred_query: bool = False,
+    ) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.top_k = top_k
+        self.cross_lingual_bonus = cross_lingual_bonus
+        self.registry = registry
+        self.bias = bias
+        self.centred_query = centred_query
+        self.use = use
+        self.use_weight = use_weight
+        self._warned_no_use = False
+
+    def retrieve(self, question: str, language: str, scope: Scope | None = None) -> list[Hit]:
+        """The best chunks for ``question`` inside ``scope`` (default: the default tenant's public documents)."""
+        return self.retrieve_by_vector(self.embedder.embed_query(question), language, scope, question)
+
+    def retrieve_by_vector(
+        self, vector: Vector, language: str, scope: Scope | None = None, text: str | None = None
+    ) -> list[Hit]:
+        """Like :meth:`retrieve` for a query already embedded (e.g. a follow-up blended with its topic);
+        the USE leg runs only with its ``text``."""
+        return self.candidates(vector, language, scope, self.top_k * 3, text)[: self.top_k]
+
+    def candidates(
+        self, vector: Vector, language: str, scope: Scope | None, depth: int, text: str | None = None
+    ) -> list[Hit]:
+        """The ``depth`` nearest live chunks, corrected for language and re-sorted (fused with the USE
+        leg's neighbours when there is one and ``text``).
+
+        Over-fetching lets the correction promote passages from just below the cut.
+        """
+        scope = scope or Scope()
+        offsets = self.language_offsets(vector, language)
+        hits = self._live(self.store.query(vector, depth, scope))
+        if self.centred_query and offsets and self.bias is not None:
+            hits = self._with_centred_neighbours(hits, vector, language, scope, depth)
+        # Ranked by the per-question correction; Hit.score keeps the constant bonus, the scale the
+        # answerability model was fitted on (with the offsets as scores it answered far more wrongly).
+        ranking = {hit.chunk.chunk_id: self.adjusted(hit.score, hit.chunk.language, language, offsets) for hit in hits}
+        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language)) for hit in hits]
+        adjusted.sort(key=lambda hit: ranking[hit.chunk.chunk_id], reverse=True)
+        if self.use is not None and text and self.use_weight > 0 and use_covers(language):
+            return self._fused_with_use(self.use, adjusted, ranking, vector, text, language, scope, depth, offsets)
+        return adjusted
+
+    def language_offsets(self, vector: Vector, language: str) -> dict[str, float]:
+        """What ``vector`` (a question in ``language``) gains per passage language, for :meth:`adjusted`."""
+        return self.bias.offsets(vector, language) if self.bias is not None else {}
+
+    def _with_centred_neighbours(
+        self, hits: list[Hit], vector: Vector, language: str, scope: Scope, depth: int
+    ) -> list[Hit]:
+        """``hits`` and the neighbours of the question moved off its language's centroid, so passages
+        in other languages reach the candidates even when the nearest ``depth`` are all in its own."""
+        assert self.bias is not None
+        centroids = self.bias.centroids
+        centred = vector - centroids[language] + np.mean(list(centroids.values()), axis=0)
+        centred = np.asarray(centred / max(float(np.linalg.norm(centred)), 1e-12), dtype=np.float32)
+        known = {hit.chunk.chunk_id for hit in hits}
+        extra = [hit for hit in self._live(self.store.query(centred, depth, scope)) if hit.chunk.chunk_id not in known]
+        for chunk, embedding in self.store.embedded([hit.chunk.chunk_id for hit in extra]):
+            hits.append(Hit(chunk, float(np.dot(embedding, vector))))  # scored by the question itself
+        return hits
+
+    def _live(self, hits: list[Hit]) -> list[Hit]:
+        if self.registry is None:
+            return hits
+        live = self.registry.live_versions({hit.chunk.document_id for hit in hits})
+        return [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
+
+    def _fused_with_use(
+        self,
+        use: UseLeg,
+        dense: list[Hit],
+        ranking: dict[str, float],
+        vector: Vector,
+        text: str,
+        language: str,
+        scope: Scope,
+        depth: int,
+        offsets: Mapping[str, float],
+    ) -> list[Hit]:
+        use_vector = use.encoder.embed_query(text)
+        use_scores = {hit.chunk.chunk_id: hit.score for hit in self._live(use.store.query(use_vector, depth, scope))}
+        if not use_scores:
+            if not self._warned_no_use:  # once per process: every question would say the same
+                logger.info("USE leg skipped: no USE vectors in scope (re-ingest to compute them)")
+                self._warned_no_use = True
+            return dense
+        by_id = {hit.chunk.chunk_id: hit for hit in dense}
+        found_by_use = [chunk_id for chunk_id in use_scores if chunk_id not in by_id]
+        for chunk, embedding in self.store.embedded(found_by_use):
+            if scope.allows(scope_metadata(chunk)):
+                cosine = float(np.dot(embedding, vector))
+                ranking[chunk.chunk_id] = self.adjusted(cosine, chunk.language, language, offsets)
+                by_id[chunk.chunk_id] = Hit(chunk, self.adjusted(cosine, chunk.language, language))
+        found_by_e5 = [chunk_id for chunk_id, hit in by_id.items() if chunk_id not in use_scores]
+        for chunk, embedding in use.store.embedded(found_by_e5):
+            use_scores[chunk.chunk_id] = float(np.dot(embedding, use_vector))
+        hits = list(by_id.values())
+        e5 = _z_scores(np.array([ranking[hit.chunk.chunk_id] for hit in hits]))
+        covered = np.array([hit.chunk.chunk_id in use_scores and use_covers(hit.chunk.language) for hit in hits])
+        fused = e5.copy()
+        if covered.any():
+            cosines = np.array([use_scores.get(hit.chunk.chunk_id, 0.0) for hit in hits])
+            use_z = np.zeros_like(e5)
+            use_z[covered] = _z_scores(cosines[covered])
+            fused[covered] = (1 - self.use_weight) * e5[covered] + self.use_weight * use_z[covered]
+        order = np.argsort(-fused, kind="stable")
+        return [hits[i] for i in order]
+
+    def adjusted(
+        self, cosine: float, passage_language: str, language: str, offsets: Mapping[str, float] | None = None
+    ) -> float:
+        """The cosine corrected for the passage's language: the question's own per-language offset
+        (retrieval/language_bias.py) when known, else ``cross_lingual_bonus`` for another language."""
+        if passage_language == language:
+            return cosine
+        if offsets and passage_language in offsets:
+            return cosine + offsets[passage_language]
+        return cosine + self.cross_lingual_bonus
+
+
+@dataclass(frozen=True)
+class UseLeg:
+    """The second dense encoder and the store of its chunk vectors (retrieval/use_encoder.py)."""
+
+    encoder: UseEncoder
+    store: ChromaStore
+
+    @classmethod
+    def beside(cls, store: ChromaStore, encoder: UseEncoder | None = None) -> UseLeg:
+        """The USE leg whose vectors live beside ``store`` (its ``-use`` collections)."""
+        return cls(encoder or shared_use_encoder(), use_store_beside(store))
+
+
+def _z_scores(values: np.ndarray) -> np.ndarray:
+    """``values`` centred and scaled to unit deviation (all equal: all zero)."""
+    deviation = float(values.std())
+    return (values - values.mean()) / deviation if deviation > 0 else np.zeros_like(values)

@@ -1,0 +1,90 @@
+"""Hybrid retrieval: the dense and lexical legs fused by rank, then the asker's translation first."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from retrieval.config import RetrievalProfile
+from retrieval.dense import DenseRetriever
+from retrieval.embedding import Vector
+from retrieval.fusion import fuse_ranks, language_fair_ranks, ranks_of
+from retrieval.lexical import LexicalMatch, LexicalRetriever
+from retrieval.records import Hit
+from retrieval.scope import Scope
+from retrieval.translations import localized_first
+from retrieval.vector_store import scope_metadata
+
+
+class HybridRetriever:
+    """Dense and lexical rankings fused by weighted reciprocal rank (retrieval/fusion.py).
+
+    Each leg ranks ``top_k * candidate_factor`` chunks inside the scope, of live versions only. Every
+    hit carries its dense cosine (``score``, with the cross-lingual correction; computed from the
+    stored embedding for chunks only the lexical leg found), its BM25 score (``lexical_score``, 0
+    when the lexical leg missed it) and the ``fused_score`` hits are ordered by. With
+    ``prefer_localized``, the question-language version of the best document goes first
+    (retrieval/translations.py). Without a lexical index, or with ``lexical_weight`` 0, it is the dense
+    ranking with fused scores.
+
+    Words rarely match across languages, so in a KB with articles in several languages the lexical
+    leg favours the question's language: a Russian question shares words with an off-topic Russian
+    article, never with the right English one (the bias ``cross_lingual_bonus`` corrects in the dense
+    leg). So when any candidate is in the question's language, a candidate in another language gets
+    the better of its lexical rank and its dense rank in the lexical ranking: the lexical leg cannot
+    judge it, so it neither lifts nor sinks it. On the sample set this took recall@1 from 0.710 (plain
+    fusion) to 0.733 (dense alone 0.693, Russian questions 0.703 → 0.811). When no candidate is in the
+    question's language (an English KB asked in Russian), the lexical ranks stand: names and numbers
+    then match across languages on an equal footing.
+    """
+
+    def __init__(
+        self,
+        dense: DenseRetriever,
+        lexical: LexicalRetriever | None,
+        profile: RetrievalProfile,
+    ) -> None:
+        self.dense = dense
+        self.lexical = lexical
+        self.profile = profile
+        self.top_k = profile.top_k
+        self.cross_lingual_bonus = dense.cross_lingual_bonus
+        self.registry = dense.registry
+
+    def retrieve(self, question: str, language: str, scope: Scope | None = None) -> list[Hit]:
+        """The best chunks for ``question`` inside ``scope`` (default: the default tenant's public documents)."""
+        return self.retrieve_by_vector(self.dense.embedder.embed_query(question), language, scope, question)
+
+    def retrieve_by_vector(
+        self, vector: Vector, language: str, scope: Scope | None = None, text: str | None = None
+    ) -> list[Hit]:
+        """Like :meth:`retrieve` for a query already embedded; the lexical leg runs only with its ``text``."""
+        scope = scope or Scope()
+        depth = self.top_k * self.profile.candidate_factor
+        dense = self.dense.candidates(vector, language, scope, depth, text)
+        matches: list[LexicalMatch] = []
+        if self.lexical is not None and text and self.profile.lexical_weight > 0:
+            matches = self.lexical.retrieve(text, language, depth, scope)
+        dense_ranks = ranks_of([hit.chunk.chunk_id for hit in dense])
+        lexical_ranks = language_fair_ranks(dense, matches, dense_ranks, language)
+        fused = fuse_ranks(
+            [dense_ranks, lexical_ranks], [self.profile.dense_weight, self.profile.lexical_weight], self.profile.rrf_k
+        )[: self.top_k]
+        by_id = {hit.chunk.chunk_id: hit for hit in dense}
+        lexical_scores = {match.chunk_id: match.score for match in matches}
+        missing = [chunk_id for chunk_id, _ in fused if chunk_id not in by_id]
+        for chunk, embedding in self.dense.store.embedded(missing):
+            if scope.allows(scope_metadata(chunk)):  # the lexical index checked it; so does the store copy
+                cosine = float(np.dot(embedding, vector))
+                by_id[chunk.chunk_id] = Hit(chunk, self.dense.adjusted(cosine, chunk.language, language))
+        hits = [
+            replace(by_id[chunk_id], lexical_score=lexical_scores.get(chunk_id, 0.0), fused_score=fused_score)
+            for chunk_id, fused_score in fused
+            if chunk_id in by_id
+        ]
+        if self.profile.prefer_localized and hits:
+            hits = localized_first(
+                hits, vector, language, scope, self.registry, self.dense.store, self.profile.localized_margin
+            )[: self.top_k]
+        return hits
