@@ -18,14 +18,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from access.keys import ROLE_PERMISSIONS, Permission
 from api.auth import Caller, DocumentsCaller, authenticate, require
 from api.deps import EngineDep, RegistryDep, SettingsDep
 from api.errors import ApiError
 from api.limits import check_question_length
-from api.models import MAX_QUESTION_CHARS, ErrorResponse
+from api.models import MAX_QUESTION_CHARS, AskRequest, ErrorResponse
 from api.routes_support import SupportDep
 from retrieval.evidence import ChunkEvidence
 from retrieval.pipeline import AnswerEngine
@@ -90,6 +90,11 @@ class PreviewRequest(BaseModel):
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        return AskRequest._not_blank(value)  # the same rule as /v1/ask
 
 
 class Candidate(BaseModel):

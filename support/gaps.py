@@ -69,8 +69,12 @@ def cluster_vectors(vectors: NDArray[np.float32], max_distance: float = DEFAULT_
     if count == 1:
         return [[0]]
     from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
 
-    tree = linkage(np.asarray(vectors, dtype=np.float64), method="average", metric="cosine")
+    # A question without words embeds as a zero vector (the hashing embedder), whose cosine is
+    # undefined: it is as far as can be from every other question, so it stays on its own.
+    distances = np.nan_to_num(pdist(np.asarray(vectors, dtype=np.float64), "cosine"), nan=1.0)
+    tree = linkage(distances, method="average")
     labels = fcluster(tree, t=max_distance, criterion="distance")
     groups: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
