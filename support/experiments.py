@@ -224,6 +224,9 @@ METRICS: dict[str, bool | None] = {
 
 
 _STATUS_COLUMN = {"answered": 1, "abstained": 2, "escalated": 3}
+# Below this many conversations in an arm, a bootstrap interval is too narrow to trust (with 3
+# conversations that all answered, every resample answers): no verdict is given.
+MIN_CONVERSATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -301,16 +304,12 @@ def compare_variants(
         else:
             num, den = columns[metric]
             point, low, high = unpaired_bootstrap(a[:, num], a[:, den], b[:, num], b[:, den], resamples, confidence)
+        too_few = min(len(a), len(b)) < MIN_CONVERSATIONS
+        decided = (
+            f"too few conversations (under {MIN_CONVERSATIONS} in an arm)" if too_few else verdict(low, high, direction)
+        )
         differences.append(
-            MetricDifference(
-                metric,
-                figures[0].values[metric],
-                figures[1].values[metric],
-                point,
-                low,
-                high,
-                verdict(low, high, direction),
-            )
+            MetricDifference(metric, figures[0].values[metric], figures[1].values[metric], point, low, high, decided)
         )
     return figures, differences
 

@@ -2,11 +2,12 @@
 import { ApiError, api, forgetKey, keepKey, storedKey } from "./api.js";
 import { agentScreens } from "./agent.js";
 import { editorScreens } from "./editor.js";
+import { experimentScreens } from "./experiments.js";
 import { leadScreens } from "./lead.js";
 import { field, fill, h, notice } from "./ui.js";
 
 // Each screen: the hash it answers, its nav label (none: reached by link), the permission it needs.
-const SCREENS = [...editorScreens, ...agentScreens, ...leadScreens];
+const SCREENS = [...editorScreens, ...agentScreens, ...leadScreens, ...experimentScreens];
 const main = document.getElementById("main");
 let me = null;
 

@@ -8,6 +8,7 @@ tests skip, saying so loudly. Screenshots of every screen go to var/screenshots/
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -72,6 +73,9 @@ def console(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterat
         "reader": issue_key(settings, "reader", "default", "public"),
         "acme-editor": issue_key(settings, "editor", "acme", "public"),
     }
+    # A profile an experiment can try (variant B): the former fixed-threshold decision.
+    (data_dir / "profiles").mkdir()
+    shutil.copy(REPO / "eval" / "profiles" / "threshold.toml", data_dir / "profiles" / "threshold.toml")
     port = _free_port()
     env = {
         **os.environ,

@@ -242,7 +242,7 @@ def test_keyboard_zoom_and_page_weight(page: Any, console: Console) -> None:
     assert page.evaluate("document.activeElement.name") == "key"  # the key field has the focus
     page.keyboard.type(console.keys["admin"])
     page.keyboard.press("Enter")
-    page.get_by_role("button", name="Sign out").wait_for()
+    page.get_by_role("heading", name="Documents").wait_for()
     total = sum(scripts.values())
     report = ", ".join(f"{name} {size}" for name, size in sorted(scripts.items()))
     print(f"\nfirst page script: {total} bytes ({report})")
@@ -263,3 +263,34 @@ def test_keyboard_zoom_and_page_weight(page: Any, console: Console) -> None:
 def _count_script(response: Any, sizes: dict[str, int]) -> None:
     if response.request.resource_type == "script":
         sizes[response.url.rsplit("/", 1)[-1]] = len(response.body())
+
+
+def test_a_lead_runs_an_experiment(page: Any, console: Console) -> None:
+    sign_in(page, console, "admin")
+    page.get_by_role("link", name="Experiments").click()
+    page.get_by_label("Name").fill("fixed threshold")
+    page.get_by_label("Profile for B").select_option("threshold")
+    page.get_by_label("Share of new conversations for B (%)").fill("50")
+    page.get_by_role("button", name="Start experiment").click()
+    page.get_by_role("heading", name="Experiment: fixed threshold").wait_for()
+    experiment_id = page.url.rsplit("/", 1)[-1]
+    try:
+        for _ in range(6):  # new conversations, split between A and B
+            assert console.api("reader", "POST", "/v1/ask", json={"question": "Can I pay by card?"}).status_code == 200
+        page.reload()
+        variants = page.get_by_role("table", name="Variants")
+        variants.wait_for()
+        detail = console.api("admin", "GET", f"/v1/experiments/{experiment_id}").json()
+        assert sum(item["answers"] for item in detail["variants"]) == 6
+        for item in detail["variants"]:
+            row = variants.get_by_role("row").filter(has_text=item["profile"])
+            assert row.get_by_role("cell").nth(3).inner_text() == str(item["answers"])
+        comparison = page.get_by_role("table", name="Comparison").inner_text()
+        assert "Answered" in comparison and "Latency p50 (ms)" in comparison
+        screenshot(page, "13-experiment")
+
+        page.get_by_role("button", name="Promote B").click()
+        page.get_by_role("dialog").get_by_role("button", name="Promote").click()
+        page.locator("h1 .badge", has_text="promoted").wait_for()
+    finally:
+        console.api("admin", "POST", f"/v1/experiments/{experiment_id}/stop")  # the other tests expect profile A
