@@ -112,7 +112,7 @@ async def experiment_turn(
     has an experiment (and the variant recorded), else by ``engine``."""
     lab: Lab | None = getattr(http.app.state, "experiments", None)
     experiment = await run_in_threadpool(lab.store.active, caller.tenant) if lab is not None else None
-    if lab is None or experiment is None:
+    if lab is None or experiment is None or not await run_in_threadpool(_new_since, desk, request, caller, experiment):
         return await answer_turn(request, engine, desk, caller.scope, caller.key_id)
     # The variant follows the conversation, so its id is needed before the desk would create one.
     request = request.model_copy(update={"conversation_id": request.conversation_id or uuid.uuid4().hex})
@@ -132,6 +132,15 @@ async def experiment_turn(
     response = await answer_turn(request, chosen, desk, caller.scope, caller.key_id)
     await run_in_threadpool(lab.store.record, experiment, response.answer_id, response.conversation_id, variant)
     return response
+
+
+def _new_since(desk: SupportDesk, request: AskRequest, caller: Caller, experiment: Experiment) -> bool:
+    """Whether this turn's conversation takes part: one started before the experiment stays on A
+    (unrecorded), so only new conversations are split."""
+    if request.conversation_id is None:
+        return True
+    known = desk.store.conversation(request.conversation_id, caller.tenant)
+    return known is None or known.created_at >= experiment.created_at
 
 
 # ---- request and response bodies -----------------------------------------------------------------

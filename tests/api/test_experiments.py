@@ -61,7 +61,12 @@ def _start(client: TestClient, headers: dict[str, str], share: float = 0.5) -> d
 
 def test_conversations_are_split_by_id_and_every_answer_records_its_variant(setup: Any) -> None:
     client, _, headers = setup
-    assert _ask(client, headers["reader"])["status"] == "answered"  # before the experiment: A's profile
+    before = _ask(client, headers["reader"])
+    assert before["status"] == "answered"  # before the experiment: A's profile
+    experiment = _start(client, headers["admin"], share=1.0 - 1e-9)
+    # A conversation started before the experiment stays out of it, even with everyone else on B.
+    assert _ask(client, headers["reader"], conversation_id=before["conversation_id"])["status"] == "answered"
+    client.post(f"/v1/experiments/{experiment['experiment_id']}/stop", headers=headers["admin"])
     experiment = _start(client, headers["admin"])
     statuses = {}
     for _ in range(60):

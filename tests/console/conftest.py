@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -61,9 +62,10 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Console]:
-    """`answerdesk serve` on a fresh data dir, seeded through the API, with a key per role."""
+    """`answerdesk serve` on a fresh data dir, seeded through the API, with a key per role; it
+    stops after the module (1.4 GB of memory the rest of the suite should not carry)."""
     data_dir = tmp_path_factory.mktemp("console-data")
     settings = Settings(data_dir=data_dir, model_dir=model_dir)
     keys = {
@@ -87,7 +89,9 @@ def console(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterat
     }
     log = (data_dir / "serve.log").open("w")
     command = [sys.executable, "-m", "answerdesk", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    process = subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=_die_with_parent
+    )
     server = Console(f"http://127.0.0.1:{port}", keys)
     try:
         _wait_ready(server, process, data_dir)
@@ -100,6 +104,15 @@ def console(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterat
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def _die_with_parent() -> None:
+    """In the server's process: the kernel sends it SIGTERM when pytest dies, even by SIGKILL (an
+    out-of-memory kill would otherwise leave a server holding a port and 1.4 GB)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _wait_ready(server: Console, process: subprocess.Popen[bytes], data_dir: Path) -> None:
@@ -132,7 +145,7 @@ def _seed(server: Console) -> None:
     assert acme.status_code == 201, acme.text
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         message = (
