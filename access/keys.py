@@ -23,6 +23,7 @@ from enum import StrEnum
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common.errors import AnswerDeskError
 from common.sql import SqlStore, private_dir, record_from_row
 from retrieval.config import Settings
 from retrieval.scope import PUBLIC, check_audience, check_tenant
@@ -63,12 +64,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
-class KeySpecError(ValueError):
+class KeySpecError(AnswerDeskError, ValueError):
     """A role, tenant, audience or name that cannot be used; the message says which."""
 
+    code = "invalid_key_spec"
 
-class KeyNotFoundError(LookupError):
+
+class KeyNotFoundError(AnswerDeskError, LookupError):
     """No key with this id (in this tenant)."""
+
+    code = "key_not_found"
 
 
 class _Base(DeclarativeBase):

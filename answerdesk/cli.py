@@ -195,14 +195,18 @@ def ask(
     language: Annotated[str | None, typer.Option(help="The question's language (ISO 639-1).")] = None,
     tenant: Annotated[str, typer.Option(help="Answer from this tenant's documents.")] = DEFAULT_TENANT,
     internal: Annotated[bool, typer.Option(help="Also use internal documents (as an agent would).")] = False,
+    conversation_id: Annotated[str | None, typer.Option(help="Continue this conversation (a follow-up).")] = None,
 ) -> None:
-    """Answer one question from the ingested knowledge base (public documents unless ``--internal``)."""
-    import uuid
+    """Answer one question from the ingested knowledge base (public documents unless ``--internal``).
 
+    The same path as ``POST /v1/ask``: the support desk (follow-ups, triage, handoff, audit) around
+    the answer pipeline."""
     from pydantic import ValidationError
 
     from api.models import AskRequest, AskResponse
-    from retrieval.pipeline import build_components, build_engine
+    from retrieval.pipeline import build_components, build_pipeline
+    from support.desk import build_desk
+    from support.store import ConversationNotFoundError
 
     try:
         request = AskRequest(question=question, language=language)
@@ -213,9 +217,19 @@ def ask(
     settings, profile = _settings()
     embedder, store, registry = build_components(settings)
     scope = Scope(tenant=tenant, audiences=frozenset(AUDIENCES if internal else (PUBLIC,)))
-    engine = build_engine(settings, profile, embedder, store, registry)
-    answer = engine.ask(request.question, request.language, scope)
-    response = AskResponse(**answer.model_dump(), conversation_id=uuid.uuid4().hex)
+    pipeline = build_pipeline(settings, profile, embedder, store, registry)
+    desk = build_desk(settings, start_worker=False, embedder=embedder)  # the server's worker delivers webhooks
+    try:
+        reply = desk.ask(
+            pipeline, request.question, conversation_id=conversation_id, language=request.language, scope=scope
+        )
+    except ConversationNotFoundError as exc:
+        errors.print(f"[red]error:[/red] no conversation {conversation_id!r} for this tenant")
+        raise typer.Exit(2) from exc
+    finally:
+        desk.close()
+    response = AskResponse.from_reply(reply)
+    answer = reply.answer
     if as_json:
         print(response.model_dump_json(indent=2))
         return
@@ -227,4 +241,4 @@ def ask(
             markup=False,
         )
     console.print(f"[dim]{answer.disclosure}[/dim]")
-    console.print(f"[dim]reasons: {'; '.join(answer.reasons)}[/dim]")
+    console.print(f"[dim]reasons: {'; '.join(map(str, answer.reasons))}[/dim]")

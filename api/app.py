@@ -34,7 +34,7 @@ from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
-from retrieval.pipeline import build_components, build_engine
+from retrieval.pipeline import build_components, build_pipeline
 from retrieval.storage import StorageError, check_data_dir, check_stores
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         profile = settings.load_profile()
         await run_in_threadpool(loaded.warm_up)
         app.state.settings = settings
-        app.state.engine = build_engine(settings, profile, loaded, store, registry)
+        app.state.engine = build_pipeline(settings, profile, loaded, store, registry)
         app.state.registry = registry
         app.state.keys = await run_in_threadpool(build_key_store, settings)
         documents = DocumentService(build_ingestor(settings, profile, loaded, store, registry), settings.uploads_dir)

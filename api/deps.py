@@ -9,12 +9,12 @@ from fastapi import Depends, Request
 from api.errors import NotReadyError
 from ingest.service import DocumentService
 from retrieval.config import Settings
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.registry import DocumentRegistry
 
 
-def get_engine(request: Request) -> AnswerEngine:
-    engine: AnswerEngine | None = getattr(request.app.state, "engine", None)
+def get_engine(request: Request) -> AnswerPipeline:
+    engine: AnswerPipeline | None = getattr(request.app.state, "engine", None)
     if engine is None:
         raise NotReadyError("the answer engine is still starting")
     return engine
@@ -39,7 +39,7 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-EngineDep = Annotated[AnswerEngine, Depends(get_engine)]
+EngineDep = Annotated[AnswerPipeline, Depends(get_engine)]
 RegistryDep = Annotated[DocumentRegistry, Depends(get_registry)]
 DocumentsDep = Annotated[DocumentService, Depends(get_documents)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

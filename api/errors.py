@@ -13,8 +13,7 @@ ApiError
 ├── UnsupportedMediaError  415 unsupported_media_type
 └── DocumentRejectedError  a file the ingester refused: 409 document_exists, 413 too_large,
                            422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
-StoreUnavailable           503 store_unavailable (the vector store)
-DatabaseGoneError          503 database_gone (a SQLite file deleted or replaced while serving)
+AnswerDeskError            by its code (DOMAIN_STATUS): store_unavailable, database_gone 503; *_not_found 404; …
 (SQLite/SQL DatabaseError) 503 database_unavailable (damaged or unreadable; integrity errors stay 500)
 (request validation)     422 invalid_request (also a body that cannot be parsed, which FastAPI makes a 400)
 (HTTP errors: 404, 405…) their status, code from the status
@@ -34,8 +33,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
-from common.sql import DatabaseGoneError
-from retrieval.vector_store import StoreUnavailableError
+from common.errors import AnswerDeskError
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +138,27 @@ class DocumentRejectedError(ApiError):
         self.status_code = self._STATUS.get(code, 422)
 
 
+# Domain errors (common/errors.py) that reach the API, by code; any other code is a 500.
+DOMAIN_STATUS: dict[str, int] = {
+    "conversation_not_found": 404,
+    "escalation_not_found": 404,
+    "answer_not_found": 404,
+    "key_not_found": 404,
+    "escalation_already_resolved": 409,
+    "invalid_id": 422,
+    "invalid_scope": 422,
+    "invalid_key_spec": 422,
+    "store_unavailable": 503,
+    "database_gone": 503,
+    "writer_busy": 503,
+}
+_SERVER_MESSAGES = {
+    "store_unavailable": "the knowledge base is temporarily unavailable",
+    "database_gone": "a database file was deleted or replaced while the server ran; nothing was written",
+    "writer_busy": "other writes are still running; retry shortly",
+}
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -172,16 +191,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers or None)
 
-    @app.exception_handler(StoreUnavailableError)
-    async def _store(request: Request, exc: StoreUnavailableError) -> JSONResponse:
-        logger.error("vector store unavailable: %s", exc)
-        return error_response(503, "store_unavailable", "the knowledge base is temporarily unavailable")
-
-    @app.exception_handler(DatabaseGoneError)
-    async def _gone(request: Request, exc: DatabaseGoneError) -> JSONResponse:
-        logger.error("database file lost: %s", exc)
-        message = "a database file was deleted or replaced while the server ran; nothing was written"
-        return error_response(503, "database_gone", message)
+    @app.exception_handler(AnswerDeskError)
+    async def _domain(request: Request, exc: AnswerDeskError) -> JSONResponse:
+        status = DOMAIN_STATUS.get(exc.code)
+        if status is None:
+            return await _unexpected(request, exc)
+        if status >= 500:  # the detail may name server paths: logged, and the client gets a fixed text
+            logger.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc)
+            return error_response(status, exc.code, _SERVER_MESSAGES.get(exc.code, "temporarily unavailable"))
+        return error_response(status, exc.code, str(exc))
 
     @app.exception_handler(sqlalchemy.exc.DatabaseError)
     @app.exception_handler(sqlite3.DatabaseError)

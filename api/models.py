@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from retrieval.records import Answer
 from retrieval.registry import DocumentRecord
 from retrieval.scope import local_id, shown_source
+from support.desk import Reply
 
 MAX_QUESTION_CHARS = 2000
 CustomerValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None
@@ -53,6 +54,16 @@ class AskResponse(Answer):
     escalation_offered: bool = Field(
         default=False, description="The engine abstained; send `escalate: true` to hand over to a person."
     )
+
+    @classmethod
+    def from_reply(cls, reply: Reply) -> AskResponse:
+        """The JSON both ``POST /v1/ask`` and ``answerdesk ask --json`` return."""
+        return cls(
+            **reply.answer.model_dump(),
+            conversation_id=reply.conversation_id,
+            escalation_id=reply.escalation_id,
+            escalation_offered=reply.escalation_offered,
+        )
 
 
 class DocumentSummary(BaseModel):

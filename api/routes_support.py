@@ -45,7 +45,7 @@ from api.support_models import (
 )
 from common.redact import redact_metadata, redact_text
 from retrieval.config import Settings, get_settings
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.scope import Scope
 from support.desk import SupportDesk, build_desk
 from support.handoff import EscalationPayload
@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = getattr(app.state, "settings", None) or get_settings()
-    engine: AnswerEngine | None = getattr(app.state, "engine", None)
+    engine: AnswerPipeline | None = getattr(app.state, "engine", None)
     # Triage reads the question vectors the engine's embedder computes anyway (support/desk.py).
     embedder = engine.embedder if engine is not None else None
     desk = await run_in_threadpool(build_desk, settings, embedder=embedder)
@@ -98,7 +98,7 @@ SupportDep = Annotated[SupportDesk, Depends(get_desk)]
 
 
 async def answer_turn(
-    request: AskRequest, engine: AnswerEngine, desk: SupportDesk, scope: Scope, owner: str | None = None
+    request: AskRequest, engine: AnswerPipeline, desk: SupportDesk, scope: Scope, owner: str | None = None
 ) -> AskResponse:
     """One ``/v1/ask`` turn through the desk, within the caller's ``scope``, in a conversation of
     key ``owner``: context, answer, triage, handoff, audit."""
@@ -116,12 +116,7 @@ async def answer_turn(
         )
     except ConversationNotFoundError as exc:
         raise _no_conversation(str(request.conversation_id)) from exc
-    return AskResponse(
-        **reply.answer.model_dump(),
-        conversation_id=reply.conversation_id,
-        escalation_id=reply.escalation_id,
-        escalation_offered=reply.escalation_offered,
-    )
+    return AskResponse.from_reply(reply)
 
 
 @router.get("/v1/escalations", response_model=EscalationList, responses=_ERRORS)

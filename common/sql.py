@@ -15,6 +15,8 @@ from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from common.errors import AnswerDeskError
+
 RecordT = TypeVar("RecordT")
 
 
@@ -40,8 +42,10 @@ def private_file(path: Path) -> Path:
     return path
 
 
-class DatabaseGoneError(RuntimeError):
+class DatabaseGoneError(AnswerDeskError, RuntimeError):
     """A SQLite file deleted or replaced while open: writing on would go to an unlinked file and be lost."""
+
+    code = "database_gone"
 
 
 class FileGuard:

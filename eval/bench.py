@@ -70,7 +70,7 @@ class _AnswerDeskSide:
         from retrieval.embedding_cache import CachingEmbedder
         from retrieval.evidence import SentenceScorer
         from retrieval.lexical import LexicalIndex
-        from retrieval.pipeline import AnswerEngine
+        from retrieval.pipeline import AnswerPipeline
         from retrieval.publish import Publisher
         from retrieval.registry import DocumentRegistry
         from retrieval.vector_store import ChromaStore
@@ -84,7 +84,7 @@ class _AnswerDeskSide:
         # Sentence evidence comes from a cache filled at ingestion, as in production (ingest/pipeline.py).
         sentences = CachingEmbedder(embedder, workdir / "sentences.sqlite3", f"bench:{type(embedder).__name__}")
         self.sentences = SentenceScorer(sentences)
-        self.engine = AnswerEngine(
+        self.engine = AnswerPipeline(
             embedder, self.store, profile, self.registry, lexical=self.lexical, sentence_embedder=sentences
         )
         self.embeddings: list[Matrix] = []

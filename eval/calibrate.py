@@ -66,11 +66,12 @@ def collect_cases(
         scope = None
         if case.allowed_document_ids is not None:
             scope = Scope.everything().narrowed(document_ids=case.allowed_document_ids)
-        _, language, assessment = engine.examine(case.question, scope=scope)
+        query = engine.query(case.question, scope=scope)
+        assessment = engine.examine(query)
         hits = assessment.hits
         if not hits:
             continue  # nothing retrieved: the engine abstains without asking the model
-        features = extract_features(language, hits, assessment.evidence, assessment.verifier)
+        features = extract_features(query.language, hits, assessment.evidence, assessment.verifier)
         gold = case.gold_document_ids
         right = not case.should_abstain and (not gold or hits[0].chunk.document_id in gold)
         labelled.append(LabelledCase(suite.name, case.id, features, case.should_abstain, right))

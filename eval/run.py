@@ -44,7 +44,7 @@ from eval.targets import grouped_targets, targets_markdown
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder
 from retrieval.embedding_cache import CachingEmbedder
-from retrieval.records import Status
+from retrieval.records import Reason, Status
 from retrieval.verify import Verifier
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class CaseResult:
     latency_ms: float
     quotes: list[str] = field(default_factory=list)
     escalated: bool = False
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
 
     @property
     def has_gold(self) -> bool:

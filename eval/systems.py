@@ -1,7 +1,7 @@
 """The systems an eval suite can run through, each built over the suite's documents in a scratch folder.
 
 - ``answerdesk``: our pipeline: structure-aware chunks published to Chroma (e5 and USE vectors), the
-  registry and the lexical index as ingestion does, the AnswerEngine's hybrid retrieval, decision and
+  registry and the lexical index as ingestion does, the AnswerPipeline's hybrid retrieval, decision and
   citations.
 - ``answerdesk-dense``: the same without the lexical leg and without preferring localized versions
   (the engine before hybrid retrieval).
@@ -30,7 +30,7 @@ from retrieval.dense import UseLeg
 from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.publish import ChunkIndex
 from retrieval.records import Chunk, Document, Hit, Status
 from retrieval.registry import DocumentRegistry
@@ -73,7 +73,7 @@ def chunk_documents(documents: Sequence[Document], embedder: Embedder, profile: 
 class AnswerDeskSystem:
     """Our engine over a temporary Chroma store; ``with_profile`` reuses the index for other answer knobs."""
 
-    def __init__(self, engine_factory: Callable[[RetrievalProfile], AnswerEngine], profile: RetrievalProfile) -> None:
+    def __init__(self, engine_factory: Callable[[RetrievalProfile], AnswerPipeline], profile: RetrievalProfile) -> None:
         self._factory = engine_factory
         self.engine = engine_factory(profile)
 
@@ -82,7 +82,7 @@ class AnswerDeskSystem:
 
     def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
         scope = None if document_ids is None else Scope.everything().narrowed(document_ids=document_ids)
-        answer, hits = self.engine.ask_with_hits(question, scope=scope)
+        answer, hits = self.engine.run(self.engine.query(question, scope=scope))
         return Prediction(
             answered=answer.status == Status.ANSWERED,
             ranked_chunks=hits,
@@ -105,11 +105,11 @@ def build_answerdesk(documents: Sequence[Document], context: BuildContext, hybri
         lexical.refresh()  # build the BM25 matrices now, not on the first question
     logger.info("answerdesk: %d documents, %d chunks", len(documents), len(chunks))
 
-    def engine(profile: RetrievalProfile) -> AnswerEngine:
+    def engine(profile: RetrievalProfile) -> AnswerPipeline:
         if not hybrid:
             profile = profile.model_copy(update={"lexical_weight": 0.0, "prefer_localized": False})
         bias = _language_bias(context.embedder)
-        return AnswerEngine(
+        return AnswerPipeline(
             context.embedder, store, profile, registry, lexical=lexical, use=use, bias=bias, verifier=context.verifier
         )
 

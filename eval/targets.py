@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from eval.metrics import contains_fact, mean
+from retrieval.records import Reason
 from support.triage import SENSITIVE
 
 if TYPE_CHECKING:
@@ -45,13 +46,9 @@ def gold_cited(result: CaseResult) -> bool:
     return result.answered and bool(set(result.cited_documents) & set(result.case.gold_document_ids))
 
 
-def reason_labels(reasons: Sequence[str]) -> set[str]:
-    """Triage labels of an answer's reasons: ``"sensitive_topic: chargeback"`` → ``sensitive_topic:chargeback``."""
-    labels = set()
-    for reason in reasons:
-        code, _, detail = reason.partition(":")
-        labels.add(f"{SENSITIVE}:{detail.strip()}" if code.strip() == SENSITIVE else code.strip())
-    return labels
+def reason_labels(reasons: Sequence[Reason]) -> set[str]:
+    """Triage labels of an answer's reasons: sensitive_topic with detail chargeback → ``sensitive_topic:chargeback``."""
+    return {f"{SENSITIVE}:{reason.detail}" if reason.code == SENSITIVE else reason.code for reason in reasons}
 
 
 def _single(result: CaseResult) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
+from common.errors import AnswerDeskError
 from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_bytes
 from ingest.pipeline import DEFAULT_PLACEMENT, FileResult, Ingestor, Outcome, Placement
 from retrieval.registry import utc_now
@@ -54,8 +55,10 @@ class Upload:
         return self.size if self.size >= 0 else len(self.data)
 
 
-class WriterBusyError(RuntimeError):
+class WriterBusyError(AnswerDeskError, RuntimeError):
     """A write that could not start within its deadline, because other writes were still running."""
+
+    code = "writer_busy"
 
 
 class JobStatus(StrEnum):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from retrieval.records import Hit
+from retrieval.records import Hit, Reason
 from retrieval.translations import localized_id
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def default_model() -> AnswerabilityModel:
     return load_model(DEFAULT_MODEL_PATH)
 
 
-def abstain_reasons(model: AnswerabilityModel, features: Features, limit: int = 3) -> list[str]:
+def abstain_reasons(model: AnswerabilityModel, features: Features, limit: int = 3) -> list[Reason]:
     """Codes of the features that pulled hardest towards abstaining, most first, one per code.
 
     Every feature is "higher = more support", so a reason is given only where the value is below
@@ -207,12 +207,12 @@ def abstain_reasons(model: AnswerabilityModel, features: Features, limit: int = 
         ),
         key=lambda item: item[0],
     )
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     seen: set[str] = set()
     for _, name in pulls:
         code, explanation = _REASONS[name]
         if code in seen:
             continue
         seen.add(code)
-        reasons.append(f"{code}: {explanation.format(value=values[name])}")
+        reasons.append(Reason(code, explanation.format(value=values[name])))
     return reasons[:limit]

@@ -1,7 +1,6 @@
-"""Decide and compose: answer extractively from retrieved chunks, or abstain.
+"""Cite: the answer made extractively from retrieved chunks, or the abstention (retrieval/decide.py decides).
 
-The decision is the answerability model's probability (retrieval/answerability.py) against
-``min_confidence``. The answer is made only of the sentences that best match the question
+The answer is made only of the sentences that best match the question
 (retrieval/evidence.py), copied from the chunks and each followed by its citation marker, so it can
 never state what no source says.
 """
@@ -11,12 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from retrieval.answerability import VerifierSignals, abstain_reasons, extract_features
+from retrieval.answerability import VerifierSignals
 from retrieval.config import RetrievalProfile
-from retrieval.content import has_meaningful_content
+from retrieval.decide import decide
 from retrieval.evidence import ChunkEvidence, select_quote
 from retrieval.messages import ABSTAINED, DISCLOSURE, localized
-from retrieval.records import Answer, Citation, Hit, Status
+from retrieval.records import Answer, Citation, Hit, Reason, Status
 from retrieval.scope import local_id, shown_source
 
 
@@ -36,7 +35,7 @@ def compose_answer(
     answer_id = uuid.uuid4().hex
     disclosure = localized(DISCLOSURE, language)
 
-    def abstain(confidence: float, reasons: list[str]) -> Answer:
+    def abstain(confidence: float, reasons: list[Reason]) -> Answer:
         return Answer(
             answer_id=answer_id,
             status=Status.ABSTAINED,
@@ -47,20 +46,10 @@ def compose_answer(
             disclosure=disclosure,
         )
 
-    if not has_meaningful_content(question):  # nothing to answer, whatever retrieval found for it
-        return abstain(0.0, ["no_meaningful_content: the question holds no words to look up"])
-    if not hits:
-        return abstain(0.0, ["no_sources: nothing in the knowledge base matched"])
-    top = hits[0]
-    model = profile.answerability
-    features = extract_features(language, hits, evidence, verifier)
-    confidence = model.probability(features)
-    if confidence < profile.min_confidence:
-        decision = (
-            f"low_confidence: answerability {confidence:.2f}, below the threshold {profile.min_confidence:.2f} "
-            f"(best source scored {top.score:.3f})"
-        )
-        return abstain(confidence, [decision, *abstain_reasons(model, features)])
+    decision = decide(question, language, hits, profile, evidence, verifier)
+    if not decision.answer:
+        return abstain(decision.confidence, decision.reasons)
+    top, confidence = hits[0], decision.confidence
 
     # Only chunks with scored sentences are quoted: the top hit always is one (the engine scores
     # the first ``evidence_chunks`` hits); a runner-up further down is not cited.
@@ -74,16 +63,12 @@ def compose_answer(
     if runner_up and top.score - runner_up.hit.score <= profile.second_source_margin:
         quotes.append(select_quote(runner_up, max(1, profile.max_answer_sentences - 1), profile.quote_margin))
 
-    verified = f", verifier {verifier.top:.2f}" if verifier else ""
-    reasons = [
-        f"confident_match: answerability {confidence:.2f} (threshold {profile.min_confidence:.2f}); "
-        f"best source scored {top.score:.3f}, best sentence {features.evidence_top:.3f}{verified}"
-    ]
+    reasons = list(decision.reasons)
     if len(quotes) > 1:
-        reasons.append(f"second_source: another document scored within {profile.second_source_margin:.3f}")
+        reasons.append(Reason("second_source", f"another document scored within {profile.second_source_margin:.3f}"))
     source_languages = sorted({quote.hit.chunk.language for quote in quotes} - {language})
     if source_languages:
-        reasons.append(f"cross_lingual: sources are in {', '.join(source_languages)}")
+        reasons.append(Reason("cross_lingual", f"sources are in {', '.join(source_languages)}"))
 
     parts = [f"{sentence} [{number}]" for number, quote in enumerate(quotes, 1) for sentence in quote.sentences]
     citations = [

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.errors import AnswerDeskError
 from retrieval.answerability import AnswerabilityModel, default_model
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
@@ -178,8 +179,10 @@ def get_settings() -> Settings:
     return Settings()
 
 
-class ProfileError(ValueError):
+class ProfileError(AnswerDeskError, ValueError):
     """A retrieval profile that cannot be read; the message names the file."""
+
+    code = "invalid_profile"
 
 
 def load_settings(profile: Path | None = None) -> tuple[Settings, RetrievalProfile]:

@@ -42,3 +42,15 @@ def detect_language(text: str) -> str:
         return "zh"
     language, _probability = _identifier().classify(text)
     return str(language)
+
+
+def resolve_language(text: str, given: str | None = None) -> str:
+    """The language a question is answered in: ``given`` (the caller's), else detected, else English.
+
+    >>> resolve_language("12345")
+    'en'
+    >>> resolve_language("anything", "lv")
+    'lv'
+    """
+    detected = given or detect_language(text)
+    return "en" if detected == UNKNOWN else detected

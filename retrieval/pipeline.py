@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from common.sql import private_dir
 from retrieval.analysis import set_cache_dir as set_analysis_cache_dir
@@ -15,9 +17,10 @@ from retrieval.dense import DenseRetriever, UseLeg
 from retrieval.embedding import Embedder, Vector, load_embedder
 from retrieval.evidence import ChunkEvidence, SentenceScorer, sentence_cache
 from retrieval.hybrid import HybridRetriever
-from retrieval.language import UNKNOWN, detect_language
+from retrieval.language import resolve_language
 from retrieval.language_bias import LanguageBias, bias_for
 from retrieval.lexical import LexicalIndex, LexicalRetriever
+from retrieval.query import FOLLOW_UP_WEIGHT, Query
 from retrieval.records import Answer, Hit
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
@@ -35,7 +38,7 @@ class Assessment:
     verifier: VerifierSignals | None = None
 
 
-class AnswerEngine:
+class AnswerPipeline:
     """Answers questions only from the knowledge base, or abstains."""
 
     def __init__(
@@ -79,58 +82,78 @@ class AnswerEngine:
         if self.retriever.lexical is not None:
             self.retriever.lexical.index.refresh()
 
-    def ask(self, question: str, language: str | None = None, scope: Scope | None = None) -> Answer:
-        """Answer ``question`` from the chunks ``scope`` allows (default: the default tenant's public
-        documents); ``language`` (ISO 639-1) overrides detection."""
-        return self.ask_with_hits(question, language, scope)[0]
-
-    def ask_with_hits(
-        self, question: str, language: str | None = None, scope: Scope | None = None
-    ) -> tuple[Answer, list[Hit]]:
-        """The answer and every hit it was chosen from, in the order the decision saw them (for
-        evaluation and audit)."""
-        question, language, assessment = self.examine(question, language, scope)
-        return self.compose(question, language, assessment), assessment.hits
-
-    def examine(
-        self, question: str, language: str | None = None, scope: Scope | None = None
-    ) -> tuple[str, str, Assessment]:
-        """Retrieve and assess ``question``: the cleaned question, its language and the assessment."""
+    def query(self, question: str, language: str | None = None, scope: Scope | None = None) -> Query:
+        """``question`` as the pipeline reads it: stripped, embedded once, its language (``language``,
+        ISO 639-1, overrides detection) and ``scope`` (default: the default tenant's public documents)."""
         question = question.strip()
-        detected = language or detect_language(question)
-        language = "en" if detected == UNKNOWN else detected
-        vector = self.embedder.embed_query(question)  # once, for retrieval and sentence evidence
-        hits = self.retriever.retrieve_by_vector(vector, language, scope, question)
-        return question, language, self.assess(question, language, hits, vector)
+        vector = self.embedder.embed_query(question)
+        return Query(question, vector, resolve_language(question, language), scope or Scope())
 
-    def evidence(self, question: str, hits: Sequence[Hit], vector: Vector | None = None) -> list[ChunkEvidence]:
-        """The scored sentences of the first ``evidence_chunks`` hits (``vector``: the embedded question)."""
+    def embed(self, text: str) -> Vector:
+        return self.embedder.embed_query(text)
+
+    def run(self, query: Query) -> tuple[Answer, list[Hit]]:
+        """The answer and every hit it was chosen from, in the order the decision saw them."""
+        assessment = self.examine(query)
+        return self.compose(query, assessment), assessment.hits
+
+    def ask(self, question: str, language: str | None = None, scope: Scope | None = None) -> Answer:
+        """Answer ``question`` from the chunks ``scope`` allows, or abstain."""
+        return self.run(self.query(question, language, scope))[0]
+
+    def retrieve(self, query: Query) -> list[Hit]:
+        """The hits for ``query``; a follow-up's by the blend of its vector and its contextual reading's."""
+        if query.context is None:
+            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text)
+        blend = FOLLOW_UP_WEIGHT * query.vector + query.context.vector
+        norm = float(np.linalg.norm(blend))
+        if norm == 0.0:
+            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text)
+        # The dot product is linear, so the blend ranks passages by the weighted mean of their two
+        # similarities; scores are scaled back to that mean so the decision's thresholds keep their
+        # meaning. The lexical leg reads the contextual wording: the follow-up alone often lacks the
+        # topic's words.
+        blended = (blend / norm).astype(np.float32)
+        hits = self.retriever.retrieve_by_vector(blended, query.language, query.scope, query.context.text)
+        scale = norm / (FOLLOW_UP_WEIGHT + 1.0)
+        bonus = self.retriever.cross_lingual_bonus
+        rescaled = []
+        for hit in hits:
+            extra = bonus if hit.chunk.language != query.language else 0.0
+            rescaled.append(replace(hit, score=(hit.score - extra) * scale + extra))
+        return rescaled  # kept in the retriever's fused order
+
+    def examine(self, query: Query) -> Assessment:
+        return self.assess(query, self.retrieve(query))
+
+    def evidence(self, query: Query, hits: Sequence[Hit]) -> list[ChunkEvidence]:
+        """The scored sentences of the first ``evidence_chunks`` hits, against the query's reading."""
         if not hits:
             return []
-        vector = self.embedder.embed_query(question) if vector is None else vector
-        return self.scorer.score(question, vector, hits[: self.profile.evidence_chunks])
+        return self.scorer.score(query.reading, query.reading_vector, hits[: self.profile.evidence_chunks])
 
-    def assess(self, question: str, language: str, hits: Sequence[Hit], vector: Vector | None = None) -> Assessment:
+    def assess(self, query: Query, hits: Sequence[Hit]) -> Assessment:
         """Rerank ``hits`` with the verifier (when there is one) and score the sentences of the first."""
         hits = list(hits)
         depth = self.profile.verify_depth
         if self.verifier is None or depth == 0 or not hits:
-            return Assessment(hits, self.evidence(question, hits, vector))
-        verified = rerank(self.verifier, question, hits, language, depth, self.profile.localized_margin)
-        evidence = self.evidence(question, verified.hits, vector)
-        evidence[0] = verify_sentences(self.verifier, question, evidence[0], self.profile.verify_window)
+            return Assessment(hits, self.evidence(query, hits))
+        text = query.reading
+        verified = rerank(self.verifier, text, hits, query.language, depth, self.profile.localized_margin)
+        evidence = self.evidence(query, verified.hits)
+        evidence[0] = verify_sentences(self.verifier, text, evidence[0], self.profile.verify_window)
         best_sentence = max((sentence.score for sentence in evidence[0].sentences), default=0.0)
         signals = VerifierSignals(verified.top or 0.0, best_sentence)
         return Assessment(verified.hits, evidence, signals)
 
-    def compose(self, question: str, language: str, assessment: Assessment) -> Answer:
+    def compose(self, query: Query, assessment: Assessment) -> Answer:
         return compose_answer(
-            question, language, assessment.hits, self.profile, assessment.evidence, assessment.verifier
+            query.reading, query.language, assessment.hits, self.profile, assessment.evidence, assessment.verifier
         )
 
-    def answer(self, question: str, language: str, hits: Sequence[Hit], vector: Vector | None = None) -> Answer:
-        """Decide and compose from ``hits`` retrieved for ``question``: answer with quotes, or abstain."""
-        return self.compose(question, language, self.assess(question, language, hits, vector))
+    def answer(self, query: Query, hits: Sequence[Hit]) -> Answer:
+        """Decide and cite from ``hits`` retrieved for ``query``: answer with quotes, or abstain."""
+        return self.compose(query, self.assess(query, hits))
 
 
 def build_components(
@@ -152,9 +175,9 @@ def build_components(
     return embedder, store, registry
 
 
-def build_engine(
+def build_pipeline(
     settings: Settings, profile: RetrievalProfile, embedder: Embedder, store: ChromaStore, registry: DocumentRegistry
-) -> AnswerEngine:
+) -> AnswerPipeline:
     """A process's answer engine: hybrid retrieval over the data dir's lexical index, sentence
     evidence read from the cache that ingestion fills (retrieval/evidence.py), and the trained
     verifier when the profile uses it and ``prepare-model`` exported one (retrieval/verify.py)."""
@@ -162,7 +185,7 @@ def build_engine(
 
     """A process's answer engine: hybrid retrieval over the data dir's lexical index and USE vectors,
     and sentence evidence read from the cache that ingestion fills (retrieval/evidence.py)."""
-    return AnswerEngine(
+    return AnswerPipeline(
         embedder,
         store,
         profile,

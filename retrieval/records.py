@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from retrieval.scope import tenant_of
 
@@ -128,6 +129,43 @@ class Status(StrEnum):
     ESCALATED = "escalated"
 
 
+@dataclass(frozen=True)
+class Reason:
+    """Why the engine or the desk decided as it did: a stable ``code`` (what triage, the gap report
+    and eval match on) and a human-readable ``detail``. Shown as ``"code: detail"``.
+
+    >>> str(Reason("low_confidence", "answerability 0.31"))
+    'low_confidence: answerability 0.31'
+    >>> Reason.parse("sensitive_topic: chargeback")
+    Reason(code='sensitive_topic', detail='chargeback')
+    """
+
+    code: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+    @classmethod
+    def parse(cls, text: str) -> Reason:
+        """The reason a stored ``"code: detail"`` line was written from (audit rows keep the text)."""
+        code, _, detail = text.partition(":")
+        return cls(code.strip(), detail.strip())
+
+
+def _reason_in(value: Any) -> Any:
+    return Reason.parse(value) if isinstance(value, str) else value
+
+
+# Typed in Python, the "code: detail" string in JSON (the API's and the webhooks' documented shape).
+ReasonField = Annotated[
+    Reason,
+    BeforeValidator(_reason_in),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+
+
 class Citation(BaseModel):
     """Where a piece of the answer comes from; ``quote`` is a verbatim substring of the chunk."""
 
@@ -151,6 +189,6 @@ class Answer(BaseModel):
     answer: str
     citations: list[Citation] = Field(default_factory=list)
     confidence: float = Field(ge=0.0, le=1.0)
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[ReasonField] = Field(default_factory=list)
     language: str
     disclosure: str

@@ -21,6 +21,8 @@ from typing import Any
 
 import regex
 
+from common.errors import AnswerDeskError
+
 DEFAULT_TENANT = "default"
 PUBLIC = "public"
 INTERNAL = "internal"
@@ -32,12 +34,16 @@ TENANT_NAME = regex.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 TAG_KEY_PREFIX = "tag:"
 
 
-class ScopeError(ValueError):
+class ScopeError(AnswerDeskError, ValueError):
     """A tenant name, audience or document id that cannot be used; the message says which."""
+
+    code = "invalid_scope"
 
 
 class InvalidIdError(ScopeError):
     """A document id that cannot be stored (``check_document_id``)."""
+
+    code = "invalid_id"
 
 
 # A file name segment may have at most 255 bytes on every common file system; an id segment names

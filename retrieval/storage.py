@@ -23,6 +23,7 @@ from functools import partial
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from common.errors import AnswerDeskError
 from common.sql import DatabaseGoneError, open_database
 from retrieval.config import Settings
 from retrieval.lexical import LexicalIndex
@@ -60,8 +61,10 @@ def check_stores(
     return faults
 
 
-class StorageError(RuntimeError):
+class StorageError(AnswerDeskError, RuntimeError):
     """A data dir the server must not start on; the message lists each fault."""
+
+    code = "storage_fault"
 
     def __init__(self, faults: list[StoreFault]) -> None:
         super().__init__(describe(faults))
@@ -97,8 +100,8 @@ def check_data_dir(settings: Settings, thorough: bool = False) -> list[StoreFaul
             engine.dispose()
 
 
-class RegistryLostError(RuntimeError):
-    pass
+class RegistryLostError(AnswerDeskError, RuntimeError):
+    code = "registry_lost"
 
 
 def _registry_kept(registry: DocumentRegistry, store: ChromaStore) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from common.errors import AnswerDeskError
 from retrieval.records import Chunk, Hit
 from retrieval.scope import DEFAULT_TENANT, TAG_KEY_PREFIX, Scope, tag_set, tenant_of
 
@@ -30,8 +32,10 @@ _TENANT_INFIX = "--"
 _UNFILTERED_OVERFETCH = 4
 
 
-class StoreUnavailableError(RuntimeError):
+class StoreUnavailableError(AnswerDeskError, RuntimeError):
     """The vector store cannot be reached or opened."""
+
+    code = "store_unavailable"
 
 
 class ChromaStore:
@@ -229,19 +233,26 @@ class ChromaStore:
         self.collection.count()
 
 
-def _caller_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean a bad argument (a bug to see), not a store that is down."""
+def _store_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean the store is down or damaged; anything else (a bad argument, a bug) is raised as is."""
+    from chromadb.errors import ChromaError
+
+    return (ChromaError, OSError, sqlite3.Error)
+
+
+def _caller_error(exc: Exception) -> bool:
     from chromadb.errors import InvalidArgumentError
 
-    return (ValueError, TypeError, KeyError, IndexError, InvalidArgumentError)
+    return isinstance(exc, InvalidArgumentError)
 
 
 class _Guarded:
     """A Chroma client or collection whose failures make the store unavailable, not broken.
 
-    Every call first checks that the store is still on disk, then runs; a failure other than a bad
-    argument becomes :class:`StoreUnavailableError` (a 503 in the API) and drops the store's open
-    handles, so the call after the store comes back opens it again: no restart needed. A proxy
+    Every call first checks that the store is still on disk, then runs; a store failure (Chroma's
+    errors but a bad argument, OS and SQLite errors) becomes :class:`StoreUnavailableError` (a 503
+    in the API) and drops the store's open handles, so the call after the store comes back opens it
+    again: no restart needed. Any other exception is a bug and is raised as is. A proxy
     rather than a try/except in each store method, so new methods are covered too.
     """
 
@@ -258,9 +269,9 @@ class _Guarded:
             self._store.check_present()
             try:
                 return attribute(*args, **kwargs)
-            except _caller_errors():
-                raise
-            except Exception as exc:
+            except _store_errors() as exc:
+                if _caller_error(exc):
+                    raise
                 self._store.reset()
                 raise StoreUnavailableError(f"vector store at {self._store.path} failed: {exc}") from exc
 

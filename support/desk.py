@@ -16,16 +16,15 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
+from common.errors import AnswerDeskError
 from common.redact import redact_text
 from retrieval.config import RetrievalProfile, Settings
-from retrieval.embedding import Embedder, Vector
-from retrieval.language import UNKNOWN, detect_language
-from retrieval.pipeline import AnswerEngine
-from retrieval.records import Answer, Hit, Status
+from retrieval.embedding import Embedder
+from retrieval.pipeline import AnswerPipeline
+from retrieval.query import Context, Query
+from retrieval.records import Answer, Hit, Reason, Status
 from retrieval.scope import Scope
-from support.conversations import ContextualQuestion, FollowUp, PriorTurn, contextualize
+from support.conversations import FollowUp, PriorTurn, contextualize
 from support.handoff import (
     CREATED,
     RESOLVED,
@@ -58,10 +57,6 @@ from support.triage import ALREADY, Triage, Trigger, build_triage, decide
 
 logger = logging.getLogger(__name__)
 
-# A follow-up is retrieved with a blend of its own embedding (weight 2) and the embedding of it read
-# after its anchor question (weight 1): the anchor brings the topic, the follow-up what is asked
-# about it ("and how long does it take?" → refund timing, not refunds in general).
-FOLLOW_UP_WEIGHT = 2.0
 # A possible follow-up keeps the blended reading unless it matches clearly worse than the question alone.
 POSSIBLE_FOLLOW_UP_MARGIN = 0.005
 
@@ -78,16 +73,19 @@ class Reply:
 
 @dataclass(frozen=True)
 class Retrieval:
-    """The hits an answer is composed from, and the text they were retrieved for."""
+    """The hits an answer is composed from, and the query they were retrieved for."""
 
     hits: list[Hit]
-    query: str
-    follow_up: bool
+    query: Query
+
+    @property
+    def follow_up(self) -> bool:
+        return self.query.context is not None
 
 
 @dataclass
 class SupportDesk:
-    """Conversations, triage and handoff around an :class:`AnswerEngine`."""
+    """Conversations, triage and handoff around an :class:`AnswerPipeline`."""
 
     store: SupportStore
     triage: Triage
@@ -102,7 +100,7 @@ class SupportDesk:
 
     def ask(
         self,
-        engine: AnswerEngine,
+        pipeline: AnswerPipeline,
         question: str,
         *,
         conversation_id: str | None = None,
@@ -128,20 +126,18 @@ class SupportDesk:
         if known is not None and not may_continue(known, owner, dict(customer or {})):
             raise ConversationNotFoundError(conversation_id)
         history = self.store.turns(conversation_id, tenant)
-        detected = language or detect_language(question)
-        language = "en" if detected == UNKNOWN else detected
 
         # Embedded once: for retrieval, sentence evidence, and the triage and follow-up classifier
         # (when it reads this embedder's vectors; else triage embeds with its own).
-        vector = engine.embedder.embed_query(question)
-        probabilities = self.triage.read(question, vector if self.triage.reads(engine.embedder) else None)
+        query = pipeline.query(question, language, scope)
+        language = query.language
+        reads = self.triage.reads(pipeline.embedder)
+        probabilities = self.triage.read(question, query.vector if reads else None)
         classified = self.triage.reader.follow_up(probabilities) if self.triage.reader else None
-        retrieval = self._retrieve(engine, question, vector, language, history, scope, classified)
-        attempt = engine.answer(
-            retrieval.query, language, retrieval.hits, vector if retrieval.query == question else None
-        )
+        retrieval = self._retrieve(pipeline, query, history, classified)
+        attempt = pipeline.answer(retrieval.query, retrieval.hits)
         if retrieval.follow_up:
-            attempt.reasons.append("follow_up: read together with the conversation's earlier question")
+            attempt.reasons.append(Reason("follow_up", "read together with the conversation's earlier question"))
 
         triggers = decide(
             self.triage.detect(question, probabilities=probabilities),
@@ -183,7 +179,7 @@ class SupportDesk:
         turn = Turn(
             position=len(history),
             question=self._kept(question),
-            query=self._kept(retrieval.query),
+            query=self._kept(retrieval.query.reading),
             follow_up=retrieval.follow_up,
             answer_id=answer.answer_id,
             status=answer.status.value,
@@ -209,7 +205,7 @@ class SupportDesk:
                 for hit in retrieval.hits
             ],
             cited_documents=[citation.document_id for citation in answer.citations],
-            profile=self.profile_version(engine.profile),
+            profile=self.profile_version(pipeline.profile),
             latency_ms=latency_ms,
             escalation_id=escalation_id,
             tenant=tenant,
@@ -291,28 +287,23 @@ class SupportDesk:
         return text if self.store_raw_questions else redact_text(text)
 
     def _retrieve(
-        self,
-        engine: AnswerEngine,
-        question: str,
-        vector: Vector,
-        language: str,
-        history: Sequence[Turn],
-        scope: Scope,
-        classified: FollowUp | None,
+        self, pipeline: AnswerPipeline, query: Query, history: Sequence[Turn], classified: FollowUp | None
     ) -> Retrieval:
-        context = contextualize(question, [PriorTurn(turn.question, turn.follow_up) for turn in history], classified)
+        context = contextualize(
+            query.text, [PriorTurn(turn.question, turn.follow_up) for turn in history], classified
+        )
         if context.kind == FollowUp.NONE or context.anchor is None:
-            hits = engine.retriever.retrieve_by_vector(vector, language, scope, question)
-            return Retrieval(hits, question, follow_up=False)
-        blended = _blended_hits(engine, context, vector, language, scope)
+            return Retrieval(pipeline.retrieve(query), query)
+        follow_up = replace(query, context=Context(context.contextual, pipeline.embed(context.contextual)))
+        blended = pipeline.retrieve(follow_up)
         if context.kind == FollowUp.POSSIBLE:
-            alone = engine.retriever.retrieve_by_vector(vector, language, scope, question)
+            alone = pipeline.retrieve(query)
             best_alone = alone[0].score if alone else float("-inf")
             best_blended = blended[0].score if blended else float("-inf")
             same_best = bool(alone and blended) and alone[0].chunk.chunk_id == blended[0].chunk.chunk_id
             if same_best or best_blended < best_alone - POSSIBLE_FOLLOW_UP_MARGIN:
-                return Retrieval(alone, question, follow_up=False)  # it stands on its own
-        return Retrieval(blended, context.contextual, follow_up=True)
+                return Retrieval(alone, query)  # it stands on its own
+        return Retrieval(blended, follow_up)
 
     def _escalation(
         self,
@@ -383,33 +374,10 @@ def _abstentions_in_a_row(history: Sequence[Turn]) -> int:
     return count
 
 
-def _blended_hits(
-    engine: AnswerEngine, context: ContextualQuestion, alone: Vector, language: str, scope: Scope
-) -> list[Hit]:
-    """Hits for a weighted blend of the follow-up (``alone``: its embedding) and its contextual reading.
-
-    The dot product is linear, so the blend ranks passages by the weighted mean of their two
-    similarities; scores are scaled back to that mean so the engine's thresholds keep their meaning.
-    """
-    together = engine.embedder.embed_query(context.contextual)
-    blend = FOLLOW_UP_WEIGHT * alone + together
-    norm = float(np.linalg.norm(blend))
-    if norm == 0.0:
-        return engine.retriever.retrieve_by_vector(alone, language, scope, context.question)
-    # The lexical leg reads the contextual wording: the follow-up alone often lacks the topic's words.
-    blended = (blend / norm).astype(np.float32)
-    hits = engine.retriever.retrieve_by_vector(blended, language, scope, text=context.contextual)
-    scale = norm / (FOLLOW_UP_WEIGHT + 1.0)
-    bonus = engine.retriever.cross_lingual_bonus
-    rescaled = []
-    for hit in hits:
-        extra = bonus if hit.chunk.language != language else 0.0
-        rescaled.append(replace(hit, score=(hit.score - extra) * scale + extra))
-    return rescaled  # kept in the retriever's fused order
-
-
-class SupportConfigError(ValueError):
+class SupportConfigError(AnswerDeskError, ValueError):
     """Support settings that cannot work together (e.g. webhooks without a secret)."""
+
+    code = "invalid_support_config"
 
 
 def build_desk(settings: Settings, *, start_worker: bool = True, embedder: Embedder | None = None) -> SupportDesk:

@@ -24,7 +24,6 @@ from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
 from retrieval.vector_store import ChromaStore
 from support.store import AuditRecord
-from support.triage import reason_code
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def is_unanswered(record: AuditRecord) -> bool:
     """Abstained, or escalated while the engine had no confident answer."""
     if record.status == "abstained":
         return True
-    return record.status == "escalated" and any(reason_code(reason) in UNANSWERED_CODES for reason in record.reasons)
+    return record.status == "escalated" and any(reason.code in UNANSWERED_CODES for reason in record.reasons)
 
 
 def cluster_vectors(vectors: NDArray[np.float32], max_distance: float = DEFAULT_DISTANCE) -> list[list[int]]:

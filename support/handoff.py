@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.redact import redact_metadata, redact_text
 from retrieval.messages import localized
-from retrieval.records import Answer, Citation, Hit, Status
+from retrieval.records import Answer, Citation, Hit, Reason, ReasonField, Status
 from retrieval.scope import local_id
 
 SCHEMA_VERSION = 1
@@ -65,7 +65,7 @@ class AttemptedAnswer(BaseModel):
     status: Literal["answered", "abstained"]
     answer: str
     confidence: float
-    reasons: list[str]
+    reasons: list[ReasonField]
     citations: list[Citation]
 
 
@@ -95,7 +95,7 @@ class EscalationPayload(BaseModel):
     created_at: str = Field(description="UTC, ISO 8601.")
     language: str = Field(description="ISO 639-1 code of the last question's language.")
     reason_codes: list[str] = Field(description="Stable codes, e.g. customer_requested_human, sensitive_topic.")
-    reasons: list[str] = Field(description="Codes with details, e.g. 'sensitive_topic: chargeback'.")
+    reasons: list[ReasonField] = Field(description="Codes with details, e.g. 'sensitive_topic: chargeback'.")
     question: str = Field(description="The customer's last question.")
     confidence: float = Field(ge=0, le=1, description="The engine's confidence in its attempted answer.")
     attempted_answer: AttemptedAnswer
@@ -166,7 +166,7 @@ def redacted_copy(payload: EscalationPayload) -> EscalationPayload:
     )
 
 
-def escalated_answer(attempt: Answer, reasons: Sequence[str]) -> Answer:
+def escalated_answer(attempt: Answer, reasons: Sequence[Reason]) -> Answer:
     """The customer's reply when a person takes over: same shape, status ``escalated``.
 
     A confident attempt is kept below the handoff note (with its citations), so the customer is

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from common.errors import AnswerDeskError
 from retrieval.embedding import Embedder, Vector
 from support.conversations import FollowUp
 
@@ -35,8 +36,10 @@ DEFAULT_HEADS_PATH = Path(__file__).with_name("triage_model.npz")
 FOLLOW_UP = "follow_up"
 
 
-class MessageHeadsError(ValueError):
+class MessageHeadsError(AnswerDeskError, ValueError):
     """A heads file that cannot be used; the message names the file and the problem."""
+
+    code = "invalid_triage_model"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from common.errors import AnswerDeskError
 from support.store import OutboxMessage, SupportStore
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,10 @@ DEFAULT_TOLERANCE_SECONDS = 300
 _RETRYABLE_4XX = frozenset({408, 409, 423, 425, 429})
 
 
-class SignatureError(ValueError):
+class SignatureError(AnswerDeskError, ValueError):
     """A webhook signature that does not verify; the message says why."""
+
+    code = "invalid_signature"
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:

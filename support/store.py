@@ -40,7 +40,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common.errors import AnswerDeskError
 from common.sql import SqlStore, columns_of, record_from_row
+from retrieval.records import Reason
 from retrieval.scope import DEFAULT_TENANT, INTERNAL, PUBLIC
 
 logger = logging.getLogger(__name__)
@@ -205,7 +207,7 @@ class AuditRecord:
     status: str
     confidence: float
     answer: str
-    reasons: list[str]
+    reasons: list[Reason]  # stored as their "code: detail" text
     retrieved: list[dict[str, Any]]  # [{"chunk_id", "document_id", "score"}], best first
     cited_documents: list[str]
     profile: str
@@ -317,20 +319,28 @@ def customer_id_of(customer: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-class ConversationNotFoundError(LookupError):
+class ConversationNotFoundError(AnswerDeskError, LookupError):
     """No conversation with this id that the caller may read or continue."""
 
+    code = "conversation_not_found"
 
-class EscalationNotFoundError(LookupError):
+
+class EscalationNotFoundError(AnswerDeskError, LookupError):
     """No escalation with this id."""
 
+    code = "escalation_not_found"
 
-class EscalationResolvedError(RuntimeError):
+
+class EscalationResolvedError(AnswerDeskError, RuntimeError):
     """The escalation was resolved already."""
 
+    code = "escalation_already_resolved"
 
-class AnswerNotFoundError(LookupError):
+
+class AnswerNotFoundError(AnswerDeskError, LookupError):
     """No audited answer with this id."""
+
+    code = "answer_not_found"
 
 
 # ---- the store -----------------------------------------------------------------------------------
@@ -414,6 +424,7 @@ class SupportStore(SqlStore):
             session.add(_TurnRow(tenant=tenant, conversation_id=exchange.conversation_id, **columns_of(exchange.turn)))
             # The question is kept once, in the turn; audit() reads it from there.
             audit = {**columns_of(exchange.audit), "tenant": tenant, "question": "", "query": ""}
+            audit["reasons"] = [str(reason) for reason in exchange.audit.reasons]
             session.add(_AuditRow(**audit))
             if exchange.escalation is not None:
                 escalation = exchange.escalation
@@ -693,7 +704,12 @@ class SupportStore(SqlStore):
             query = query.limit(limit)
         with Session(self.engine) as session:
             return [
-                replace(record_from_row(AuditRecord, row), question=question or row.question, query=asked or row.query)
+                replace(
+                    record_from_row(AuditRecord, row),
+                    question=question or row.question,
+                    query=asked or row.query,
+                    reasons=[Reason.parse(reason) for reason in row.reasons],
+                )
                 for row, question, asked in session.execute(query)
             ]
 

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import regex
 
+from common.errors import AnswerDeskError
 from retrieval.embedding import Embedder, Vector
+from retrieval.records import Reason
 from support.message_classifier import MessageHeads, MessageReader, default_heads
 
 logger = logging.getLogger(__name__)
@@ -215,9 +217,9 @@ class Trigger:
     probability: float | None = None
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> Reason:
         shown = f" (p={self.probability:.2f})" if self.probability is not None else ""
-        return f"{self.code}: {self.detail}{shown}"
+        return Reason(self.code, f"{self.detail}{shown}")
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,10 @@ class Rule:
         return any(pattern.search(text) for pattern in self.patterns)
 
 
-class TriageRulesError(ValueError):
+class TriageRulesError(AnswerDeskError, ValueError):
     """A custom rules file or topic list that cannot be used; the message names the problem."""
+
+    code = "invalid_triage_rules"
 
 
 def _compile(patterns: Iterable[str], where: str) -> tuple[regex.Pattern[str], ...]:
@@ -375,11 +379,6 @@ def decide(
     if forced:
         reasons.append(Trigger(CALLER, "escalation requested by the caller"))
     return reasons
-
-
-def reason_code(reason: str) -> str:
-    """The stable code of a reason string (``"sensitive_topic: chargeback"`` → ``sensitive_topic``)."""
-    return reason.split(":", 1)[0].strip()
 
 
 def triage_label(trigger: Trigger) -> str:

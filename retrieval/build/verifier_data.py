@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import AnswerDeskError
 from retrieval.analysis import analyze
 from retrieval.sentences import sentence_spans
 
@@ -51,8 +52,10 @@ POSITIVE_KINDS = ("gold_passage", "gold_sentence")
 NEGATIVE_KINDS = ("unanswerable", "same_passage_sentence", "bm25", "same_article")
 
 
-class DataError(ValueError):
+class DataError(AnswerDeskError, ValueError):
     """The training data folder is missing or malformed."""
+
+    code = "invalid_training_data"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from eval.suite import Suite
 from eval.targets import CROSS_LINGUAL, grouped_targets, reason_labels, target_figures, targets_markdown
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.records import Document, Section
+from retrieval.records import Document, Reason, Section
 
 REFUNDS = ["en/faq-refunds", "ru/faq-refunds"]
 
@@ -64,14 +64,23 @@ def test_unanswerable_figures_split_near_misses_from_other_products() -> None:
 def test_escalations_count_when_escalated_and_the_reason_when_expected() -> None:
     chargeback = _case(language="zh", escalation_reasons=["sensitive_topic:chargeback"])
     results = [
-        _result(chargeback, answered=False, escalated=True, reasons=["sensitive_topic: chargeback", "low: x"]),
-        _result(chargeback, answered=False, escalated=True, reasons=["strong_emotion: the customer sounds angry"]),
+        _result(
+            chargeback,
+            answered=False,
+            escalated=True,
+            reasons=[Reason("sensitive_topic", "chargeback"), Reason("low", "x")],
+        ),
+        _result(
+            chargeback, answered=False, escalated=True, reasons=[Reason("strong_emotion", "the customer sounds angry")]
+        ),
         _result(chargeback, answered=False),
     ]
     figures = target_figures(results)
     assert figures["escalations_escalated"] == {"value": 2 / 3, "cases": 3}
     assert figures["escalation_reason_right"] == {"value": 1 / 3, "cases": 3}
-    assert reason_labels(["sensitive_topic: account_takeover", "customer_requested_human: asked"]) == {
+    assert reason_labels(
+        [Reason("sensitive_topic", "account_takeover"), Reason("customer_requested_human", "asked")]
+    ) == {
         "sensitive_topic:account_takeover",
         "customer_requested_human",
     }

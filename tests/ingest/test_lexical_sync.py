@@ -9,7 +9,7 @@ from ingest.pipeline import Ingestor
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
 from retrieval.lexical import LexicalIndex
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.records import Chunk
 from retrieval.registry import DocumentRegistry
 from retrieval.vector_store import ChromaStore
@@ -98,7 +98,7 @@ def test_the_server_sees_a_cli_ingest_without_restart(tmp_path: Path) -> None:
     kb = write_kb(tmp_path / "kb")
     cli = make_ingestor(data)
     cli.ingest([kb])
-    engine = AnswerEngine(
+    engine = AnswerPipeline(
         HashingEmbedder(),
         ChromaStore(data / "chroma"),
         RetrievalProfile(dense_weight=0.0, lexical_weight=1.0),  # the lexical leg alone decides the order

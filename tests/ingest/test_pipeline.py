@@ -8,7 +8,7 @@ from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor, Outcome
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.registry import DocumentRegistry
 from retrieval.vector_store import ChromaStore
 
@@ -145,9 +145,9 @@ def _counting(store: ChromaStore) -> dict[str, int]:
     return calls
 
 
-def _answer_engine(store: ChromaStore, registry: DocumentRegistry) -> AnswerEngine:
+def _answer_engine(store: ChromaStore, registry: DocumentRegistry) -> AnswerPipeline:
     # The hashing embedder scores far lower than e5, so any match answers here.
-    return AnswerEngine(HashingEmbedder(), store, RetrievalProfile(score_midpoint=0.05, score_scale=0.01), registry)
+    return AnswerPipeline(HashingEmbedder(), store, RetrievalProfile(score_midpoint=0.05, score_scale=0.01), registry)
 
 
 def test_unchanged_corpus_makes_zero_store_writes(

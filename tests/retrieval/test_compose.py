@@ -7,7 +7,7 @@ from retrieval.cite import compose_answer
 from retrieval.config import RetrievalProfile
 from retrieval.embedding import HashingEmbedder
 from retrieval.evidence import SentenceScorer
-from retrieval.records import Answer, Chunk, Hit, Status
+from retrieval.records import Answer, Chunk, Hit, Reason, Status
 from retrieval.sentences import split_sentences
 
 # The former threshold rule as a model: confidence = sigmoid((dense_top - 0.8) / 0.01).
@@ -48,7 +48,7 @@ def test_answer_is_built_from_verbatim_quotes_with_markers() -> None:
     quoted = split_sentences(answer.citations[0].quote)
     assert answer.answer == " ".join(f"{sentence} [1]" for sentence in quoted)
     assert answer.confidence == 0.9933  # sigmoid((0.85 - 0.8) / 0.01)
-    assert answer.reasons[0].startswith("confident_match: answerability 0.99")
+    assert str(answer.reasons[0]).startswith("confident_match: answerability 0.99")
 
 
 def test_the_quote_is_the_answering_sentence_not_the_start_of_the_chunk() -> None:
@@ -64,15 +64,15 @@ def test_low_confidence_abstains_without_source_text_and_says_why() -> None:
     assert answer.status == Status.ABSTAINED
     assert answer.citations == []
     assert "Riga" not in answer.answer
-    assert answer.reasons[0].startswith("low_confidence: answerability 0.12, below the threshold 0.50")
-    assert answer.reasons[1] == "weak_match: the best source scored 0.780"
+    assert str(answer.reasons[0]).startswith("low_confidence: answerability 0.12, below the threshold 0.50")
+    assert str(answer.reasons[1]) == "weak_match: the best source scored 0.780"
     assert answer.confidence < 0.5
 
 
 def test_no_hits_abstains() -> None:
     answer = compose_answer("anything", "ru", [], PROFILE, [])
     assert answer.status == Status.ABSTAINED
-    assert answer.reasons == ["no_sources: nothing in the knowledge base matched"]
+    assert answer.reasons == [Reason("no_sources", "nothing in the knowledge base matched")]
     assert "ИИ" in answer.disclosure
 
 
@@ -99,4 +99,4 @@ def test_second_source_is_cited_only_when_close_and_from_another_document() -> N
 
 def test_cross_lingual_answer_says_the_source_language() -> None:
     answer = _compose("Как вернуть деньги?", "ru", [_hit("Refunds take 5 days.", 0.9)])
-    assert "cross_lingual: sources are in en" in answer.reasons
+    assert Reason("cross_lingual", "sources are in en") in answer.reasons

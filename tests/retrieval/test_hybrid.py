@@ -12,7 +12,7 @@ from retrieval.embedding import HashingEmbedder
 from retrieval.fusion import language_fair_ranks, ranks_of
 from retrieval.hybrid import HybridRetriever
 from retrieval.lexical import LexicalIndex, LexicalMatch
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.publish import Publication, Publisher
 from retrieval.records import Chunk, Hit
 from retrieval.registry import DocumentRecord, DocumentRegistry
@@ -32,7 +32,7 @@ DOCUMENTS = {
 }
 
 
-def build(tmp_path: Path, **knobs: object) -> AnswerEngine:
+def build(tmp_path: Path, **knobs: object) -> AnswerPipeline:
     tmp_path.mkdir(parents=True, exist_ok=True)
     store = ChromaStore(tmp_path / "chroma")
     registry = DocumentRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
@@ -43,10 +43,10 @@ def build(tmp_path: Path, **knobs: object) -> AnswerEngine:
         record = DocumentRecord(document_id, "", "", language, "faq", "h", 1, [chunk.chunk_id], "now")
         publications.append(Publication(record, [chunk], EMBEDDER.embed_documents([chunk.embedding_text])))
     Publisher(registry, [store, lexical]).publish(publications)
-    return AnswerEngine(EMBEDDER, store, RetrievalProfile(**knobs), registry, lexical=lexical)  # type: ignore[arg-type]
+    return AnswerPipeline(EMBEDDER, store, RetrievalProfile(**knobs), registry, lexical=lexical)  # type: ignore[arg-type]
 
 
-def retriever(engine: AnswerEngine) -> HybridRetriever:
+def retriever(engine: AnswerPipeline) -> HybridRetriever:
     assert isinstance(engine.retriever, HybridRetriever)
     return engine.retriever
 

@@ -14,7 +14,7 @@ from ingest.parse import ParseError
 from ingest.pipeline import Outcome, Placement, build_ingestor
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.pipeline import AnswerEngine, build_components
+from retrieval.pipeline import AnswerPipeline, build_components
 from retrieval.records import Document
 from retrieval.scope import (
     AUDIENCES,
@@ -85,7 +85,7 @@ def _write_corpus(root: Path, rng: random.Random) -> dict[tuple[str, str], list[
 
 
 @pytest.fixture(scope="module")
-def multi_tenant_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnswerEngine]:
+def multi_tenant_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnswerPipeline]:
     root = tmp_path_factory.mktemp("tenants")
     folders = _write_corpus(root / "kb", random.Random(7))
     settings = Settings(data_dir=root / "data")
@@ -98,10 +98,10 @@ def multi_tenant_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
     # The same folder ingested into another tenant must stay two separate sets of documents.
     copies = ingestor.ingest(folders["acme", PUBLIC], placement=Placement("hooli"))
     assert {result.outcome for result in copies} == {Outcome.ADDED}
-    yield AnswerEngine(embedder, store, profile, registry)
+    yield AnswerPipeline(embedder, store, profile, registry)
 
 
-def test_the_same_file_in_two_tenants_is_two_documents(multi_tenant_engine: AnswerEngine) -> None:
+def test_the_same_file_in_two_tenants_is_two_documents(multi_tenant_engine: AnswerPipeline) -> None:
     registry = multi_tenant_engine.retriever.registry
     assert registry is not None
     ids = {record.document_id for record in registry.all()}
@@ -124,10 +124,10 @@ _questions = st.lists(st.sampled_from([*TENANTS, *TOPICS, *WORDS, "secret", "how
 )
 @given(scope=_scopes, words=_questions)
 def test_no_hit_or_citation_ever_leaves_the_callers_scope(
-    multi_tenant_engine: AnswerEngine, scope: Scope, words: list[str]
+    multi_tenant_engine: AnswerPipeline, scope: Scope, words: list[str]
 ) -> None:
     question = " ".join(words) + "?"
-    answer, hits = multi_tenant_engine.ask_with_hits(question, "en", scope)
+    answer, hits = multi_tenant_engine.run(multi_tenant_engine.query(question, "en", scope))
     for hit in hits:
         chunk = hit.chunk
         assert chunk.tenant == scope.tenant, (question, scope, chunk.chunk_id)
@@ -140,7 +140,7 @@ def test_no_hit_or_citation_ever_leaves_the_callers_scope(
     assert not any(f"{tenant} secret" in answer.answer for tenant in other_tenants)
 
 
-def test_a_scope_that_matches_few_chunks_still_fills_the_page(multi_tenant_engine: AnswerEngine) -> None:
+def test_a_scope_that_matches_few_chunks_still_fills_the_page(multi_tenant_engine: AnswerPipeline) -> None:
     """When the nearest unfiltered neighbours are mostly out of scope the store asks Chroma with the
     filter, so a narrow scope gets its own best chunks rather than nothing."""
     narrow = Scope(tenant="initech", audiences=frozenset({INTERNAL}), products=frozenset({"p1"}))
@@ -149,7 +149,7 @@ def test_a_scope_that_matches_few_chunks_still_fills_the_page(multi_tenant_engin
     assert {hit.chunk.document_id.split(":")[0] for hit in hits} == {"initech"}
 
 
-def test_an_empty_document_filter_returns_nothing(multi_tenant_engine: AnswerEngine) -> None:
+def test_an_empty_document_filter_returns_nothing(multi_tenant_engine: AnswerPipeline) -> None:
     scope = Scope.everything("acme").narrowed(document_ids=[])
     assert multi_tenant_engine.retriever.retrieve("refund", "en", scope) == []
 
@@ -157,11 +157,11 @@ def test_an_empty_document_filter_returns_nothing(multi_tenant_engine: AnswerEng
 def test_an_internal_playbook_is_never_cited_to_a_customer(kb_settings: Settings) -> None:
     """The sample KB's agent playbook answers this question exactly, but only agents may see it."""
     embedder, store, registry = build_components(kb_settings)
-    engine = AnswerEngine(embedder, store, kb_settings.load_profile(), registry)
+    engine = AnswerPipeline(embedder, store, kb_settings.load_profile(), registry)
     question = "Can a team lead approve a goodwill refund of half a monthly charge after a four-hour outage?"
     playbook = "internal/playbook-refund-exceptions"
 
-    customer_answer, customer_hits = engine.ask_with_hits(question, "en", Scope())
+    customer_answer, customer_hits = engine.run(engine.query(question, "en", Scope()))
     assert playbook not in {hit.chunk.document_id for hit in customer_hits}
     assert playbook not in {citation.document_id for citation in customer_answer.citations}
 

@@ -14,7 +14,7 @@ from ingest.pipeline import Ingestor
 from retrieval.config import RetrievalProfile
 from retrieval.dense import UseLeg, _z_scores
 from retrieval.embedding import HashingEmbedder
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.publish import Publication, Publisher
 from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry
@@ -47,7 +47,7 @@ def test_z_scores_are_centred_and_constant_scores_are_zero() -> None:
     assert not _z_scores(np.array([0.5, 0.5])).any()
 
 
-def build(tmp_path: Path, with_use: bool = True, **knobs: object) -> AnswerEngine:
+def build(tmp_path: Path, with_use: bool = True, **knobs: object) -> AnswerPipeline:
     tmp_path.mkdir(parents=True, exist_ok=True)
     store = ChromaStore(tmp_path / "chroma")
     registry = DocumentRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
@@ -60,7 +60,7 @@ def build(tmp_path: Path, with_use: bool = True, **knobs: object) -> AnswerEngin
         publications.append(Publication(record, [chunk], E5.embed_documents([chunk.embedding_text]), None, use_vectors))
     Publisher(registry, [store], use_store).publish(publications)
     profile = RetrievalProfile(lexical_weight=0.0, prefer_localized=False, **knobs)  # type: ignore[arg-type]
-    return AnswerEngine(E5, store, profile, registry, use=UseLeg(USE, use_store))
+    return AnswerPipeline(E5, store, profile, registry, use=UseLeg(USE, use_store))
 
 
 def test_the_use_leg_finds_the_english_answer_to_a_russian_question(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_a_store_without_use_vectors_keeps_answering_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with_vectors = build(tmp_path / "a", use_weight=0.0).retriever.retrieve("reset password", "en")
-    caplog.set_level(logging.INFO, logger="retrieval.pipeline")
+    caplog.set_level(logging.INFO, logger="retrieval.dense")
     without = build(tmp_path / "b", with_use=False, use_weight=0.5).retriever.retrieve("reset password", "en")
     assert [hit.chunk.chunk_id for hit in without] == [hit.chunk.chunk_id for hit in with_vectors]
     assert "USE leg skipped" in caplog.text

@@ -77,10 +77,10 @@ def test_sentences_are_scored_by_the_verifier_and_the_quote_follows_it() -> None
     answer = compose_answer(question, "en", [hit], profile, [verified], VerifierSignals(0.9, 0.9))
     assert answer.status == Status.ANSWERED
     assert answer.citations[0].quote == "Annual plans are refunded within 60 days."
-    assert "verifier 0.90" in answer.reasons[0]
+    assert "verifier 0.90" in str(answer.reasons[0])
     abstained = compose_answer(question, "en", [hit], profile, [verified], VerifierSignals(0.2, 0.9))
     assert abstained.status == Status.ABSTAINED
-    assert any(reason.startswith("not_answered") for reason in abstained.reasons)
+    assert any(reason.code == "not_answered" for reason in abstained.reasons)
 
 
 def test_windows_span_the_next_sentences() -> None:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.pipeline import AnswerEngine, build_components
+from retrieval.pipeline import AnswerPipeline, build_components
 from support.desk import SupportConfigError, SupportDesk, build_desk
 from support.handoff import EscalationPayload
 from support.outbox import OutboxDispatcher, SignatureError, backoff_delay, sign, verify
@@ -50,12 +50,12 @@ def _settings(base: Settings, receiver: Receiver, **extra: object) -> Settings:
     return base.model_copy(update=values)
 
 
-def _engine(settings: Settings) -> AnswerEngine:
+def _engine(settings: Settings) -> AnswerPipeline:
     embedder, store, registry = build_components(settings, HashingEmbedder())
-    return AnswerEngine(embedder, store, settings.load_profile(), registry)
+    return AnswerPipeline(embedder, store, settings.load_profile(), registry)
 
 
-def _escalate_all(desk: SupportDesk, engine: AnswerEngine) -> list[str]:
+def _escalate_all(desk: SupportDesk, engine: AnswerPipeline) -> list[str]:
     ids = []
     for question, force in ESCALATING:
         reply = desk.ask(engine, question, escalate=bool(force), customer={"email": "anna@example.com", "plan": "team"})

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.embedding import HashingEmbedder
+from retrieval.records import Reason
 from retrieval.vector_store import ChromaStore
 from support.gaps import cluster_vectors, gap_clusters, is_unanswered, render_html
 from support.store import AuditRecord
@@ -23,7 +24,7 @@ def _record(answer_id: str, question: str, status: str = "abstained", reasons: l
         status=status,
         confidence=0.1,
         answer="",
-        reasons=reasons or ["low_confidence: x"],
+        reasons=[Reason.parse(reason) for reason in reasons or ["low_confidence: x"]],
         retrieved=[],
         cited_documents=[],
         profile="default@x",

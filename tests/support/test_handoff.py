@@ -37,7 +37,7 @@ def test_escalated_reply_keeps_a_confident_answer_under_the_handoff_note() -> No
     reply = escalated_answer(_answer(Status.ANSWERED), ["customer_requested_human: asked"])
     assert reply.status == Status.ESCALATED and reply.answer_id == "a1"
     assert reply.answer.startswith("Я передал этот разговор") and reply.answer.endswith("[1]")
-    assert reply.citations and reply.reasons[0] == "customer_requested_human: asked"
+    assert reply.citations and str(reply.reasons[0]) == "customer_requested_human: asked"
     abstained = escalated_answer(_answer(Status.ABSTAINED, "zh"), ["urgent: x"])
     assert abstained.citations == [] and abstained.answer.startswith("我已将此对话转交")
 
