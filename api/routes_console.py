@@ -28,7 +28,7 @@ from api.limits import check_question_length
 from api.models import MAX_QUESTION_CHARS, AskRequest, ErrorResponse
 from api.routes_support import SupportDep
 from retrieval.evidence import ChunkEvidence
-from retrieval.pipeline import AnswerEngine
+from retrieval.pipeline import AnswerPipeline
 from retrieval.records import Answer, Hit
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope, local_id
@@ -130,9 +130,10 @@ async def preview(
     return await run_in_threadpool(_preview, engine, body.question, body.language, caller.scope)
 
 
-def _preview(engine: AnswerEngine, question: str, language: str | None, scope: Scope) -> PreviewResponse:
-    question, language, assessment = engine.examine(question, language, scope)
-    answer = engine.compose(question, language, assessment)
+def _preview(engine: AnswerPipeline, question: str, language: str | None, scope: Scope) -> PreviewResponse:
+    query = engine.query(question, language, scope)
+    assessment = engine.examine(query)
+    answer = engine.compose(query, assessment)
     evidence = {item.hit.chunk.chunk_id: item for item in assessment.evidence}
     cited = {citation.chunk_id for citation in answer.citations}
     hits = assessment.hits[:PREVIEW_CANDIDATES]
@@ -177,7 +178,7 @@ def _why(
     if is_cited:
         return f"cited: ranked {rank}, and its sentences answer the question best"
     if winner is None:
-        first = answer.reasons[0].split(":", 1)[0] if answer.reasons else answer.status.value
+        first = answer.reasons[0].code if answer.reasons else answer.status.value
         return f"not used: the engine {answer.status.value} ({first}), so no passage was quoted"
     if sentences is None:
         return (
@@ -346,7 +347,7 @@ async def gaps(
 
 
 def _gaps(
-    desk: SupportDesk, engine: AnswerEngine, registry: DocumentRegistry, period: Period, caller: Caller
+    desk: SupportDesk, engine: AnswerPipeline, registry: DocumentRegistry, period: Period, caller: Caller
 ) -> list[GapView]:
     records = [
         record

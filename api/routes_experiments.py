@@ -29,7 +29,7 @@ from api.errors import ApiError, ConflictError, NotFoundError, NotReadyError
 from api.models import AskRequest, AskResponse, ErrorResponse
 from api.routes_support import SupportDep, answer_turn
 from retrieval.config import Settings, get_settings
-from retrieval.pipeline import AnswerEngine, build_engine
+from retrieval.pipeline import AnswerPipeline, build_pipeline
 from support.desk import SupportDesk
 from support.experiments import (
     CONTROL,
@@ -67,10 +67,10 @@ class Lab:
         self.settings = settings
         self.store = ExperimentStore(settings.support_database_url or settings.database_url)
         self.profiles_dir: Path = settings.data_dir / "profiles"
-        self._engines: dict[str, tuple[float, AnswerEngine]] = {}
+        self._engines: dict[str, tuple[float, AnswerPipeline]] = {}
         self._lock = threading.Lock()
 
-    def engine_for(self, profile: str, control: AnswerEngine, request: Request) -> AnswerEngine:
+    def engine_for(self, profile: str, control: AnswerPipeline, request: Request) -> AnswerPipeline:
         path = self.profiles_dir / f"{profile}.toml"
         stamp = path.stat().st_mtime if path.exists() else math.nan
         with self._lock:
@@ -78,7 +78,7 @@ class Lab:
             if cached is not None and cached[0] == stamp:
                 return cached[1]
             loaded = load_named_profile(self.profiles_dir, profile)
-            engine = build_engine(self.settings, loaded, control.embedder, control.store, request.app.state.registry)
+            engine = build_pipeline(self.settings, loaded, control.embedder, control.store, request.app.state.registry)
             self._engines[profile] = (stamp, engine)
             return engine
 
@@ -106,7 +106,7 @@ LabDep = Annotated[Lab, Depends(get_lab)]
 
 
 async def experiment_turn(
-    http: Request, request: AskRequest, engine: AnswerEngine, desk: SupportDesk, caller: Caller
+    http: Request, request: AskRequest, engine: AnswerPipeline, desk: SupportDesk, caller: Caller
 ) -> AskResponse:
     """One ``/v1/ask`` turn, answered by the engine of the conversation's variant when the tenant
     has an experiment (and the variant recorded), else by ``engine``."""
