@@ -17,17 +17,16 @@ from fastapi.responses import JSONResponse
 from access.keys import build_key_store
 from api.access_log import AccessLogMiddleware, log_answer
 from api.auth import AskCaller, DocumentsCaller
-from api.deps import EngineDep, RegistryDep, SettingsDep
-from api.documents import is_document_upload, visible_to
-from api.documents import router as documents_router
+from api.deps import EngineDep, RegistryDep, SettingsDep, SupportDep
 from api.errors import error_response, install_error_handlers
 from api.limits import BodySizeLimit, RateLimiter, check_question_length
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
 from api.routes_console import router as console_router
+from api.routes_documents import is_document_upload, visible_to
+from api.routes_documents import router as documents_router
 from api.routes_experiments import experiment_turn
 from api.routes_experiments import router as experiments_router
 from api.routes_keys import router as keys_router
-from api.routes_support import SupportDep
 from api.routes_support import router as support_router
 from console.mount import mount_console
 from ingest.pipeline import build_ingestor

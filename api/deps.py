@@ -11,6 +11,7 @@ from ingest.service import DocumentService
 from retrieval.config import Settings
 from retrieval.pipeline import AnswerPipeline
 from retrieval.registry import DocumentRegistry
+from support.desk import SupportDesk
 
 
 def get_engine(request: Request) -> AnswerPipeline:
@@ -34,6 +35,13 @@ def get_documents(request: Request) -> DocumentService:
     return service
 
 
+def get_desk(request: Request) -> SupportDesk:
+    desk: SupportDesk | None = getattr(request.app.state, "support", None)
+    if desk is None:
+        raise NotReadyError("the support desk is still starting")
+    return desk
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -43,3 +51,4 @@ EngineDep = Annotated[AnswerPipeline, Depends(get_engine)]
 RegistryDep = Annotated[DocumentRegistry, Depends(get_registry)]
 DocumentsDep = Annotated[DocumentService, Depends(get_documents)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SupportDep = Annotated[SupportDesk, Depends(get_desk)]

@@ -22,11 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from access.keys import ROLE_PERMISSIONS, Permission
 from api.auth import Caller, DocumentsCaller, authenticate, require
-from api.deps import EngineDep, RegistryDep, SettingsDep
+from api.deps import EngineDep, RegistryDep, SettingsDep, SupportDep
 from api.errors import ApiError
 from api.limits import check_question_length
 from api.models import MAX_QUESTION_CHARS, AskRequest, ErrorResponse
-from api.routes_support import SupportDep
 from retrieval.evidence import ChunkEvidence
 from retrieval.pipeline import AnswerPipeline
 from retrieval.records import Answer, Hit

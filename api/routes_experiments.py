@@ -25,10 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from access.keys import Permission
 from api.auth import Caller, require
+from api.deps import SupportDep
 from api.errors import ApiError, ConflictError, NotFoundError, NotReadyError
 from api.models import AskRequest, AskResponse, ErrorResponse
-from api.routes_support import SupportDep, answer_turn
-from retrieval.config import Settings, get_settings
+from api.routes_support import answer_turn
+from retrieval.config import Settings
 from retrieval.pipeline import AnswerPipeline, build_pipeline
 from support.desk import SupportDesk
 from support.experiments import (
@@ -85,7 +86,7 @@ class Lab:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = getattr(app.state, "settings", None) or get_settings()
+    settings: Settings = app.state.settings  # create_app sets it: one configuration per app
     lab = await run_in_threadpool(Lab, settings)
     app.state.experiments = lab
     yield

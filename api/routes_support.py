@@ -23,11 +23,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import ConversationsCaller, ErasureCaller, EscalationsCaller, FaqCaller, FeedbackCaller
-from api.errors import ConflictError, NotFoundError, NotReadyError
+from api.deps import SupportDep
+from api.errors import ConflictError, NotFoundError
 from api.models import AskRequest, AskResponse, ErrorResponse
 from api.support_models import (
     ConversationView,
@@ -44,7 +45,7 @@ from api.support_models import (
     TurnView,
 )
 from common.redact import redact_metadata, redact_text
-from retrieval.config import Settings, get_settings
+from retrieval.config import Settings
 from retrieval.pipeline import AnswerPipeline
 from retrieval.scope import Scope
 from support.desk import SupportDesk, build_desk
@@ -63,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = getattr(app.state, "settings", None) or get_settings()
+    settings: Settings = app.state.settings  # create_app sets it: one configuration per app
     engine: AnswerPipeline | None = getattr(app.state, "engine", None)
     # Triage reads the question vectors the engine's embedder computes anyway (support/desk.py).
     embedder = engine.embedder if engine is not None else None
@@ -87,14 +88,6 @@ EscalationId = Annotated[str, Path(max_length=64, description="The escalation's 
 View = Annotated[Literal["redacted", "full"], Query(description="`full` shows personal data (agents only).")]
 
 
-def get_desk(request: Request) -> SupportDesk:
-    desk: SupportDesk | None = getattr(request.app.state, "support", None)
-    if desk is None:
-        raise NotReadyError("the support desk is still starting")
-    return desk
-
-
-SupportDep = Annotated[SupportDesk, Depends(get_desk)]
 
 
 async def answer_turn(
