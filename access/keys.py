@@ -17,12 +17,12 @@ import hmac
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common.clock import utc_now
 from common.errors import AnswerDeskError
 from common.sql import SqlStore, private_dir, record_from_row
 from retrieval.config import Settings
@@ -120,10 +120,6 @@ def split_token(token: str) -> tuple[str, str] | None:
     return key_id, secret
 
 
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 class KeyStore(SqlStore):
     """Creates, lists, revokes and checks API keys; safe to share between threads."""
 
@@ -155,7 +151,7 @@ class KeyStore(SqlStore):
             role=role,
             tenant=tenant,
             audience=audience,
-            created_at=_utc_now(),
+            created_at=utc_now("seconds"),
         )
         with self._session() as session:
             session.add(row)
@@ -195,7 +191,7 @@ class KeyStore(SqlStore):
             if audiences is not None and row.audience not in audiences:
                 raise KeyNotFoundError(key_id)
             if row.revoked_at is None:
-                row.revoked_at = _utc_now()
+                row.revoked_at = utc_now("seconds")
             session.flush()
             return record_from_row(ApiKey, row)
 

@@ -5,7 +5,9 @@ a real card, 2-6), an IBAN its mod-97 check, and a phone-shaped run of digits is
 is a date, a time, an IP address, a version, an amount next to a currency sign or code, or an id
 right after a word such as "order", "Bestellung" or "订单". Card-like numbers failing the checksum
 stay readable: they are order or tracking numbers far more often than mistyped cards. Measured on a
-generated multilingual set with ``python -m eval.redaction`` (eval/redaction.py).
+generated multilingual set with ``python -m eval.redaction`` (eval/redaction.py). The phone checks are
+ours rather than libphonenumber's: it takes IP addresses, dates and prices for valid numbers (phone
+precision 0.52 against our 0.95; docs/privacy.md).
 
 Example::
 

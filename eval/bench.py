@@ -132,10 +132,9 @@ class _AnswerDeskSide:
         self.engine.ask(question)
 
     def retrieve(self, question: str) -> None:
-        from retrieval.language import UNKNOWN, detect_language
+        from retrieval.language import resolve_language
 
-        language = detect_language(question)
-        self.engine.retriever.retrieve(question, "en" if language == UNKNOWN else language)
+        self.engine.retriever.retrieve(question, resolve_language(question))
 
     def refresh(self) -> None:
         self.lexical.refresh()

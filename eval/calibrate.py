@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import tomli_w
 from numpy.typing import NDArray
 from tqdm import tqdm
 
@@ -312,32 +313,14 @@ def _fmt(value: float) -> str:
 
 def profile_to_toml(profile: RetrievalProfile, comment: str = "") -> str:
     """The profile as a TOML file (every knob, so the file says exactly what it runs)."""
-    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
-    tables: dict[str, dict[str, Any]] = {}
-    for key, value in profile.model_dump().items():
-        if isinstance(value, dict):
-            tables[key] = value
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for table, values in tables.items():
-        lines += ["", f"[{table}]", *(f"{key} = {_toml_value(value)}" for key, value in values.items())]
-    return "\n".join(lines) + "\n"
+    return _comment_lines(comment) + tomli_w.dumps(profile.model_dump())
 
 
 def model_to_toml(model: AnswerabilityModel, comment: str = "") -> str:
     """Just the ``[answerability]`` table (the packaged default model file)."""
-    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
-    lines += ["[answerability]", *(f"{key} = {_toml_value(value)}" for key, value in model.model_dump().items())]
-    return "\n".join(lines) + "\n"
+    return _comment_lines(comment) + tomli_w.dumps({"answerability": model.model_dump()})
 
 
-def _toml_value(value: Any) -> str:
-    # Hand-written because the standard library reads TOML but does not write it, and our values
-    # are only strings, booleans, numbers and flat lists of those.
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    return repr(value)
+def _comment_lines(comment: str) -> str:
+    """``comment`` as TOML comment lines, for the head of a written file (tomli-w writes no comments)."""
+    return "".join(f"# {line}".rstrip() + "\n" for line in comment.splitlines())

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import regex
 import typer
 
 from common import redact
@@ -531,13 +532,63 @@ def format_report(report: RedactionReport, examples: int = 0) -> str:
     return "\n".join(lines)
 
 
+# --- phone checks compared (docs/privacy.md) -------------------------------------------------------
+
+# Where our customers' national numbers come from, for libphonenumber's per-region rules.
+_PHONE_REGIONS = ("LV", "RU", "DE", "GB", "US", "CN", "FR", "ES")
+PHONE_CHECKS = ("ours", "phonenumbers", "ours+phonenumbers")
+
+
+def _phonenumbers_accepts(text: str, valid: bool) -> bool:
+    """Whether libphonenumber (the ``phonenumbers`` wheel, a dev dependency) takes ``text`` for a phone
+    number: ``valid`` asks for an assigned range, else only a possible length for the country."""
+    import phonenumbers
+
+    check = phonenumbers.is_valid_number if valid else phonenumbers.is_possible_number
+    international = text.startswith(("+", "00", "(+"))
+    number = "+" + text[2:] if text.startswith("00") else text
+    for region in [None] if international else _PHONE_REGIONS:
+        try:
+            if check(phonenumbers.parse(number, region)):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False
+
+
+def phone_redactor(check: str) -> Callable[[str], str]:
+    """redact_text with its phone check replaced: ``phonenumbers`` (libphonenumber's validity alone,
+    instead of our shape and context exclusions) or ``ours+phonenumbers`` (ours, then a possible length
+    for the country as well)."""
+    if check == "ours":
+        return redact.redact_text
+    if check not in PHONE_CHECKS:
+        raise ValueError(f"unknown phone check {check!r}: use one of {', '.join(PHONE_CHECKS)}")
+
+    def phone(match: regex.Match[str]) -> str:
+        text: str = match.group()
+        if check == "phonenumbers":
+            return redact.PHONE_TOKEN if _phonenumbers_accepts(text, valid=True) else text
+        ours = redact._phone(match)
+        return ours if ours == text or _phonenumbers_accepts(text, valid=False) else text
+
+    def redactor(text: str) -> str:
+        text = redact._EMAIL.sub(redact.EMAIL_TOKEN, text)
+        text = redact._IBAN.sub(redact._iban, text)
+        text = redact._CARD.sub(redact._card, text)
+        return str(redact._PHONE.sub(phone, text))
+
+    return redactor
+
+
 def redaction_command(
     count: Annotated[int, typer.Option(help="Messages to generate.")] = 600,
     seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 13,
     examples: Annotated[int, typer.Option(help="Print this many wrongly redacted messages.")] = 0,
+    phones: Annotated[str, typer.Option(help=f"Phone check: {', '.join(PHONE_CHECKS)} (docs/privacy.md).")] = "ours",
 ) -> None:
     """Recall and precision of PII redaction per kind, on generated multilingual support messages."""
-    print(format_report(measure(generate_cases(count, seed)), examples))
+    print(format_report(measure(generate_cases(count, seed), phone_redactor(phones)), examples))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -545,8 +596,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=600, help="messages to generate (default 600)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--examples", type=int, default=0, help="print this many wrongly redacted messages")
+    parser.add_argument("--phones", choices=PHONE_CHECKS, default="ours", help="phone check (docs/privacy.md)")
     args = parser.parse_args(argv)
-    print(format_report(measure(generate_cases(args.count, args.seed)), args.examples))
+    print(format_report(measure(generate_cases(args.count, args.seed), phone_redactor(args.phones)), args.examples))
 
 
 if __name__ == "__main__":

@@ -274,13 +274,12 @@ class LexicalSystem:
 
     def ask(self, question: str, document_ids: Collection[str] | None = None) -> Prediction:
         from retrieval.analysis import analyze
-        from retrieval.language import UNKNOWN, detect_language
+        from retrieval.language import resolve_language
 
-        language = detect_language(question)
         scope = Scope.everything()
         if document_ids is not None:
             scope = scope.narrowed(document_ids=document_ids)
-        terms = analyze(question, "en" if language == UNKNOWN else language)
+        terms = analyze(question, resolve_language(question))
         hits = [
             Hit(self.chunks[match.chunk_id], match.score, lexical_score=match.score)
             for match in self.index.search(terms, self.top_k, scope)

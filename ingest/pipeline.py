@@ -12,7 +12,6 @@ its reason and the store keeps what it had for it.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import queue
 import threading
@@ -24,7 +23,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
+from common.clock import utc_now
 from ingest.chunk import Chunker
 from ingest.parse import (
     DEFAULT_MAX_FILE_BYTES,
@@ -40,7 +41,7 @@ from retrieval.evidence import SentenceScorer, sentence_cache
 from retrieval.lexical import LexicalIndex
 from retrieval.publish import ChunkIndex, Publication, Publisher
 from retrieval.records import Chunk, Document, content_hash
-from retrieval.registry import DocumentRecord, DocumentRegistry, utc_now
+from retrieval.registry import DocumentRecord, DocumentRegistry
 from retrieval.scope import (
     AUDIENCES,
     DEFAULT_TENANT,
@@ -293,16 +294,16 @@ class Ingestor:
             yield True
             return
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(self.lock_path, timeout=-1 if wait else 0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def _run(
         self,
@@ -426,7 +427,7 @@ class Ingestor:
                 source, Outcome.UNCHANGED, document.document_id, len(previous.chunk_ids), version=previous.version
             )
         started = time.perf_counter()
-        updated_at = utc_now()
+        updated_at = utc_now("seconds")
         version = previous.version + 1 if previous else 1
         chunks = [
             replace(chunk, embedding_key=self._embedding_key(chunk))

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
+from common.clock import utc_now
 from common.errors import AnswerDeskError
 from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_bytes
 from ingest.pipeline import DEFAULT_PLACEMENT, FileResult, Ingestor, Outcome, Placement
-from retrieval.registry import utc_now
 from retrieval.scope import (
     DEFAULT_TENANT,
     MAX_ID_SEGMENT_BYTES,
@@ -73,7 +73,7 @@ class Job:
     job_id: str
     files_total: int
     status: JobStatus = JobStatus.QUEUED
-    created_at: str = field(default_factory=utc_now)
+    created_at: str = field(default_factory=lambda: utc_now("seconds"))
     finished_at: str = ""
     results: list[FileResult] = field(default_factory=list)
     tenant: str = DEFAULT_TENANT  # whose documents; the API shows a job only to its tenant
@@ -225,7 +225,7 @@ class DocumentService:
     def _finish(self, job: Job) -> None:
         failed = any(result.outcome == Outcome.FAILED for result in job.results)
         job.status = JobStatus.FAILED if failed else JobStatus.SUCCEEDED
-        job.finished_at = utc_now()
+        job.finished_at = utc_now("seconds")
 
     def _put(
         self,

@@ -55,7 +55,6 @@ class RetrievalProfile(BaseModel):
     # The cosine threshold of the eval baselines (dense, the LlamaIndex peer): they answer when the
     # best score reaches score_midpoint. The engine decides with `answerability` instead.
     score_midpoint: float = 0.865
-    score_scale: float = Field(default=0.01, gt=0)
     # The engine answers when the answerability model's probability reaches this.
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     # A second source is quoted only when it scores nearly as well as the best one.

@@ -20,27 +20,13 @@ logger = logging.getLogger(__name__)
 
 
 class DenseRetriever:
-    """Top-k chunks by cosine similarity of e5 embeddings, corrected for same-language bias.
+    """Top-k chunks by cosine similarity of e5 embeddings, corrected for same-language bias, fused with
+    the USE leg by per-query z-scores: ``(1 - use_weight)·z_e5 + use_weight·z_use``.
 
-    multilingual-e5 scores a passage in the question's own language higher than an equally relevant
-    one in another language, so an off-topic localized article outranks the right English one. With a
-    ``bias`` (language centroids, retrieval/language_bias.py), a passage in another language gets what
-    this question gains from its own language's centroid over the passage's (0.02-0.08 for Latvian,
-    Russian, Chinese questions) in the ranking; languages without a centroid get the constant
-    ``cross_lingual_bonus``, and so does ``Hit.score`` (the answerability model's scale).
-    With ``centred_query``, the question moved off its own language's centroid fetches ``depth`` more
-    neighbours: otherwise, when the nearest are all in its language (a Latvian question, a KB with
-    Latvian articles on other topics), the English answer never reaches the candidates to be corrected.
-
-    With a ``registry``, only chunks of each document's live version are returned, so a document
-    being replaced is seen whole, old or new (retrieval/publish.py).
-
-    With a USE leg (``use``: the encoder and the store of its vectors, retrieval/use_encoder.py) and
-    the question's text, both encoders find their own ``depth`` neighbours; each candidate's cosine
-    under each encoder is z-scored over the candidates, and candidates are ordered by
-    ``(1 - use_weight)·z_e5 + use_weight·z_use``. A candidate without a USE vector (its language is
-    not covered, or it was ingested before the leg existed) is ordered by its e5 z-score alone, and a
-    question in a language USE does not cover skips the leg. ``Hit.score`` stays the e5 cosine.
+    ``bias`` (language centroids) corrects e5's preference for the question's own language, languages
+    without a centroid get ``cross_lingual_bonus``; ``centred_query`` fetches ``depth`` more neighbours
+    for the question moved off its language's centroid. With a ``registry``, only live versions come
+    back. ``Hit.score`` stays the e5 cosine. Why, with measurements: docs/decisions.md.
     """
 
     def __init__(

@@ -1,30 +1,11 @@
 """Sentence-level evidence: which sentences of the retrieved chunks answer the question.
 
-Each candidate sentence is embedded as a passage, with its context in front (the FAQ question or
-section heading, else the document title: a bare "Yes, within 30 days." says little on its own),
-and compared with the question's query embedding. A small bonus for the share of the question's
-words a sentence contains breaks near ties. Picking the sentence that holds the answer inside the
-gold paragraph (the sentence containing a SQuAD/XQuAD answer span), 240-250 questions each:
-
-=============  =============  ========  ===============  =================
-suite          word overlap   cosine    cosine + title   + 0.05 × overlap
-=============  =============  ========  ===============  =================
-squad2         0.816          0.808     0.829            0.849
-xquad-r en-en  0.783          0.807     0.816            0.840
-xquad-r de-de  0.703          0.736     0.753            0.791
-xquad-r ru-en  0.340          0.750     0.762            0.766
-=============  =============  ========  ===============  =================
-
-A quote grows from the best sentence to neighbours scoring within ``quote_margin`` of it. With
-0.05, over questions answered from their gold paragraph, the quote holds the answer span in 0.934
-(squad2), 0.905 (XQuAD-R en-en), 0.914 (ru-en) and 0.922 (zh-zh) of cases with 1.5-2.2 sentences;
-the former rule (the sentence sharing most words, then the next two) held it in 0.943, 0.917, 0.767
-and 0.894 with 2.5-2.8 sentences.
-
-Embedding sentences at question time costs 25-200 ms for the top 1-3 chunks on our 2 cores, far
-over the latency budget, so the scorer is meant to run over an embedder that caches by content
-(retrieval/embedding_cache.py) and :meth:`SentenceScorer.warm` fills that cache at ingestion.
-Quotes are always verbatim spans of the chunk (offsets from retrieval/sentences.py).
+Each candidate sentence is embedded as a passage with its context in front (the FAQ question or
+section heading, else the document title) and compared with the question's embedding; a small bonus
+for the share of the question's words it contains breaks near ties. A quote grows from the best
+sentence to neighbours scoring within ``quote_margin`` of it, and is always a verbatim span of the
+chunk (offsets from retrieval/sentences.py). Sentence embeddings come from a content-keyed cache that
+:meth:`SentenceScorer.warm` fills at ingestion. Why, with measurements: docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -20,23 +20,12 @@ from retrieval.vector_store import scope_metadata
 class HybridRetriever:
     """Dense and lexical rankings fused by weighted reciprocal rank (retrieval/fusion.py).
 
-    Each leg ranks ``top_k * candidate_factor`` chunks inside the scope, of live versions only. Every
-    hit carries its dense cosine (``score``, with the cross-lingual correction; computed from the
-    stored embedding for chunks only the lexical leg found), its BM25 score (``lexical_score``, 0
-    when the lexical leg missed it) and the ``fused_score`` hits are ordered by. With
-    ``prefer_localized``, the question-language version of the best document goes first
-    (retrieval/translations.py). Without a lexical index, or with ``lexical_weight`` 0, it is the dense
-    ranking with fused scores.
-
-    Words rarely match across languages, so in a KB with articles in several languages the lexical
-    leg favours the question's language: a Russian question shares words with an off-topic Russian
-    article, never with the right English one (the bias ``cross_lingual_bonus`` corrects in the dense
-    leg). So when any candidate is in the question's language, a candidate in another language gets
-    the better of its lexical rank and its dense rank in the lexical ranking: the lexical leg cannot
-    judge it, so it neither lifts nor sinks it. On the sample set this took recall@1 from 0.710 (plain
-    fusion) to 0.733 (dense alone 0.693, Russian questions 0.703 → 0.811). When no candidate is in the
-    question's language (an English KB asked in Russian), the lexical ranks stand: names and numbers
-    then match across languages on an equal footing.
+    Each leg ranks ``top_k * candidate_factor`` live chunks inside the scope. A hit carries its dense
+    cosine (``score``), its BM25 score (``lexical_score``, 0 when the lexical leg missed it) and the
+    ``fused_score`` hits are ordered by; with ``prefer_localized`` the question-language version of
+    the best document goes first (retrieval/translations.py). When any candidate is in the question's
+    language, a candidate in another language gets the better of its lexical and dense ranks in the
+    lexical ranking. Why, with measurements: docs/decisions.md.
     """
 
     def __init__(

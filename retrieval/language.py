@@ -30,7 +30,11 @@ def _identifier() -> Any:
 
 
 def detect_language(text: str) -> str:
-    """ISO 639-1 code of ``text``'s language, or ``"und"`` when there is nothing to go on."""
+    """ISO 639-1 code of ``text``'s language, or ``"und"`` when there is nothing to go on.
+
+    >>> detect_language("Как вернуть деньги?"), detect_language("如何导出数据？"), detect_language("12:30")
+    ('ru', 'zh', 'und')
+    """
     if not _LETTER.search(text):
         return UNKNOWN
     # Scripts decide CJK outright: the statistical model is weakest on short CJK strings.

@@ -1,20 +1,12 @@
 """The lexical leg: BM25 (bm25s) over the analysed terms of every chunk, kept in sync by ingestion.
 
-bm25s builds its matrices in one go (BM25 weights depend on corpus-wide document frequencies and
-the mean length), so the durable state is one row per chunk in SQLite: its terms
-(retrieval/analysis.py) and the metadata a :class:`~retrieval.scope.Scope` checks. The matrices are
-rebuilt from that table when it has changed, which readers notice from a generation counter every
-write bumps in the same transaction (one indexed read per search). So an ingest from another
-process (the CLI while the server runs) is seen without a restart.
-
-A rebuild takes 4.5-5 s at 100k chunks on our 2-core machine (reading the table and bm25s's
-indexing), so by default it runs in a background thread while searches keep using the previous
-matrices. That is safe: every hit is checked against the scope here and against the registry's
-live versions by the retriever, so a stale index can miss a new chunk for a moment (the dense leg
-still finds it) but never return one it should not. The very first build, and
-:meth:`LexicalIndex.refresh`, run in the caller's thread.
-
-It is a :class:`~retrieval.publish.ChunkIndex`, written by the Publisher beside the vector store.
+The durable state is one row per chunk in SQLite (its terms, retrieval/analysis.py, and the metadata a
+:class:`~retrieval.scope.Scope` checks); bm25s's matrices are rebuilt from it when a generation counter
+that every write bumps has changed, in a background thread while searches use the previous matrices
+(the first build and :meth:`LexicalIndex.refresh` run in the caller's thread). Every hit is checked
+against the scope here and against the live versions by the retriever. It is a
+:class:`~retrieval.publish.ChunkIndex`, written by the Publisher beside the vector store. Why, with
+measurements: docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -368,6 +360,5 @@ class LexicalRetriever:
     def retrieve(self, question: str, language: str, k: int, scope: Scope) -> list[LexicalMatch]:
         matches = self.index.search(analyze(question, language), k, scope)
         if self.registry is not None and matches:
-            live = self.registry.live_versions({match.document_id for match in matches})
-            matches = [match for match in matches if live.get(match.document_id) == match.version]
+            matches = self.registry.keep_live(matches, lambda match: (match.document_id, match.version))
         return matches

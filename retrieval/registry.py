@@ -11,16 +11,17 @@ removes them; in normal operation it is empty between writes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Integer, String, delete, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.sql import columns_of, open_database, record_from_row
 from retrieval.scope import DEFAULT_TENANT, tenant_of
+
+T = TypeVar("T")
 
 
 class _Base(DeclarativeBase):
@@ -76,10 +77,6 @@ class JournalEntry:
     chunk_ids: list[str]
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 class DocumentRegistry:
     """Rows of ingested documents, keyed by document id, and the chunk journal."""
 
@@ -120,16 +117,16 @@ class DocumentRegistry:
         with self.engine.connect() as connection:
             return {document_id: version for document_id, version in connection.execute(query)}
 
+    def keep_live(self, items: Sequence[T], version_of: Callable[[T], tuple[str, int]]) -> list[T]:
+        """The ``items`` whose (document id, version) is live: readers drop hits of any other version.
+        The one live-version filter of every reader (dense and lexical retrieval, gap reports)."""
+        live = self.live_versions({version_of(item)[0] for item in items})
+        return [item for item in items if live.get(version_of(item)[0]) == version_of(item)[1]]
+
     def put(self, record: DocumentRecord) -> None:
         """Write one record as is (no journal); publishing goes through :meth:`commit`."""
         with Session(self.engine) as session, session.begin():
             session.merge(_DocumentRow(**columns_of(record)))
-
-    def set_file_hash(self, document_id: str, file_hash: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            row = session.get(_DocumentRow, document_id)
-            if row:
-                row.file_hash = file_hash
 
     def stage(self, entries: Sequence[tuple[str, list[str]]]) -> list[int]:
         """Journal chunk ids about to be written to the chunk stores; returns the entry ids."""

@@ -93,7 +93,11 @@ def check_audience(audience: str) -> str:
 
 
 def qualify(tenant: str, local_id: str) -> str:
-    """The stored id of ``local_id`` in ``tenant``; a local id may already carry the caller's own prefix."""
+    """The stored id of ``local_id`` in ``tenant``; a local id may already carry the caller's own prefix.
+
+    >>> qualify("acme", "en/faq"), qualify("acme", "acme:en/faq"), qualify("default", "en/faq")
+    ('acme:en/faq', 'acme:en/faq', 'en/faq')
+    """
     owner, _, rest = local_id.partition(TENANT_SEPARATOR)
     if rest:
         if owner != tenant:
@@ -109,7 +113,11 @@ def tenant_of(document_id: str) -> str:
 
 
 def local_id(qualified_id: str) -> str:
-    """A stored document or chunk id as its tenant knows it: without the ``tenant:`` prefix."""
+    """A stored document or chunk id as its tenant knows it: without the ``tenant:`` prefix.
+
+    >>> local_id("acme:en/faq#v1-0"), local_id("en/faq")
+    ('en/faq#v1-0', 'en/faq')
+    """
     owner, separator, rest = qualified_id.partition(TENANT_SEPARATOR)
     return rest if separator and TENANT_NAME.match(owner) else qualified_id
 
@@ -119,6 +127,9 @@ def shown_source(document_id: str, source: str) -> str:
 
     A document's default id is that path without its extension (ingest/parse.py), so the path is
     ``<id><suffix>`` when the source ends with it; otherwise (an id from front matter) only the file name.
+
+    >>> shown_source("acme:en/faq", "/srv/kb/en/faq.md"), shown_source("refunds", "/srv/kb/en/faq.md")
+    ('en/faq.md', 'faq.md')
     """
     if not source:
         return ""

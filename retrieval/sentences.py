@@ -31,6 +31,11 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 def split_sentences(text: str) -> list[str]:
+    r"""The sentences of ``text``, as exact substrings.
+
+    >>> split_sentences("Refunds take 5 days. Annual plans: 60 days.\n2.1. Uptime is 99.9%.\n退款需要五天。请稍候")
+    ['Refunds take 5 days.', 'Annual plans: 60 days.', '2.1. Uptime is 99.9%.', '退款需要五天。', '请稍候']
+    """
     return [text[start:end] for start, end in sentence_spans(text)]
 
 

@@ -7,7 +7,7 @@ is very short. Without the classifier, a pronoun ("it", "это", "tas", "它") 
 The retrieval query is then the conversation's last stand-alone question followed by the
 follow-up, so the embedder sees the topic. Short or "possible" questions are ambiguous ("Is it
 possible to export to CSV?" and "How do I cancel?" stand on their own), so for those the caller
-retrieves both readings and keeps the one the knowledge base matches better (:func:`prefer`).
+retrieves both readings and keeps the one the knowledge base matches better (support/desk.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import regex
-
-from retrieval.records import Hit
 
 _CONNECTIVE = regex.compile(
     r"^\s*(?:"
@@ -103,9 +101,3 @@ def contextualize(
     anchor = next((turn.question for turn in reversed(history) if not turn.follow_up), None)
     return ContextualQuestion(question, kind, anchor) if anchor else ContextualQuestion(question, FollowUp.NONE, None)
 
-
-def prefer(alone: Sequence[Hit], together: Sequence[Hit]) -> bool:
-    """For a possible follow-up: True when the contextual reading matches the knowledge base better."""
-    best_alone = alone[0].score if alone else float("-inf")
-    best_together = together[0].score if together else float("-inf")
-    return best_together >= best_alone

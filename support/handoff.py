@@ -194,7 +194,7 @@ def offer_escalation(attempt: Answer) -> Answer:
 
 
 def payload_schemas() -> dict[str, Any]:
-    """JSON schemas of both webhook bodies (README shows them)."""
+    """JSON schemas of both webhook bodies (docs/webhooks.md shows them)."""
     return {
         CREATED: EscalationPayload.model_json_schema(),
         RESOLVED: ResolutionPayload.model_json_schema(),

@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common.clock import utc_now as utc_now  # re-exported for support/desk.py
 from common.errors import AnswerDeskError
 from common.sql import SqlStore, columns_of, record_from_row
 from retrieval.records import Reason
@@ -168,10 +169,6 @@ class _AuditRow(_Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     escalation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     audience: Mapped[str] = mapped_column(String(16), server_default=INTERNAL)
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # ---- records -------------------------------------------------------------------------------------

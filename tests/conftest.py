@@ -19,6 +19,17 @@ from retrieval.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 KB_DIR = REPO / "data" / "kb"
+# Fixtures that load the real embedding model: a test using one (directly or through another fixture)
+# is an integration test, marked here so the fast loop (`-m "not integration and not slow"`) never
+# loads the model, whether or not the test's module remembered the marker.
+REAL_MODEL_FIXTURES = frozenset({"model_dir", "kb_settings"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ The folder is built beside ``target`` and renamed into place; ``READY`` is writt
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
@@ -606,13 +606,8 @@ def is_prepared(target: Path) -> bool:
 def _lock(target: Path) -> Iterator[None]:
     # Serialises concurrent preparations (e.g. a test run and a server start); the loser then
     # finds READY and returns.
-    lock_path = target.parent / f".{target.name}.lock"
-    with lock_path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(target.parent / f".{target.name}.lock"):
+        yield
 
 
 @contextmanager

@@ -8,14 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from retrieval.embedding import HashingEmbedder
-from tests.api.small_kb import small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key, small_kb_settings
 
 
+@pytest.mark.slow
 def test_no_more_questions_are_answered_at_once_than_allowed(tmp_path: Path) -> None:
     settings = small_kb_settings(tmp_path, max_concurrent_answers=1)
     app = create_app(settings, embedder=HashingEmbedder())

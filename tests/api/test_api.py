@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from retrieval.config import Settings
-from tests.keys import bearer, issue_key, unlimited
+from tests.helpers import ANSWERABLE, UNANSWERABLE, bearer, issue_key, unlimited
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -29,49 +29,6 @@ def _ask(client: TestClient, question: str, **extra: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-# Questions phrased unlike the articles, with the article stems (any language version) that answer them.
-# The bench (`answerdesk eval run --suite sample`) measures rates over all of data/eval; these pin down
-# end-to-end behaviour in each language.
-ANSWERABLE = [
-    ("How long does it take until a refund shows up on my card?", {"faq-refunds", "policy-refunds"}),
-    ("I forgot my password and can't log in, what do I do?", {"faq-account-login", "faq-passwords-2fa"}),
-    (
-        "Do you offer a discount for non-profit organisations?",
-        {"faq-nonprofit-education", "policy-nonprofit-and-education"},
-    ),
-    ("Сколько дней действует гарантия возврата денег для месячного тарифа?", {"faq-refunds", "policy-refunds"}),
-    pytest.param(
-        "Как включить двухфакторную аутентификацию?",
-        # guide-getting-started's "7. Защитите аккаунт" says where to turn it on (Profile → Security).
-        {"policy-security", "faq-passwords-2fa", "guide-two-factor-authentication", "guide-getting-started"},
-        # The USE leg (use_weight 0.5) puts faq-account-login's "lost the authenticator phone" first;
-        # with use_weight 0 it passes. Strict: this test tells when retrieval gets it right again.
-        marks=pytest.mark.xfail(strict=True, reason="USE leg ranks the lost-2FA-phone answer first"),
-    ),
-    ("Kā es varu atcelt abonementu?", {"faq-cancellation", "guide-managing-your-subscription"}),
-    pytest.param(
-        "Kāda ir jūsu SLA pieejamības garantija Business plānam?",
-        {"policy-sla", "faq-support-sla"},
-        # The answer is a table row ("Business | 99,9%") whose sentence matches less well than the
-        # pricing FAQ's "Business – 16 EUR …", so the answerability model (0.33) abstains; the English
-        # question answers at 0.98. Strict: this test tells when evidence learns to read tables.
-        marks=pytest.mark.xfail(strict=True, reason="abstains: the answering table row scores below another sentence"),
-    ),
-    ("年度套餐可以退款吗？", {"policy-refunds", "faq-refunds"}),
-    ("忘记密码怎么办？", {"faq-account-login", "faq-passwords-2fa"}),
-]
-UNANSWERABLE = [
-    "Do you have an on-premise version we can host ourselves?",
-    "Is Tasklane HIPAA compliant and will you sign a BAA?",
-    "Есть ли у вас партнёрская программа для реселлеров?",
-    "Есть ли у вас сертификат FedRAMP?",
-    "Vai jums ir Apple Watch lietotne?",
-    "Vai jūs piedāvājat partneru programmu tālākpārdevējiem?",
-    "你们的办公室招聘实习生吗？",
-    "你们有 FedRAMP 认证吗？",  # abstains again since the refit for cross-lingual top hits
-]
 
 
 def _stem(document_id: str) -> str:

@@ -19,7 +19,7 @@ from api.app import create_app
 from api.limits import RateLimiter, TokenBucket
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import HashingEmbedder
-from tests.keys import bearer, issue_key, unlimited
+from tests.helpers import bearer, issue_key, unlimited
 
 ROUTES_OF_ROLE = {
     # (method, path, json body): the role that may call it; a role not listed gets 403.
@@ -191,6 +191,7 @@ def test_rate_limiter_refills_with_time() -> None:
     assert RateLimiter(rate=0.0, burst=1).retry_after("k") == 0.0  # 0 = off
 
 
+@pytest.mark.slow
 def test_json_bodies_over_the_limit_are_413(tmp_path: Path) -> None:
     settings = unlimited(Settings(data_dir=tmp_path / "data", max_json_bytes=2048, max_request_bytes=100_000))
     with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as client:

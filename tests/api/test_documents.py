@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
+from tests.helpers import bearer, issue_key, unlimited
 from tests.ingest.samples import make_docx, make_pdf
-from tests.keys import bearer, issue_key, unlimited
 
 FAQ = "---\ntitle: Invoices FAQ\ntype: faq\n---\n## Can I get a PDF invoice?\nYes, from the Billing page.\n"
 

@@ -20,8 +20,7 @@ from api.app import create_app
 from common.logs import configure_logging, request_context
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from tests.api.small_kb import small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key, small_kb_settings
 
 PERSONAL = "mail anna.berzina@example.com, call +371 2612 3456, card 4242 4242 4242 4242"
 

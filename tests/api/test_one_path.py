@@ -17,8 +17,7 @@ from answerdesk.cli import app as cli
 from api.app import create_app
 from retrieval.config import get_settings
 from retrieval.embedding import HashingEmbedder, Matrix, Vector
-from tests.api.small_kb import small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key, small_kb_settings
 
 
 class CountingEmbedder(HashingEmbedder):

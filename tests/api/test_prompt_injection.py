@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from retrieval.config import Settings
 from retrieval.vector_store import ChromaStore
-from tests.api.test_api import ANSWERABLE, UNANSWERABLE
-from tests.keys import bearer, issue_key, unlimited
+from tests.helpers import ANSWERABLE, UNANSWERABLE, bearer, issue_key, unlimited
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from ingest.pipeline import FileResult, Ingestor, Outcome
 from ingest.service import DocumentService
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from tests.keys import bearer, issue_key, unlimited
+from tests.helpers import bearer, issue_key, unlimited
 
 PAGE = "# Refunds\n\nAnnual plans are refunded within 30 days of purchase.\n"
 

@@ -28,8 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app
 from retrieval.embedding import HashingEmbedder
-from tests.api.small_kb import small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key, small_kb_settings
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES_PER_OPERATION = 30

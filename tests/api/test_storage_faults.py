@@ -17,8 +17,7 @@ from retrieval.config import Settings, get_settings
 from retrieval.embedding import HashingEmbedder
 from retrieval.lexical import LexicalIndex
 from retrieval.storage import StorageError
-from tests.api.small_kb import small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key, small_kb_settings
 
 QUESTION = {"question": "How long does a refund take?"}
 

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from retrieval.embedding import HashingEmbedder
 from retrieval.vector_store import ChromaStore, StoreUnavailableError
-from tests.api.small_kb import small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key, small_kb_settings
 
 QUESTION = {"question": "How long does a refund take?"}
 

@@ -3,97 +3,10 @@ conversations, escalations or feedback, and the refusal looks exactly like an id
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from retrieval.config import Settings
-from retrieval.embedding import HashingEmbedder
-from tests.keys import bearer, issue_key, unlimited
-
-# The hashing embedder's cosines are far below e5's, so the profile moves the threshold to match.
-PROFILE = 'name = "hashing"\nscore_midpoint = 0.45\nscore_scale = 0.05\n'
-ACME_FAQ = """---
-title: Acme refunds
-type: faq
----
-## How long does an Acme refund take?
-Acme refunds reach your card within 7 business days.
-"""
-GLOBEX_FAQ = """---
-title: Globex shipping
-type: faq
----
-## How long does Globex shipping take?
-Globex ships parcels within 3 business days.
-"""
-INTERNAL_FAQ = """---
-title: Acme refund exceptions
-type: faq
-audience: internal
----
-## When may agents refund after 90 days?
-Agents may refund after 90 days only with approval from a team lead.
-"""
-
-
-class Tenant:
-    """A client that always sends one tenant's key."""
-
-    def __init__(self, client: TestClient, token: str) -> None:
-        self.client = client
-        self.headers = bearer(token)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.client.request(method, path, headers=self.headers, **kwargs)
-
-    def ask(self, question: str, **extra: Any) -> dict[str, Any]:
-        response = self.request("POST", "/v1/ask", json={"question": question, **extra})
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def upload(self, name: str, text: str) -> Any:
-        return self.request("POST", "/v1/documents", files=[("file", (name, text.encode()))])
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    profile = tmp_path / "profile.toml"
-    profile.write_text(PROFILE, encoding="utf-8")
-    return unlimited(Settings(data_dir=tmp_path / "data", profile_path=profile))
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, embedder=HashingEmbedder())) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def acme(client: TestClient, settings: Settings) -> Tenant:
-    return Tenant(client, issue_key(settings, tenant="acme"))
-
-
-@pytest.fixture
-def globex(client: TestClient, settings: Settings) -> Tenant:
-    return Tenant(client, issue_key(settings, tenant="globex"))
-
-
-def assert_like_unknown(response: Any, unknown: Any, their_id: str, unknown_id: str) -> None:
-    """``response`` (to another tenant's id) is the very response an unknown id gets."""
-    assert response.status_code == unknown.status_code == 404, (response.text, unknown.text)
-    assert response.json() == _with_id(unknown.json(), unknown_id, their_id)
-
-
-def _with_id(body: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    error = dict(body["error"])
-    error["message"] = error["message"].replace(old, new)
-    return {"error": error}
+from tests.helpers import ACME_FAQ, GLOBEX_FAQ, INTERNAL_FAQ, Tenant, assert_like_unknown, issue_key
 
 
 def test_conversations_are_per_tenant(acme: Tenant, globex: Tenant) -> None:

@@ -2,7 +2,6 @@
 only what it has, a conversation belongs to the key that started it, and no response shows a server
 path or the stored ``tenant:`` prefix."""
 
-# ruff: noqa: F811  (the tenancy tests' fixtures, imported by name)
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,17 +13,7 @@ from access.keys import split_token
 from api.app import create_app
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from tests.api.small_kb import FAQ, PROFILE
-from tests.api.test_tenancy import (  # noqa: F401
-    ACME_FAQ,
-    INTERNAL_FAQ,
-    Tenant,
-    acme,
-    assert_like_unknown,
-    client,
-    settings,
-)
-from tests.keys import issue_key, unlimited
+from tests.helpers import ACME_FAQ, FAQ, INTERNAL_FAQ, PROFILE, Tenant, assert_like_unknown, issue_key, unlimited
 
 INTERNAL_QUESTION = "When may agents refund after 90 days?"
 

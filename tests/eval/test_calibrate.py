@@ -120,6 +120,7 @@ def test_held_out_probabilities_cover_every_case() -> None:
     assert leave_one_suite_out(CASES[:400]) is None
 
 
+@pytest.mark.slow
 def test_calibrate_reports_held_out_figures_and_can_move_the_threshold() -> None:
     result = calibrate(CASES, RetrievalProfile(), "fitted", folds=4)
     assert result.profile.name == "fitted"

@@ -20,7 +20,8 @@ PROFILE = RetrievalProfile(
 )
 
 
-@pytest.mark.parametrize("system", ["answerdesk", "llamaindex", "dense", "bm25"])
+# The LlamaIndex peer takes seconds to import: slow, so the fast loop keeps the other systems.
+@pytest.mark.parametrize("system", ["answerdesk", pytest.param("llamaindex", marks=pytest.mark.slow), "dense", "bm25"])
 def test_nomiracl_per_query_ranks_only_the_query_s_own_passages(
     public_data: Path, tmp_path: Path, system: str
 ) -> None:

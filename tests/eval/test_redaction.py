@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from common.redact import iban_valid, luhn_valid
-from eval.redaction import PII_KINDS, Case, Slot, align, generate_cases, measure
+from common.redact import iban_valid, luhn_valid, redact_text
+from eval.redaction import PII_KINDS, Case, Slot, align, generate_cases, measure, phone_redactor
 
 RECALL_FLOOR = {"email": 0.98, "phone": 0.98, "card": 0.98, "iban": 0.98}
 PRECISION_FLOOR = {"email": 0.98, "phone": 0.93, "card": 0.98, "iban": 0.98}
@@ -65,3 +65,15 @@ def test_redact_meets_the_recall_and_precision_floors(cases: list[Case]) -> None
         assert score.recall >= RECALL_FLOOR[kind], (kind, score)
         assert score.precision >= PRECISION_FLOOR[kind], (kind, score)
     assert report.decoys_kept >= DECOYS_KEPT_FLOOR
+
+
+def test_the_phone_checks_compared_in_docs_privacy(cases: list[Case]) -> None:
+    assert phone_redactor("ours") is redact_text
+    sample = cases[:150]
+    ours = measure(sample)
+    theirs = measure(sample, phone_redactor("phonenumbers"))
+    assert theirs.kinds["phone"].precision < ours.kinds["phone"].precision  # IPs and dates taken for phones
+    both = measure(sample, phone_redactor("ours+phonenumbers"))
+    assert both.kinds["phone"].recall == ours.kinds["phone"].recall
+    with pytest.raises(ValueError, match="unknown phone check"):
+        phone_redactor("regex")

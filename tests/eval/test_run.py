@@ -18,7 +18,11 @@ from retrieval.embedding import HashingEmbedder
 HASHING_PROFILE = RetrievalProfile(score_midpoint=0.3, cross_lingual_bonus=0.0)
 
 
-@pytest.mark.parametrize("system", ["answerdesk", "answerdesk-dense", "lexical", "llamaindex", "dense", "bm25"])
+@pytest.mark.parametrize(
+    "system",
+    # The LlamaIndex peer takes seconds to import: slow, so the fast loop keeps the other systems.
+    ["answerdesk", "answerdesk-dense", "lexical", pytest.param("llamaindex", marks=pytest.mark.slow), "dense", "bm25"],
+)
 def test_every_system_runs_a_suite_end_to_end(public_data: Path, tmp_path: Path, system: str) -> None:
     suite = load_suite("xquad-r-abstain:en-en", Settings(eval_data_dir=public_data))
     metrics, results = run_suite(suite, system, HASHING_PROFILE, HashingEmbedder(), tmp_path, show_progress=False)
@@ -97,6 +101,7 @@ def test_cli_runs_all_systems_compares_and_calibrates(cli_env: Path) -> None:
     assert "public eval (test) set" in " ".join(refused.output.split())
 
 
+@pytest.mark.integration  # the CLI prepares the model before it looks for the suite's data
 def test_cli_skips_a_suite_whose_data_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANSWERDESK_EVAL_DATA_DIR", str(tmp_path / "nowhere"))
     get_settings.cache_clear()

@@ -16,7 +16,7 @@ from retrieval.build.verifier_data import (
     squad2_items,
 )
 from retrieval.config import Settings
-from tests.overlap import dev_and_test_questions, normalise, public_eval_questions
+from tests.helpers import dev_and_test_questions, normalise, public_eval_questions
 
 CALIBRATION_SUITES = ("train-squad2", "train-mlqa:de-en", "train-mlqa:zh-en", "train-mlqa:en-en", "train-cmrc")
 
@@ -37,12 +37,14 @@ def trained_on() -> set[str]:
     return questions
 
 
+@pytest.mark.slow
 def test_no_training_or_calibration_question_is_one_of_ours(trained_on: set[str]) -> None:
     ours = dev_and_test_questions()
     assert len(ours) > 400
     assert not trained_on & ours, sorted(trained_on & ours)[:10]
 
 
+@pytest.mark.slow
 def test_no_training_or_calibration_question_is_a_public_eval_question(trained_on: set[str]) -> None:
     public = public_eval_questions()
     if not public:

@@ -29,6 +29,7 @@ section = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(st.lists(section, min_size=1, max_size=5))
 def test_chunks_lose_no_text_and_respect_the_limit(sections: list[Section]) -> None:

@@ -147,7 +147,7 @@ def _counting(store: ChromaStore) -> dict[str, int]:
 
 def _answer_engine(store: ChromaStore, registry: DocumentRegistry) -> AnswerPipeline:
     # The hashing embedder scores far lower than e5, so any match answers here.
-    return AnswerPipeline(HashingEmbedder(), store, RetrievalProfile(score_midpoint=0.05, score_scale=0.01), registry)
+    return AnswerPipeline(HashingEmbedder(), store, RetrievalProfile(score_midpoint=0.05), registry)
 
 
 def test_unchanged_corpus_makes_zero_store_writes(

@@ -127,7 +127,8 @@ def test_an_unknown_value_counts_as_typical() -> None:
     unknown = replace(FEATURES, dense_top=0.87, lexical_top=math.nan)
     assert model.probability(unknown) == model.probability(replace(unknown, lexical_top=FEATURES.lexical_top))
     assert model.contributions(unknown)["lexical_top"] == 0.0
-    assert abstain_reasons(model, replace(unknown, dense_top=0.8)) == ["weak_match: the best source scored 0.800"]
+    reasons = abstain_reasons(model, replace(unknown, dense_top=0.8))
+    assert [str(reason) for reason in reasons] == ["weak_match: the best source scored 0.800"]
 
 
 def test_extreme_logits_do_not_overflow() -> None:
@@ -160,8 +161,8 @@ def test_abstain_reasons_name_the_strongest_pulls_once_per_code() -> None:
     model = _model(dense_top=1.0, evidence=2.0, evidence_top=3.0, language_match=0.05)
     weak = replace(FEATURES, dense_top=0.85, evidence=0.85, evidence_top=0.83, language_match=0.0)
     reasons = abstain_reasons(model, weak)
-    assert [reason.split(":")[0] for reason in reasons] == ["weak_evidence", "cross_lingual", "weak_match"]
-    assert "0.830" in reasons[0]  # the top chunk's best sentence, the strongest pull
+    assert [reason.code for reason in reasons] == ["weak_evidence", "cross_lingual", "weak_match"]
+    assert "0.830" in reasons[0].detail  # the top chunk's best sentence, the strongest pull
 
 
 def test_no_reasons_when_nothing_pulls_down() -> None:
@@ -172,7 +173,7 @@ def test_a_strong_value_is_never_a_reason_even_with_a_negative_coefficient() -> 
     # dense_top standing in for a correlated feature: a high score lowers the logit but explains nothing.
     model = _model(dense_top=-1.0, evidence_top=1.0)
     reasons = abstain_reasons(model, replace(FEATURES, dense_top=0.9, evidence_top=0.86))
-    assert [reason.split(":")[0] for reason in reasons] == ["weak_evidence"]
+    assert [reason.code for reason in reasons] == ["weak_evidence"]
 
 
 def test_the_shipped_model_loads_and_rewards_a_better_match() -> None:

@@ -119,6 +119,7 @@ _scopes = st.builds(
 _questions = st.lists(st.sampled_from([*TENANTS, *TOPICS, *WORDS, "secret", "how", "does"]), min_size=1, max_size=8)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=1200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -19,7 +19,7 @@ from support.desk import SupportConfigError, SupportDesk, build_desk
 from support.handoff import EscalationPayload
 from support.outbox import OutboxDispatcher, SignatureError, backoff_delay, sign, verify
 from support.store import DEAD, DELIVERED, PENDING, SupportStore
-from tests.support.conftest import SECRET, Receiver, wait_until
+from tests.helpers import SECRET, Receiver, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,6 +142,7 @@ def test_receiver_refusing_the_body_is_not_retried_until_requeued(fake_settings:
         store.close()
 
 
+@pytest.mark.slow
 def test_outage_then_crash_mid_delivery_then_restart_delivers_each_escalation_exactly_once(
     fake_settings: Settings, receiver: Receiver
 ) -> None:

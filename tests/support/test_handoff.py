@@ -1,5 +1,5 @@
-"""The handoff: escalated replies keep the answer's shape; README documents the real payload and a
-signature check that works."""
+"""The handoff: escalated replies keep the answer's shape; docs/webhooks.md documents the real payload
+and a signature check that works."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from retrieval.records import Answer, Citation, Status
 from support.handoff import EscalationPayload, escalated_answer, offer_escalation
 from support.outbox import sign
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+WEBHOOKS_DOC = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text(encoding="utf-8")
 
 
 def _answer(status: Status, language: str = "ru") -> Answer:
@@ -46,15 +46,15 @@ def test_offer_is_in_the_question_language() -> None:
     assert "просто попросите" in offer_escalation(_answer(Status.ABSTAINED)).answer
 
 
-def test_readme_schema_is_the_payload_schema() -> None:
-    block = README.split("<!-- escalation-schema:start -->", 1)[1].split("<!-- escalation-schema:end -->", 1)[0]
+def test_documented_schema_is_the_payload_schema() -> None:
+    block = WEBHOOKS_DOC.split("<!-- escalation-schema:start -->", 1)[1].split("<!-- escalation-schema:end -->", 1)[0]
     documented = json.loads(block.strip().removeprefix("```json").removesuffix("```"))
     assert documented == EscalationPayload.model_json_schema()
 
 
-def test_readme_signature_check_accepts_our_signature_and_rejects_a_forgery() -> None:
-    code = re.search(r"```python\n(import hashlib, hmac, time.*?)```", README, re.DOTALL)
-    assert code, "the README's verify() example is missing"
+def test_documented_signature_check_accepts_our_signature_and_rejects_a_forgery() -> None:
+    code = re.search(r"```python\n(import hashlib, hmac, time.*?)```", WEBHOOKS_DOC, re.DOTALL)
+    assert code, "docs/webhooks.md's verify() example is missing"
     namespace: dict[str, Any] = {}
     exec(code.group(1), namespace)  # the documented receiver code, as a helpdesk would paste it
     body = b'{"event":"escalation.created"}'

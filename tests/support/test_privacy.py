@@ -25,8 +25,7 @@ from common.logs import configure_logging
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import HashingEmbedder
 from support.store import AuditRecord, Exchange, SupportStore, Turn
-from tests.keys import bearer, issue_key, unlimited
-from tests.support.conftest import SECRET, Receiver, wait_until
+from tests.helpers import SECRET, Receiver, bearer, issue_key, unlimited, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -251,7 +250,7 @@ from typer.testing import CliRunner
 from answerdesk.cli import app
 from api.app import create_app
 from retrieval.config import Settings, get_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key
 
 result = CliRunner().invoke(app, ["ingest", sys.argv[1]])
 assert result.exit_code == 0, result.output

@@ -13,7 +13,7 @@ from api.app import create_app
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from support.store import SupportStore
-from tests.keys import bearer, issue_key, unlimited
+from tests.helpers import bearer, issue_key, unlimited
 
 
 @pytest.fixture

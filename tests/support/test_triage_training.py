@@ -19,7 +19,7 @@ from eval.triage import (
 )
 from retrieval.config import Settings
 from support.message_classifier import FOLLOW_UP, MessageHeads, MessageHeadsError, default_heads
-from tests.overlap import dev_and_test_questions, normalise, public_eval_questions
+from tests.helpers import dev_and_test_questions, normalise, public_eval_questions
 
 
 def _training_texts() -> set[str]:
@@ -33,6 +33,7 @@ def test_no_training_example_is_a_dev_eval_question() -> None:
     assert not training & questions, sorted(training & questions)
 
 
+@pytest.mark.slow
 def test_no_training_example_is_a_public_eval_question() -> None:
     questions = public_eval_questions()
     if not questions:
@@ -80,6 +81,7 @@ def test_a_broken_heads_file_is_refused(tmp_path: Path) -> None:
         MessageHeads.load(path)
 
 
+@pytest.mark.slow
 def test_fitting_recovers_a_clear_signal_deterministically(tmp_path: Path) -> None:
     """Toy vectors: each label lives along its own axis; the fit finds it, twice the same."""
     rng = np.random.default_rng(0)
