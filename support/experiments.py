@@ -29,9 +29,10 @@ from sqlalchemy import Float, Select, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.bootstrap import bootstrap_median_difference, unpaired_bootstrap, verdict
+from common.clock import utc_now
 from common.sql import SqlStore, record_from_row
 from retrieval.config import RetrievalProfile
-from support.store import AuditRecord, Feedback, utc_now
+from support.store import AuditRecord, Feedback
 
 RUNNING, STOPPED, PROMOTED = "running", "stopped", "promoted"
 CONTROL, TREATMENT = "A", "B"

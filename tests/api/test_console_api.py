@@ -19,8 +19,7 @@ from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from support.store import AuditRecord, Escalation, Feedback
 from support.usage_stats import Period, usage_stats
-from tests.api.small_kb import small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import bearer, issue_key, small_kb_settings
 
 ROLES = ("reader", "editor", "agent", "admin")
 

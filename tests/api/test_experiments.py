@@ -19,8 +19,7 @@ from common.bootstrap import unpaired_bootstrap, verdict
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from support.experiments import PROMOTED, RUNNING, STOPPED, Experiment
-from tests.api.small_kb import PROFILE, small_kb_settings
-from tests.keys import bearer, issue_key
+from tests.helpers import PROFILE, bearer, issue_key, small_kb_settings
 
 QUESTION = "How long does a refund take?"
 STRICT = PROFILE.replace('name = "hashing"\n', 'name = "strict"\nmin_confidence = 0.999\n')

@@ -16,7 +16,6 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,11 @@ import httpx
 import pytest
 
 from retrieval.config import Settings
-from tests.conftest import KB_DIR, REPO
-from tests.keys import issue_key
+from tests.console.browser import Console, screenshot
+from tests.helpers import REPO, issue_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-SCREENSHOTS = REPO / "var" / "screenshots"
 START_SECONDS = 600.0  # a busy 2-core machine (the rest of the suite beside) once took over 180 s
 
 # What the server starts with, uploaded through the API as an editor would: English, Russian and
@@ -43,16 +41,6 @@ type: faq
 ## How do I get a warehouse badge?
 Acme staff collect warehouse badges from the Riverside security desk on Mondays.
 """
-
-
-@dataclass
-class Console:
-    url: str
-    keys: dict[str, str] = field(default_factory=dict)
-
-    def api(self, role: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.keys[role]}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=60.0, **kwargs)
 
 
 def _free_port() -> int:
@@ -131,7 +119,7 @@ def _wait_ready(server: Console, process: subprocess.Popen[bytes], data_dir: Pat
 
 def _seed(server: Console) -> None:
     # Sent with their folder (en/…, ru/…): the ids keep it, as `answerdesk ingest` would.
-    files = [("file", (name, (KB_DIR / name).read_bytes())) for name in SEED_DEFAULT]
+    files = [("file", (name, (REPO / "data" / "kb" / name).read_bytes())) for name in SEED_DEFAULT]
     reply = server.api("admin", "POST", "/v1/documents", files=files)
     assert reply.status_code in (201, 202), reply.text
     if reply.status_code == 202:
@@ -185,15 +173,3 @@ def page(request: pytest.FixtureRequest, browser: Any, console: Console) -> Iter
         screenshot(tab, f"FAILED-{request.node.name}")
     context.close()
     assert not errors, errors
-
-
-def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(page: Any, console: Console, role: str) -> None:
-    page.goto(console.url + "/console")
-    page.get_by_label("API key").fill(console.keys[role])
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("button", name="Sign out").wait_for()

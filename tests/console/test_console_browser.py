@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.console.conftest import Console, screenshot, sign_in
+from tests.console.browser import Console, screenshot, sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
