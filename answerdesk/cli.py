@@ -10,6 +10,7 @@ Examples::
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -75,13 +76,23 @@ def ingest(
     audience: Annotated[
         str, typer.Option(help="Audience of documents whose front matter names none: public or internal.")
     ] = PUBLIC,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per file, then a summary object (JSON Lines).")
+    ] = False,
 ) -> None:
     """Parse, chunk, embed and store documents; unchanged ones are skipped.
 
     Exits with 1 when any file failed (each failure is listed with its reason), else 0.
     """
     from ingest.pipeline import Outcome, Placement, build_ingestor
-    from ingest.report import ProgressBars, summary_tables, timing_line
+    from ingest.report import (
+        ProgressBars,
+        file_json,
+        summary_json,
+        summary_tables,
+        timing_line,
+        warnings_line,
+    )
     from retrieval.pipeline import build_components
 
     try:
@@ -92,13 +103,20 @@ def ingest(
     settings, profile = _settings()
     embedder, store, registry = build_components(settings)
     ingestor = build_ingestor(settings, profile, embedder, store, registry)
-    with ProgressBars() as bars:
-        results = ingestor.ingest(paths, sync=sync, dry_run=dry_run, progress=bars, placement=placement)
-    for table in summary_tables(results, dry_run=dry_run):
-        console.print(table)
-    if not dry_run:
-        console.print(timing_line(ingestor.times, results))
-    console.print(f"{store.count()} chunks from {len(registry.all())} documents in {settings.data_dir}")
+    if as_json:
+        results = ingestor.ingest(paths, sync=sync, dry_run=dry_run, placement=placement)
+        for result in results:
+            typer.echo(json.dumps(file_json(result), ensure_ascii=False))
+        typer.echo(json.dumps(summary_json(results, None if dry_run else ingestor.times, dry_run), ensure_ascii=False))
+    else:
+        with ProgressBars() as bars:
+            results = ingestor.ingest(paths, sync=sync, dry_run=dry_run, progress=bars, placement=placement)
+        for table in summary_tables(results, dry_run=dry_run):
+            console.print(table)
+        if not dry_run:
+            console.print(timing_line(ingestor.times, results))
+        console.print(warnings_line(results))
+        console.print(f"{store.count()} chunks from {len(registry.all())} documents in {settings.data_dir}")
     if any(result.outcome == Outcome.FAILED for result in results):
         raise typer.Exit(1)
 

@@ -10,6 +10,7 @@ is a 404 exactly like one that does not exist. A public key sees only public doc
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -48,7 +49,20 @@ from retrieval.scope import PUBLIC, TENANT_SEPARATOR, ScopeError, local_id, qual
 
 router = APIRouter(tags=["documents"])
 
-DocumentId = Annotated[str, Path(description="Document id, e.g. en/faq-refunds.")]
+DocumentId = Annotated[
+    str,
+    Path(
+        description="Document id, e.g. en/faq-refunds; any Unicode, percent-encoded "
+        "(en/Refund%20policy, ru/%D0%92%D0%BE%D0%B7%D0%B2%D1%80%D0%B0%D1%82)."
+    ),
+]
+
+
+def nfc_id(document_id: str) -> str:
+    """Ids are compared in Unicode NFC everywhere (folder ingestion too): a name typed or saved
+    decomposed (macOS) names the same document."""
+    return unicodedata.normalize("NFC", document_id)
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
@@ -116,6 +130,7 @@ async def replace_document(
 
     Readers see the old version until the new one is complete, never a mix of both.
     """
+    document_id = nfc_id(document_id)
     local_id = _local_id(caller, document_id)
     _check_id(local_id)
     existing = await run_in_threadpool(registry.get, qualify(caller.tenant, local_id))
@@ -133,7 +148,7 @@ async def get_document(
     document_id: DocumentId, caller: DocumentsCaller, registry: RegistryDep, engine: EngineDep
 ) -> DocumentDetail:
     """A document's metadata, live version and chunks."""
-    record = await run_in_threadpool(_visible, registry.get, caller, document_id)
+    record = await run_in_threadpool(_visible, registry.get, caller, nfc_id(document_id))
     chunks = await run_in_threadpool(engine.store.chunks_of, record.document_id, record.version)
     return DocumentDetail(
         **DocumentSummary.fields_from(record),
@@ -154,7 +169,7 @@ async def delete_document(
     settings: SettingsDep,
 ) -> Response:
     """Delete a document: it leaves answers at once, its chunks are removed right after."""
-    record = await run_in_threadpool(_visible, registry.get, caller, document_id)
+    record = await run_in_threadpool(_visible, registry.get, caller, nfc_id(document_id))
     try:
         deleted = await run_in_threadpool(service.delete, record.document_id, settings.sync_write_seconds)
     except WriterBusyError as exc:
@@ -287,7 +302,7 @@ async def _read_body(
             body = text_model.model_validate_json(await request.body())
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False)) from exc
-        document_id = body.document_id if isinstance(body, DocumentText) else url_id
+        document_id = nfc_id(body.document_id) if isinstance(body, DocumentText) else url_id
         _check_id(document_id, DOCUMENT_FORMATS[body.format])
         filename = f"{document_id}{DOCUMENT_FORMATS[body.format]}"
         return [Upload(filename, body.content.encode("utf-8"))], document_id

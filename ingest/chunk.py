@@ -62,6 +62,7 @@ class Chunker:
                         audience=document.metadata.get("audience", PUBLIC),
                         product=document.metadata.get("product", "").strip().lower(),
                         tags=tag_set(document.metadata.get("tags", "")),
+                        translation_key=document.metadata.get("translation_key", ""),
                     )
                 )
         return chunks

@@ -1,6 +1,9 @@
 """Turn one source file into a ``Document`` of heading-scoped sections.
 
-Markdown, HTML, plain text and DOCX go through ``unstructured``'s partitioners. FAQ lists in CSV,
+Markdown is rendered by markdown-it-py with every help-centre dialect turned into plain structure
+(ingest/markdown_dialects.py; embeds are replaced before, ingest/transclusion.py), then read like
+HTML. HTML, plain text and DOCX go through ``unstructured``'s partitioners; an exported help-centre
+page is first cut down to its article (ingest/html_export.py). FAQ lists in CSV,
 JSON and YAML are read with the standard library and PyYAML: ``unstructured`` would turn a CSV into
 one table element and lose the question/answer pairing we need. PDFs are read with pypdf (see
 ``_parse_pdf`` for why not unstructured).
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -25,6 +29,10 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+from ingest.html_export import extract_article
+from ingest.markdown_dialects import leftover_markup
+from ingest.markdown_dialects import render as render_markdown
+from ingest.titles import choose_title, title_from_filename
 from retrieval.language import detect_language
 from retrieval.records import Document, Section
 
@@ -68,7 +76,8 @@ class ParseError(Exception):
 def document_id_for(path: Path, root: Path | None) -> str:
     """The default document id: the path below the ingest root, without extension, with '/'."""
     relative = path.relative_to(root) if root and path.is_relative_to(root) else Path(path.name)
-    return relative.with_suffix("").as_posix()
+    # NFC: macOS file systems hand out decomposed names; ids must not depend on where a file was saved.
+    return unicodedata.normalize("NFC", relative.with_suffix("").as_posix())
 
 
 def read_source(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
@@ -120,7 +129,15 @@ def parse_bytes(raw: bytes, path: Path, default_id: str) -> Document:
             document = _parse_yaml(path, text, default_id)
     if not any(section.blocks for section in document.sections):
         raise ParseError(path, "no text found", "no_text")
-    return document
+    return _with_leftover_warnings(document)
+
+
+def _with_leftover_warnings(document: Document) -> Document:
+    """Note each kind of dialect markup that still reached the text (ingest/markdown_dialects.py)."""
+    blocks = [block for section in document.sections for block in (*section.path, *section.blocks)]
+    counts = leftover_markup([document.title, *blocks])
+    notes = [f"leftover_markup_{kind}: {count} left in the text" for kind, count in sorted(counts.items())]
+    return replace(document, notes=(*document.notes, *notes)) if notes else document
 
 
 def _decode_text(path: Path, raw: bytes) -> str:
@@ -151,8 +168,11 @@ def _parse_markdown(path: Path, text: str, default_id: str) -> Document:
     if not isinstance(post.metadata, dict):
         raise ParseError(path, "invalid YAML front matter: not a mapping", "invalid_front_matter")
     meta = {key: value for key, value in post.metadata.items() if value is not None}
-    partition_md = _unstructured().md
-    elements = partition_md(text=post.content) if post.content.strip() else []
+    # markdown-it renders every dialect's markup to plain structure (ingest/markdown_dialects.py);
+    # unstructured then reads that HTML exactly as its own partition_md would.
+    rendered = render_markdown(post.content) if post.content.strip() else None
+    elements = _unstructured().html(text=rendered.html) if rendered and rendered.html.strip() else []
+    meta["title"] = choose_title(meta, rendered.heading if rendered else "", path)
     return _from_elements(path, elements, meta, default_id)
 
 
@@ -172,8 +192,12 @@ def _parse_html(path: Path, text: str, default_id: str) -> Document:
         scripts = sum(1 for _ in tree.iter("script"))
     except (ValueError, lxml_html.etree.ParserError):
         pass
+    # An exported help-centre page: only its article (ingest/html_export.py), never the site's chrome.
+    article = extract_article(text)
+    if article is not None:
+        page_title = article.title or page_title
     # unstructured keeps only visible text: scripts, styles and event handlers never reach a chunk.
-    elements = _unstructured().html(text=text)
+    elements = _unstructured().html(text=article.html if article else text)
     meta: dict[str, Any] = {"title": page_title} if page_title else {}
     document = _from_elements(path, elements, meta, default_id)
     if scripts:
@@ -384,14 +408,16 @@ def _document(default_id: str, meta: dict[str, Any], path: Path, sections: list[
         for key, value in meta.items()
         if key in {"audience", "product", "tags", "updated"}
     }
+    front_matter = {key: str(value) for key, value in meta.items() if isinstance(value, str | int | float)}
     return Document(
-        document_id=str(meta.get("id") or default_id),
+        document_id=unicodedata.normalize("NFC", str(meta.get("id") or default_id)),
         title=title,
         source=path.as_posix(),
         kind=kind,
         language=language.split("-")[0],
         sections=sections,
         metadata=extra,
+        front_matter=front_matter,
     )
 
 
@@ -425,12 +451,12 @@ def _megabytes(size: int) -> str:
 
 
 def _title_from_filename(path: Path) -> str:
-    return path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
+    return title_from_filename(path)
 
 
 class _Partitioners:
-    def __init__(self, md: Any, html: Any, text: Any, docx: Any) -> None:
-        self.md, self.html, self.text, self.docx = md, html, text, docx
+    def __init__(self, html: Any, text: Any, docx: Any) -> None:
+        self.html, self.text, self.docx = html, text, docx
 
 
 @lru_cache(maxsize=1)
@@ -455,13 +481,11 @@ def _unstructured() -> _Partitioners:
     unstructured_tokenize._load_spacy_model = blank_pipeline
     from unstructured.partition.docx import partition_docx
     from unstructured.partition.html import partition_html
-    from unstructured.partition.md import partition_md
     from unstructured.partition.text import partition_text
 
     # languages=[""] switches off unstructured's per-file language detection (half its time on a
     # Markdown file); we detect the document language ourselves in _document.
     return _Partitioners(
-        md=partial(partition_md, languages=[""]),
         html=partial(partition_html, languages=[""]),
         text=partial(partition_text, languages=[""]),
         docx=partial(partition_docx, languages=[""]),

@@ -35,6 +35,8 @@ from ingest.parse import (
     parse_bytes,
     read_source,
 )
+from ingest.transclusion import MARKDOWN_SUFFIXES, Expansion, Site, expand
+from ingest.translation_keys import TranslationKeys
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder, Matrix, Vector
 from retrieval.evidence import SentenceScorer, sentence_cache
@@ -64,6 +66,10 @@ _FILL_BATCH = 1000
 # Bump when stored chunks change shape, so everything is re-ingested once (2: versioned chunk ids,
 # 3: tenant, audience, product and tags in chunk metadata).
 INDEX_FORMAT = 3
+# Bump when parsing changes what text a file gives: every file is parsed again once, and only the
+# documents whose text changed are re-chunked (unchanged passages keep their embeddings).
+# 2: Markdown dialects, transclusion, titles, translation keys (issue #16).
+PARSER_VERSION = 2
 
 
 class Outcome(StrEnum):
@@ -84,6 +90,9 @@ class FileResult:
     code: str = ""  # stable error code when failed (ParseError codes, duplicate_id, store_error)
     version: int = 0
     note: str = ""
+    # What the editor should fix or know, each "<kind>: <detail>" (leftover_markup_wikilink,
+    # dangling_embed, embed_cycle, scripts_removed, …); ``note`` is them joined.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -209,8 +218,10 @@ class Ingestor:
         sentences: SentenceScorer | None = None,
         use_store: ChromaStore | None = None,
         use_encoder: UseEncoder | None = None,
+        translations: TranslationKeys | None = None,
     ) -> None:
         self.embedder = embedder
+        self.translations = translations or TranslationKeys()
         # Sentence embeddings for answer evidence are computed here, once per new passage, so that
         # questions read them from the cache instead of paying 25-200 ms each (retrieval/evidence.py).
         self.sentences = sentences
@@ -229,6 +240,7 @@ class Ingestor:
         indexes: list[ChunkIndex] = [store, lexical] if lexical is not None else [store]
         self.publisher = Publisher(registry, indexes, use_index=use_store)
         self.times = StageTimes()
+        self._sites: dict[Path, Site] = {}
 
     def ingest(
         self,
@@ -315,6 +327,7 @@ class Ingestor:
     ) -> list[FileResult]:
         started = time.perf_counter()
         self.times = StageTimes()
+        self._sites = {}  # embeds resolve against the files as they are now
         if not dry_run:
             self._replay()
             # Only here, not in recover(): a server starting on an old 100k-chunk store would wait ~30 min.
@@ -385,14 +398,18 @@ class Ingestor:
         started = time.perf_counter()
         try:
             raw = read_source(path, self.max_file_bytes)
-            file_hash = content_hash(f"{content_hash(raw.hex())}\x00{self.pipeline_signature}")
+            expansion = self._expand(path, root, raw)
+            file_hash = self._file_hash(raw, expansion)
             known = self.registry.by_source(source, tenant=placement.tenant)
             if known and known.file_hash == file_hash and known.document_id not in claimed:
                 claimed[known.document_id] = source
                 _advance(progress, "parse", "chunk")
                 chunks = len(known.chunk_ids)
                 return FileResult(source, Outcome.UNCHANGED, known.document_id, chunks, version=known.version)
-            document = placement.place(parse_bytes(raw, path, document_id_for(path, root)), path)
+            parsed = parse_bytes(expansion.text.encode() if expansion else raw, path, document_id_for(path, root))
+            if expansion and expansion.warnings:
+                parsed = replace(parsed, notes=(*parsed.notes, *expansion.warnings))
+            document = placement.place(self.translations.apply(parsed), path)
         except ParseError as exc:
             logger.info("skipping %s: %s", source, exc.problem)
             _advance(progress, "parse", "chunk")
@@ -404,6 +421,26 @@ class Ingestor:
             return self._plan_document(document, source, file_hash, claimed, present, dry_run)
         finally:
             _advance(progress, "chunk")
+
+    def _expand(self, path: Path, root: Path | None, raw: bytes) -> Expansion | None:
+        """The Markdown page with its embeds replaced (ingest/transclusion.py); None when it has none."""
+        if path.suffix.lower() not in MARKDOWN_SUFFIXES or b"![[" not in raw:
+            return None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return None  # parsing reports it
+        folder = root if root is not None else path.parent
+        site = self._sites.setdefault(folder, Site(folder))
+        return expand(path, text, site)
+
+    def _file_hash(self, raw: bytes, expansion: Expansion | None) -> str:
+        """What decides whether a file must be parsed again: its bytes, the pipeline, the parser,
+        the translation-key settings and the bytes of every page it embeds."""
+        parts = [content_hash(raw.hex()), self.pipeline_signature, f"parser{PARSER_VERSION}"]
+        parts.append(self.translations.fingerprint)
+        parts.extend(expansion.dependencies if expansion else ())
+        return content_hash("\x00".join(parts))
 
     def _plan_document(
         self, document: Document, source: str, file_hash: str, claimed: dict[str, str], present: set[str], dry_run: bool
@@ -424,7 +461,12 @@ class Ingestor:
             if not dry_run and (previous.file_hash, previous.source) != (file_hash, source):
                 self.registry.put(replace(previous, file_hash=file_hash, source=source))  # no store write
             return FileResult(
-                source, Outcome.UNCHANGED, document.document_id, len(previous.chunk_ids), version=previous.version
+                source,
+                Outcome.UNCHANGED,
+                document.document_id,
+                len(previous.chunk_ids),
+                version=previous.version,
+                warnings=document.notes,
             )
         started = time.perf_counter()
         updated_at = utc_now("seconds")
@@ -446,6 +488,7 @@ class Ingestor:
             updated_at=updated_at,
             extra=document.metadata,
             file_hash=file_hash,
+            translation_key=document.metadata.get("translation_key", ""),
         )
         return _Planned(source, document, chunks, record, previous, note)
 
@@ -607,7 +650,13 @@ class Ingestor:
 
 def _result(item: _Planned, outcome: Outcome) -> FileResult:
     return FileResult(
-        item.source, outcome, item.record.document_id, len(item.chunks), version=item.record.version, note=item.note
+        item.source,
+        outcome,
+        item.record.document_id,
+        len(item.chunks),
+        version=item.record.version,
+        note=item.note,
+        warnings=item.document.notes,
     )
 
 
@@ -656,4 +705,5 @@ def build_ingestor(
         sentences=SentenceScorer(sentence_cache(embedder, settings)),
         use_store=use_store_beside(store) if settings.use_vectors else None,
         use_encoder=shared_use_encoder() if settings.use_vectors else None,
+        translations=TranslationKeys.configured(settings.translation_keys, settings.translation_map),
     )

@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from rich.table import Table
 from tqdm import tqdm
@@ -70,6 +71,56 @@ def summary_tables(results: Sequence[FileResult], dry_run: bool = False) -> list
         version = str(result.version) if result.version else ""
         files.add_row(result.source, label, result.document_id, version, str(result.chunks or ""), reason)
     return [totals, files]
+
+
+def warning_kind(warning: str) -> str:
+    return warning.split(":", 1)[0].strip()
+
+
+def warning_counts(results: Sequence[FileResult]) -> Counter[str]:
+    """How many files got each kind of warning (leftover_markup_wikilink, dangling_embed, …)."""
+    return Counter(kind for result in results for kind in {warning_kind(warning) for warning in result.warnings})
+
+
+def warnings_line(results: Sequence[FileResult]) -> str:
+    counts = warning_counts(results)
+    if not counts:
+        return "no warnings"
+    return "warnings (files): " + ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
+
+
+def file_json(result: FileResult) -> dict[str, Any]:
+    """One file's result for ``answerdesk ingest --json``."""
+    return {
+        "file": result.source,
+        "outcome": result.outcome.value,
+        "document_id": result.document_id,
+        "version": result.version,
+        "chunks": result.chunks,
+        "code": result.code,
+        "error": result.error,
+        "warnings": [{"kind": warning_kind(warning), "message": warning} for warning in result.warnings],
+    }
+
+
+def summary_json(results: Sequence[FileResult], times: StageTimes | None, dry_run: bool = False) -> dict[str, Any]:
+    """The run's summary for ``answerdesk ingest --json``: counts per outcome and per warning kind."""
+    counts = Counter(result.outcome for result in results)
+    summary: dict[str, Any] = {
+        "summary": True,
+        "dry_run": dry_run,
+        **{outcome.value: counts.get(outcome, 0) for outcome in Outcome},
+        "warnings": dict(sorted(warning_counts(results).items())),
+    }
+    if times is not None:
+        summary["seconds"] = {
+            "parse": round(times.parse, 3),
+            "chunk": round(times.chunk, 3),
+            "embed": round(times.embed, 3),
+            "store": round(times.store, 3),
+            "total": round(times.total, 3),
+        }
+    return summary
 
 
 def timing_line(times: StageTimes, results: Sequence[FileResult]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import unicodedata
 import uuid
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -241,7 +242,7 @@ class DocumentService:
             problem = f"file is {upload.length / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit"
             return FileResult(name, Outcome.FAILED, document_id or "", error=problem, code="too_large")
         try:
-            relative = _safe_relative(name)
+            relative = _safe_relative(unicodedata.normalize("NFC", name))
             default_id = document_id or relative.with_suffix("").as_posix()
             document = parse_bytes(upload.data, Path(relative.name), default_id)
         except ParseError as exc:
@@ -327,7 +328,7 @@ def _safe_relative(filename: str) -> PurePosixPath:
 def name_problem(filename: str) -> tuple[str, str]:
     """Why an upload's file name cannot name a document (problem and code; empty when it can)."""
     try:
-        relative = _safe_relative(filename)
+        relative = _safe_relative(unicodedata.normalize("NFC", filename))
     except ParseError as exc:
         return exc.problem, exc.code
     problem = id_problem(relative.with_suffix("").as_posix(), relative.suffix.lower())

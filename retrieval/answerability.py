@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from retrieval.records import Hit, Reason
-from retrieval.translations import localized_id
+from retrieval.translations import same_article as same_chunk_article
 
 if TYPE_CHECKING:
     from retrieval.evidence import ChunkEvidence
@@ -121,11 +121,8 @@ def extract_features(
 
 
 def same_article(a: Hit, b: Hit) -> bool:
-    """The same document, or a language version of it linked by id (retrieval/translations.py)."""
-    first, second = a.chunk, b.chunk
-    return first.document_id == second.document_id or (
-        localized_id(first.document_id, first.language, second.language) == second.document_id
-    )
+    """The same document, or a language version of it linked by key or id (retrieval/translations.py)."""
+    return same_chunk_article(a.chunk, b.chunk)
 
 
 class AnswerabilityModel(BaseModel):

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # Ingestion limits: a bigger file is refused with a reason; an API upload bigger than
     # ``sync_upload_bytes`` (or of several files) runs as a job.
     max_file_bytes: int = Field(default=20_000_000, ge=1)
+    # Translations (ingest/translations.py): front-matter fields whose value links the language
+    # versions of one article, first found wins (JSON list in the environment), and an explicit map
+    # (a YAML/JSON file {key: [document id, …]}) that wins over them. Without either, en/x ↔ ru/x.
+    translation_keys: list[str] = ["translation_key", "translationKey", "permalink"]
+    translation_map: Path | None = None
     max_request_bytes: int = Field(default=100_000_000, ge=1)
     sync_upload_bytes: int = Field(default=1_000_000, ge=0)
     # How long a synchronous write (one small upload, a delete) may wait for other writes to free

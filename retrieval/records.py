@@ -59,6 +59,8 @@ class Chunk:
     audience: str = "public"  # "public" or "internal" (retrieval/scope.py)
     product: str = ""
     tags: frozenset[str] = frozenset()
+    # Links the language versions of one article when their ids do not (retrieval/translations.py).
+    translation_key: str = ""
 
     @property
     def section(self) -> str:
@@ -102,6 +104,8 @@ class Document:
     metadata: dict[str, str] = field(default_factory=dict)
     # Things the parser changed that the editor should know about (e.g. scripts removed); not hashed.
     notes: tuple[str, ...] = ()
+    # The front matter's scalar fields, for settings that read one (a translation key); not hashed.
+    front_matter: dict[str, str] = field(default_factory=dict)
 
     @property
     def content_hash(self) -> str:

@@ -43,6 +43,8 @@ class _DocumentRow(_Base):
     updated_at: Mapped[str] = mapped_column(String)
     # Hash of the source file's bytes: an unchanged file is skipped without being parsed.
     file_hash: Mapped[str] = mapped_column(String, default="", server_default="")
+    # Links the language versions of one article (retrieval/translations.py); "" when only the id does.
+    translation_key: Mapped[str] = mapped_column(String, default="", server_default="", index=True)
 
 
 class _JournalRow(_Base):
@@ -66,6 +68,7 @@ class DocumentRecord:
     updated_at: str
     extra: dict[str, str] = field(default_factory=dict)
     file_hash: str = ""
+    translation_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,14 @@ class DocumentRegistry:
     def all(self) -> list[DocumentRecord]:
         with Session(self.engine) as session:
             rows = session.scalars(select(_DocumentRow).order_by(_DocumentRow.document_id))
+            return [_record(row) for row in rows]
+
+    def translations(self, translation_key: str) -> list[DocumentRecord]:
+        """The documents linked by ``translation_key`` (of every tenant: callers check theirs)."""
+        if not translation_key:
+            return []
+        with Session(self.engine) as session:
+            rows = session.scalars(select(_DocumentRow).where(_DocumentRow.translation_key == translation_key))
             return [_record(row) for row in rows]
 
     def live_versions(self, document_ids: Collection[str]) -> dict[str, int]:
@@ -179,9 +190,14 @@ def _add_missing_columns(engine: Any) -> None:
     with engine.begin() as connection:
         if "file_hash" not in present:
             connection.execute(text("ALTER TABLE documents ADD COLUMN file_hash VARCHAR NOT NULL DEFAULT ''"))
+        if "translation_key" not in present:
+            connection.execute(text("ALTER TABLE documents ADD COLUMN translation_key VARCHAR NOT NULL DEFAULT ''"))
+            connection.execute(
+                text("CREATE INDEX IF NOT EXISTS ix_documents_translation_key ON documents (translation_key)")
+            )
 
 
 def _record(row: _DocumentRow) -> DocumentRecord:
     record = record_from_row(DocumentRecord, row)
     # Rows written before file_hash existed hold NULL there.
-    return replace(record, file_hash=record.file_hash or "")
+    return replace(record, file_hash=record.file_hash or "", translation_key=record.translation_key or "")

@@ -93,13 +93,15 @@ def check_audience(audience: str) -> str:
 
 
 def qualify(tenant: str, local_id: str) -> str:
-    """The stored id of ``local_id`` in ``tenant``; a local id may already carry the caller's own prefix.
+    """The stored id of ``local_id`` in ``tenant``; a local id may already carry the caller's own prefix
+    (a tenant name before the first ':'; any other text before a ':' is part of the id, as in
+    ``en/Release 1.5: what's new``).
 
     >>> qualify("acme", "en/faq"), qualify("acme", "acme:en/faq"), qualify("default", "en/faq")
     ('acme:en/faq', 'acme:en/faq', 'en/faq')
     """
     owner, _, rest = local_id.partition(TENANT_SEPARATOR)
-    if rest:
+    if rest and TENANT_NAME.match(owner):
         if owner != tenant:
             # Another tenant's prefix is treated as an unknown id, never as a way in.
             raise ScopeError(f"document id {local_id!r} is not valid here")
@@ -109,7 +111,7 @@ def qualify(tenant: str, local_id: str) -> str:
 
 def tenant_of(document_id: str) -> str:
     owner, separator, _ = document_id.partition(TENANT_SEPARATOR)
-    return owner if separator else DEFAULT_TENANT
+    return owner if separator and TENANT_NAME.match(owner) else DEFAULT_TENANT
 
 
 def local_id(qualified_id: str) -> str:

@@ -1,4 +1,7 @@
-"""Localized versions of a document, linked by their ids.
+"""Localized versions of a document, linked by a translation key or by their ids.
+
+A document may carry a translation key (front matter or an explicit map, ingest/translation_keys.py):
+documents of one tenant with the same key are one article, whatever their ids. Without one:
 
 Translations share their id after a leading locale segment: the sample KB keeps them as
 ``data/kb/<locale>/<name>``, so ``en/faq-refunds``, ``ru/faq-refunds`` and ``lv/faq-refunds`` are
@@ -14,14 +17,34 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrieval.records import Hit
-from retrieval.scope import TENANT_SEPARATOR, Scope
+from retrieval.records import Chunk, Hit
+from retrieval.scope import TENANT_SEPARATOR, Scope, tenant_of
 from retrieval.vector_store import scope_metadata
 
 if TYPE_CHECKING:
     from retrieval.embedding import Vector
     from retrieval.registry import DocumentRegistry
     from retrieval.vector_store import ChromaStore
+
+
+def same_article(a: Chunk, b: Chunk) -> bool:
+    """The same document, or language versions of one article (by translation key or by id)."""
+    if a.document_id == b.document_id:
+        return True
+    if a.translation_key and a.translation_key == b.translation_key and a.tenant == b.tenant:
+        return True
+    return localized_id(a.document_id, a.language, b.language) == b.document_id
+
+
+def translation_id(chunk: Chunk, language: str, registry: DocumentRegistry) -> str | None:
+    """The id of the ``language`` version of ``chunk``'s document, or None when none is linked
+    (by key: one that is ingested; by id: the id it would have)."""
+    if chunk.language == language:
+        return None
+    for record in registry.translations(chunk.translation_key):
+        if record.language == language and tenant_of(record.document_id) == chunk.tenant:
+            return record.document_id
+    return localized_id(chunk.document_id, chunk.language, language)
 
 
 def localized_id(document_id: str, document_language: str, language: str) -> str | None:
@@ -53,7 +76,7 @@ def localized_first(
     in scope whose best passage scores within ``margin`` of the best hit. It takes the
     place (and fused score) of the hit it localizes; that hit moves down one."""
     top = hits[0]
-    sibling = localized_id(top.chunk.document_id, top.chunk.language, language)
+    sibling = translation_id(top.chunk, language, registry) if registry is not None else None
     if sibling is None or registry is None:
         return hits
     record = registry.get(sibling)

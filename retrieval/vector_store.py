@@ -313,6 +313,7 @@ def _metadata(chunk: Chunk) -> dict[str, str | int | bool]:
         "updated_at": chunk.updated_at,
         "version": chunk.version,
         "embedding_key": chunk.embedding_key,
+        "translation_key": chunk.translation_key,
     }
 
 
@@ -334,4 +335,5 @@ def _chunk(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         audience=str(meta.get("audience", "public")),
         product=str(meta.get("product", "")),
         tags=tag_set(key[len(TAG_KEY_PREFIX) :] for key in meta if key.startswith(TAG_KEY_PREFIX)),
+        translation_key=str(meta.get("translation_key", "")),
     )

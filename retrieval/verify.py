@@ -82,9 +82,9 @@ def rerank(
 
 
 def _same_article(a: Chunk, b: Chunk) -> bool:
-    from retrieval.translations import localized_id
+    from retrieval.translations import same_article
 
-    return localized_id(a.document_id, a.language, b.language) == b.document_id
+    return same_article(a, b)
 
 
 def sentence_windows(evidence: ChunkEvidence, window: int) -> list[str]:

@@ -41,3 +41,30 @@ def test_ingest_summary_and_exit_codes(runner: CliRunner, tmp_path: Path) -> Non
     assert failed.exit_code == 1
     assert runner.invoke(app, ["check"]).exit_code == 0
     assert runner.invoke(app, ["ingest", str(kb / "missing.md")]).exit_code == 1
+
+
+def test_ingest_json_gives_one_object_per_file_and_a_summary(runner: CliRunner, tmp_path: Path) -> None:
+    import json
+
+    kb = tmp_path / "vault"
+    (kb / "en").mkdir(parents=True)
+    (kb / "en" / "Refund policy.md").write_text(
+        "# Refund policy\n\nRefunds take 5 days. ![[Missing page#Section]]\n\nA stray [[ bracket stays.\n",
+        encoding="utf-8",
+    )
+    (kb / "en" / "Invoices.md").write_text("# Invoices\n\nSee [[Refund policy|refunds]].\n", encoding="utf-8")
+    (kb / "en" / "broken.md").write_bytes(b"\xff\xfe broken")
+    result = runner.invoke(app, ["ingest", str(kb), "--json"])
+    assert result.exit_code == 1, result.output  # broken.md failed
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    files, summary = lines[:-1], lines[-1]
+    by_id = {entry["document_id"]: entry for entry in files if entry["document_id"]}
+    assert {entry["outcome"] for entry in files} == {"added", "failed"}
+    kinds = [warning["kind"] for warning in by_id["en/Refund policy"]["warnings"]]
+    assert kinds == ["leftover_markup_wikilink", "dangling_embed"]
+    assert "Missing page" in by_id["en/Refund policy"]["warnings"][1]["message"]
+    assert by_id["en/Invoices"]["warnings"] == []
+    assert next(entry for entry in files if entry["outcome"] == "failed")["code"] == "invalid_utf8"
+    assert summary["summary"] is True and (summary["added"], summary["failed"]) == (2, 1)
+    assert summary["warnings"] == {"dangling_embed": 1, "leftover_markup_wikilink": 1}
+    assert summary["seconds"]["total"] > 0
