@@ -11,7 +11,7 @@ export DO_NOT_TRACK := true
 export ANONYMIZED_TELEMETRY := False
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: run test install install-dev lint eval bench-ingest load-test
+.PHONY: run test install install-dev browser lint eval bench-ingest load-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +43,24 @@ run: install
 	$(BIN)/answerdesk keys bootstrap
 	$(BIN)/answerdesk serve --port $(PORT)
 
-## Lint, type-check and run the whole test suite (unit and integration); prints the 15 slowest tests.
+## Debian's Chromium and a CJK font for the console's browser tests (tests/console/); Playwright
+## drives /usr/bin/chromium and never downloads a browser. Installed when missing and we are root;
+## otherwise the browser tests skip with a message saying so.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wqy\|cjk"; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei \
+			|| (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei)) \
+			|| echo "*** WARNING: could not install chromium; the browser tests will skip ***"; \
+		else \
+			echo "*** WARNING: /usr/bin/chromium or a CJK font is missing and we are not root: run"; \
+			echo "***   apt-get install chromium fonts-wqy-microhei   (the browser tests skip without chromium) ***"; \
+		fi; \
+	fi
+
+## Lint, type-check and run the whole test suite (unit, integration and the console in Chromium); prints the 15 slowest tests.
 ## The fast loop, without the model: .venv/bin/pytest -m "not integration and not slow"
-test: install-dev
+test: install-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest --durations=15

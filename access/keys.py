@@ -53,6 +53,8 @@ class Permission(StrEnum):
     FAQ_CANDIDATES = "faq_candidates"
     KEYS = "keys"
     ERASURE = "erasure"  # erase everything about a customer id (admins only)
+    STATS = "stats"  # usage figures and the gap report of the tenant (admins only; GET /v1/stats)
+    EXPERIMENTS = "experiments"  # A/B experiments of answer profiles (admins only; /v1/experiments)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

@@ -24,11 +24,14 @@ from api.limits import BodySizeLimit, build_limiter, check_question_length
 from api.metrics import Metrics
 from api.metrics import router as metrics_router
 from api.models import AskRequest, AskResponse, DocumentList, DocumentSummary, ErrorDetail, ErrorResponse
+from api.routes_console import router as console_router
 from api.routes_documents import is_document_upload, visible_to
 from api.routes_documents import router as documents_router
+from api.routes_experiments import experiment_turn
+from api.routes_experiments import router as experiments_router
 from api.routes_keys import router as keys_router
-from api.routes_support import answer_turn
 from api.routes_support import router as support_router
+from console.mount import mount_console
 from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
@@ -111,10 +114,18 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.include_router(support_router)
     app.include_router(keys_router)
     app.include_router(metrics_router)
+    app.include_router(console_router)  # /v1/me, /v1/preview, /v1/stats, /v1/gaps
+    app.include_router(experiments_router)  # /v1/experiments: A/B of answer profiles
+    mount_console(app)  # the web console at /console (console/)
 
     @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["answers"])
     async def ask(
-        request: AskRequest, caller: AskCaller, engine: EngineDep, desk: SupportDep, app_settings: SettingsDep
+        request: AskRequest,
+        caller: AskCaller,
+        engine: EngineDep,
+        desk: SupportDep,
+        app_settings: SettingsDep,
+        http: Request,
     ) -> AskResponse:
         """Answer a question from the knowledge base, with citations, or abstain; hands the
         conversation to a person when triage (or ``escalate``) says so (api/routes_support.py).
@@ -124,7 +135,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         queued = time.perf_counter()
         async with answer_slots:  # first come, first served once the cores are busy
             started = time.perf_counter()
-            response = await answer_turn(request, engine, desk, caller.scope, caller.key_id)
+            # With an experiment, the conversation's variant answers (api/routes_experiments.py).
+            response = await experiment_turn(http, request, engine, desk, caller)
         metrics.answered(response.status, response.language, started - queued, time.perf_counter() - started)
         log_answer(request.question, response, app_settings.log_questions)
         return response

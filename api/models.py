@@ -75,6 +75,8 @@ class DocumentSummary(BaseModel):
     version: int
     chunks: int
     updated_at: str
+    audience: str = "public"
+    product: str = ""
 
     @classmethod
     def fields_from(cls, record: DocumentRecord) -> dict[str, Any]:
@@ -88,6 +90,8 @@ class DocumentSummary(BaseModel):
             "version": record.version,
             "chunks": len(record.chunk_ids),
             "updated_at": record.updated_at,
+            "audience": record.extra.get("audience", "public"),
+            "product": record.extra.get("product", ""),
         }
 
 

@@ -16,6 +16,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+# The interval maths is shared with live A/B experiments (support/experiments.py).
+from common.bootstrap import bootstrap_median_difference, paired_bootstrap, verdict
+
+__all__ = ["bootstrap_median_difference", "compare_runs", "paired_bootstrap", "ratio_terms", "verdict"]
+
 # metric → higher is better?
 DIRECTIONS = {
     "recall@1": True,
@@ -64,61 +69,6 @@ def ratio_terms(rows: Sequence[dict[str, Any]], metric: str) -> tuple[Array, Arr
     values = [row.get(key) for row in rows]
     den = np.array([0.0 if value is None else 1.0 for value in values])
     return np.array([0.0 if value is None else float(value) for value in values]), den
-
-
-def paired_bootstrap(
-    num_a: Array,
-    den_a: Array,
-    num_b: Array,
-    den_b: Array,
-    resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 7,
-) -> tuple[float, float, float]:
-    """B − A of a ratio metric, and its percentile interval over case resamples (the same for A and B)."""
-    n = len(num_a)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    point = _ratio(num_b.sum(), den_b.sum()) - _ratio(num_a.sum(), den_a.sum())
-    rng = np.random.default_rng(seed)
-    differences: list[Array] = []
-    for start in range(0, resamples, 250):
-        index = rng.integers(0, n, size=(min(250, resamples - start), n))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            b = num_b[index].sum(axis=1) / den_b[index].sum(axis=1)
-            a = num_a[index].sum(axis=1) / den_a[index].sum(axis=1)
-        differences.append(b - a)
-    spread = np.concatenate(differences)
-    spread = spread[~np.isnan(spread)]
-    if not len(spread):
-        return point, math.nan, math.nan
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(spread, [tail, 100 - tail])
-    return point, float(low), float(high)
-
-
-def bootstrap_median_difference(
-    a: Array, b: Array, resamples: int = 2000, confidence: float = 0.95, seed: int = 7
-) -> tuple[float, float, float]:
-    """Paired bootstrap of median(B) − median(A), e.g. for latency."""
-    if len(a) == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(a), size=(resamples, len(a)))
-    spread = np.median(b[index], axis=1) - np.median(a[index], axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(spread, [tail, 100 - tail])
-    return float(np.median(b) - np.median(a)), float(low), float(high)
-
-
-def verdict(low: float, high: float, higher_is_better: bool) -> str:
-    """'B better' / 'B worse' when the interval excludes 0, else 'no clear difference'."""
-    if math.isnan(low) or math.isnan(high):
-        return "n/a"
-    if low > 0 or high < 0:
-        improved = (low > 0) == higher_is_better
-        return "B better" if improved else "B worse"
-    return "no clear difference"
 
 
 def compare_runs(

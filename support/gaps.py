@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from common.redact import redact_text
 from retrieval.embedding import Embedder
 from retrieval.registry import DocumentRegistry
+from retrieval.scope import Scope
 from retrieval.vector_store import ChromaStore
 from support.store import AuditRecord
 
@@ -67,8 +68,12 @@ def cluster_vectors(vectors: NDArray[np.float32], max_distance: float = DEFAULT_
     if count == 1:
         return [[0]]
     from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
 
-    tree = linkage(np.asarray(vectors, dtype=np.float64), method="average", metric="cosine")
+    # A question without words embeds as a zero vector (the hashing embedder), whose cosine is
+    # undefined: it is as far as can be from every other question, so it stays on its own.
+    distances = np.nan_to_num(pdist(np.asarray(vectors, dtype=np.float64), "cosine"), nan=1.0)
+    tree = linkage(distances, method="average")
     labels = fcluster(tree, t=max_distance, criterion="distance")
     groups: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
@@ -84,6 +89,7 @@ def gap_clusters(
     *,
     max_distance: float = DEFAULT_DISTANCE,
     examples: int = 3,
+    scope: Scope | None = None,
 ) -> list[GapCluster]:
     """Cluster the unanswered questions among ``records`` and find each cluster's nearest document."""
     unanswered = [record for record in records if is_unanswered(record)]
@@ -96,7 +102,7 @@ def gap_clusters(
         group = [unanswered[index] for index in members]
         centroid = vectors[members].mean(axis=0)
         norm = float(np.linalg.norm(centroid))
-        nearest = _nearest(store, registry, (centroid / norm).astype(np.float32)) if norm > 0 else None
+        nearest = _nearest(store, registry, (centroid / norm).astype(np.float32), scope) if norm > 0 else None
         clusters.append(
             GapCluster(
                 size=len(group),
@@ -129,9 +135,9 @@ def _examples(group: Sequence[AuditRecord], limit: int) -> list[tuple[str, str]]
 
 
 def _nearest(
-    store: ChromaStore, registry: DocumentRegistry | None, vector: NDArray[np.float32]
+    store: ChromaStore, registry: DocumentRegistry | None, vector: NDArray[np.float32], scope: Scope | None = None
 ) -> NearestDocument | None:
-    hits = store.query(vector, 10)
+    hits = store.query(vector, 10, scope)  # the scope's tenant's documents only (default: the default tenant)
     if registry is not None and hits:
         live = registry.live_versions({hit.chunk.document_id for hit in hits})
         hits = [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
