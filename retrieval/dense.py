@@ -10,7 +10,7 @@ import numpy as np
 
 from retrieval.embedding import Embedder, Vector
 from retrieval.language_bias import LanguageBias
-from retrieval.records import Hit
+from retrieval.records import Hit, live_key
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
 from retrieval.use_encoder import UseEncoder, shared_use_encoder, use_covers, use_store_beside
@@ -105,10 +105,7 @@ class DenseRetriever:
         return hits
 
     def _live(self, hits: list[Hit]) -> list[Hit]:
-        if self.registry is None:
-            return hits
-        live = self.registry.live_versions({hit.chunk.document_id for hit in hits})
-        return [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
+        return hits if self.registry is None else self.registry.keep_live(hits, live_key)
 
     def _fused_with_use(
         self,

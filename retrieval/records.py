@@ -127,6 +127,11 @@ class Section:
     is_faq: bool = False
 
 
+def live_key(hit: Hit) -> tuple[str, int]:
+    """The (document id, version) of a hit, for ``DocumentRegistry.keep_live``."""
+    return hit.chunk.document_id, hit.chunk.version
+
+
 class Status(StrEnum):
     ANSWERED = "answered"
     ABSTAINED = "abstained"

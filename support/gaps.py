@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from common.redact import redact_text
 from retrieval.embedding import Embedder
+from retrieval.records import live_key
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
 from retrieval.vector_store import ChromaStore
@@ -139,8 +140,7 @@ def _nearest(
 ) -> NearestDocument | None:
     hits = store.query(vector, 10, scope)  # the scope's tenant's documents only (default: the default tenant)
     if registry is not None and hits:
-        live = registry.live_versions({hit.chunk.document_id for hit in hits})
-        hits = [hit for hit in hits if live.get(hit.chunk.document_id) == hit.chunk.version]
+        hits = registry.keep_live(hits, live_key)
     if not hits:
         return None
     top = hits[0]
