@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from common.errors import AnswerDeskError
+from common.logs import request_id_var
 from common.redact import redact_text
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder
@@ -341,6 +342,7 @@ class SupportDesk:
             transcript=transcript,
             customer=customer,
             redacted=False,
+            request_id=request_id_var.get(),  # set by the API's access log middleware (api/access_log.py)
         )
         redacted = redacted_copy(payload)
         body = dumps(redacted.model_dump(mode="json"))
