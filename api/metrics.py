@@ -115,7 +115,7 @@ router = APIRouter()
 
 @router.get("/metrics", tags=["health"], response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus metrics (text format): answers, /v1/ask latency and its stages, ingestion, outbox and job depths,
-    store errors. Open like /healthz: counts only, no caller, tenant or question."""
+    """Prometheus metrics (text format): answers, /v1/ask latency and its engine stages, ingestion,
+    outbox and job depths, store errors. Open like /healthz: counts only, no caller, tenant or question."""
     registry: CollectorRegistry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
