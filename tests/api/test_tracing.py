@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from api.app import create_app
 from api.tracing import Tracing
@@ -68,6 +69,24 @@ def test_an_ask_is_one_span_with_a_child_per_stage(settings: Settings) -> None:
     assert embed["gen_ai.request.model"] == settings.embedding_model
     assert search["gen_ai.operation.name"] == "retrieval"
     assert search["gen_ai.data_source.id"] == settings.collection
+
+
+def test_a_failed_ask_is_an_error_span_that_still_shows_the_stages_that_ran(settings: Settings) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as client:
+        client.app.state.tracing = Tracing(provider, settings)  # type: ignore[attr-defined]
+        settings.chroma_dir.rename(settings.chroma_dir.with_name("chroma-aside"))  # the vector store is gone
+        response = client.post("/v1/ask", json=QUESTION)
+        assert response.status_code == 503 and response.json()["error"]["code"] == "store_unavailable"
+
+    spans = exporter.get_finished_spans()
+    [ask] = [span for span in spans if span.name == "answerdesk.ask"]
+    assert ask.status.status_code == StatusCode.ERROR
+    assert any(event.name == "exception" for event in ask.events)
+    # The embedding ran; the search failed in the store, and is shown with the time it took to fail.
+    assert {span.name for span in spans if span.parent is not None} == {"answerdesk.embed", "answerdesk.search"}
 
 
 class _Collector(BaseHTTPRequestHandler):
