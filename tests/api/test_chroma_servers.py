@@ -1,6 +1,7 @@
 """ANSWERDESK_CHROMA_URLS against two real Chroma servers: tenants are placed on servers (recorded in
 SQL), and a server that is down fails only its own tenants' requests (503 store_unavailable), which
-answer again once it is back, without a restart."""
+answer again once it is back, without a restart; a server that accepts but never answers fails its
+tenants within ANSWERDESK_CHROMA_TIMEOUT_S while the others keep answering."""
 
 from __future__ import annotations
 
