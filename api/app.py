@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from importlib.metadata import version
 from typing import Annotated
 
@@ -31,6 +31,7 @@ from api.routes_experiments import experiment_turn
 from api.routes_experiments import router as experiments_router
 from api.routes_keys import router as keys_router
 from api.routes_support import router as support_router
+from api.tracing import AskTrace, Tracing, build_tracing
 from console.mount import mount_console
 from ingest.pipeline import build_ingestor
 from ingest.service import DocumentService
@@ -38,6 +39,7 @@ from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
 from retrieval.pipeline import build_components, build_pipeline
 from retrieval.storage import StorageError, check_data_dir, check_stores
+from retrieval.timings import StageTimings
 from support.store import SupportStore
 
 logger = logging.getLogger(__name__)
@@ -74,10 +76,13 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         await run_in_threadpool(documents.recover)  # also fills a lexical index that lacks chunks
         await run_in_threadpool(app.state.engine.warm_up)
         app.state.documents = documents
+        app.state.tracing = build_tracing(settings)  # None unless ANSWERDESK_OTEL (api/tracing.py)
         logger.info("answer engine ready: %d chunks in the store", store.count())
         yield
         documents.close()
         app.state.keys.close()
+        if app.state.tracing is not None:
+            app.state.tracing.shutdown()
 
     app = FastAPI(
         title="AnswerDesk",
@@ -86,6 +91,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         lifespan=lifespan,
     )
     app.state.metrics = metrics = Metrics()  # GET /metrics (api/metrics.py)
+    app.state.tracing = None  # set by the lifespan when ANSWERDESK_OTEL is on (api/tracing.py)
     metrics.depth(
         "answerdesk_outbox_messages", "Webhook outbox messages by status (pending: still to deliver; dead: "
         "gave up).", "status", lambda: _support_store(app).outbox_counts() if hasattr(app.state, "support") else {},
@@ -132,12 +138,21 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
         Only documents of the key's tenant and audience are used."""
         check_question_length(request.question, app_settings.max_question_chars)
-        queued = time.perf_counter()
-        async with answer_slots:  # first come, first served once the cores are busy
-            started = time.perf_counter()
-            # With an experiment, the conversation's variant answers (api/routes_experiments.py).
-            response = await experiment_turn(http, request, engine, desk, caller)
-        metrics.answered(response.status, response.language, started - queued, time.perf_counter() - started)
+        timings = StageTimings()  # filled by the engine: embed, search, verify, evidence, decide
+        tracing: Tracing | None = http.app.state.tracing
+        trace: AbstractContextManager[AskTrace | None] = (
+            tracing.ask(caller.tenant, timings) if tracing else nullcontext()
+        )
+        with trace as span:
+            queued = time.perf_counter()
+            async with answer_slots:  # first come, first served once the cores are busy
+                started = time.perf_counter()
+                # With an experiment, the conversation's variant answers (api/routes_experiments.py).
+                response = await experiment_turn(http, request, engine, desk, caller, timings)
+            if span is not None:
+                span.answered(response)
+        waited, answered = started - queued, time.perf_counter() - started
+        metrics.answered(response.status, response.language, waited, answered, timings.totals())
         log_answer(request.question, response, app_settings.log_questions)
         return response
 

@@ -20,6 +20,8 @@ from prometheus_client.registry import Collector
 
 # /v1/ask takes ~50 ms to a few seconds on 2 cores (queueing included under load).
 ASK_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# One stage of an answer: ~1 ms (lexical search, the decision) to ~1 s (the verifier on a busy box).
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 INGEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -57,6 +59,11 @@ class Metrics:
             "answerdesk_ask_seconds", "Time of /v1/ask per stage: wait (for an answer slot), answer "
             "(engine and support desk), total.", ["stage"], buckets=ASK_BUCKETS, registry=self.registry,
         )
+        self.stage_seconds = Histogram(
+            "answerdesk_stage_seconds", "Time of the answer engine's stages per /v1/ask question: embed, "
+            "search (dense and lexical legs, fused), verify, evidence, decide (retrieval/timings.py).",
+            ["stage"], buckets=STAGE_BUCKETS, registry=self.registry,
+        )
         self.ingested = Counter(
             "answerdesk_ingested_files", "Files written through the document API, by outcome.",
             ["outcome"], registry=self.registry,
@@ -77,8 +84,13 @@ class Metrics:
             _Depths(name, documentation, label, source, lambda: self.store_errors.labels("scrape_failed").inc())
         )
 
-    def answered(self, status: str, language: str, wait: float, answer: float) -> None:
+    def answered(
+        self, status: str, language: str, wait: float, answer: float, stages: Mapping[str, float] | None = None
+    ) -> None:
+        """Count one answer; ``stages`` are its engine stages' seconds (StageTimings.totals())."""
         self.answers.labels(status, language).inc()
+        for stage, seconds in (stages or {}).items():
+            self.stage_seconds.labels(stage).observe(seconds)
         self.ask_seconds.labels("wait").observe(wait)
         self.ask_seconds.labels("answer").observe(answer)
         self.ask_seconds.labels("total").observe(wait + answer)
@@ -103,7 +115,7 @@ router = APIRouter()
 
 @router.get("/metrics", tags=["health"], response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus metrics (text format): answers, /v1/ask latency, ingestion, outbox and job depths,
-    store errors. Open like /healthz: counts only, no caller, tenant or question."""
+    """Prometheus metrics (text format): answers, /v1/ask latency and its engine stages, ingestion,
+    outbox and job depths, store errors. Open like /healthz: counts only, no caller, tenant or question."""
     registry: CollectorRegistry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -31,6 +31,7 @@ from api.models import AskRequest, AskResponse, ErrorResponse
 from api.routes_support import answer_turn
 from retrieval.config import Settings
 from retrieval.pipeline import AnswerPipeline, build_pipeline
+from retrieval.timings import StageTimings
 from support.desk import SupportDesk
 from support.experiments import (
     CONTROL,
@@ -107,14 +108,15 @@ LabDep = Annotated[Lab, Depends(get_lab)]
 
 
 async def experiment_turn(
-    http: Request, request: AskRequest, engine: AnswerPipeline, desk: SupportDesk, caller: Caller
+    http: Request, request: AskRequest, engine: AnswerPipeline, desk: SupportDesk, caller: Caller,
+    timings: StageTimings | None = None,
 ) -> AskResponse:
     """One ``/v1/ask`` turn, answered by the engine of the conversation's variant when the tenant
     has an experiment (and the variant recorded), else by ``engine``."""
     lab: Lab | None = getattr(http.app.state, "experiments", None)
     experiment = await run_in_threadpool(lab.store.active, caller.tenant) if lab is not None else None
     if lab is None or experiment is None or not await run_in_threadpool(_new_since, desk, request, caller, experiment):
-        return await answer_turn(request, engine, desk, caller.scope, caller.key_id)
+        return await answer_turn(request, engine, desk, caller.scope, caller.key_id, timings)
     # The variant follows the conversation, so its id is needed before the desk would create one.
     request = request.model_copy(update={"conversation_id": request.conversation_id or uuid.uuid4().hex})
     variant = experiment.variant_of(str(request.conversation_id))
@@ -129,8 +131,8 @@ async def experiment_turn(
                 experiment.profile,
                 exc,
             )
-            return await answer_turn(request, engine, desk, caller.scope, caller.key_id)
-    response = await answer_turn(request, chosen, desk, caller.scope, caller.key_id)
+            return await answer_turn(request, engine, desk, caller.scope, caller.key_id, timings)
+    response = await answer_turn(request, chosen, desk, caller.scope, caller.key_id, timings)
     await run_in_threadpool(lab.store.record, experiment, response.answer_id, response.conversation_id, variant)
     return response
 

@@ -48,6 +48,7 @@ from common.redact import redact_metadata, redact_text
 from retrieval.config import Settings
 from retrieval.pipeline import AnswerPipeline
 from retrieval.scope import Scope
+from retrieval.timings import StageTimings
 from support.desk import SupportDesk, build_desk
 from support.handoff import EscalationPayload
 from support.store import (
@@ -91,10 +92,11 @@ View = Annotated[Literal["redacted", "full"], Query(description="`full` shows pe
 
 
 async def answer_turn(
-    request: AskRequest, engine: AnswerPipeline, desk: SupportDesk, scope: Scope, owner: str | None = None
+    request: AskRequest, engine: AnswerPipeline, desk: SupportDesk, scope: Scope, owner: str | None = None,
+    timings: StageTimings | None = None,
 ) -> AskResponse:
     """One ``/v1/ask`` turn through the desk, within the caller's ``scope``, in a conversation of
-    key ``owner``: context, answer, triage, handoff, audit."""
+    key ``owner``: context, answer, triage, handoff, audit; the engine's stage timings go to ``timings``."""
     try:
         reply = await run_in_threadpool(
             desk.ask,
@@ -106,6 +108,7 @@ async def answer_turn(
             customer=request.customer,
             scope=scope,
             owner=owner,
+            timings=timings,
         )
     except ConversationNotFoundError as exc:
         raise _no_conversation(str(request.conversation_id)) from exc

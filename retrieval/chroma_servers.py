@@ -2,11 +2,18 @@
 the vector store a ``chromadb.HttpClient`` per server, each tenant's collections on the server its
 placement names (retrieval/placement.py). A server that is down fails only its own tenants'
 requests (503 ``store_unavailable``); its client is opened again on the next call after it is back.
+
+A server that accepts connections but never answers (hung, or a black-holing network) fails the
+same way within ``ANSWERDESK_CHROMA_TIMEOUT_S``: chromadb 1.5's HttpClient makes its httpx client
+with ``timeout=None`` and has no setting for it (chromadb/api/fastapi.py), and its constructor
+already calls the server. So :meth:`ChromaServers.connect` first asks the server's heartbeat with
+the timeout, then sets the timeout on the client's httpx session (httpx's public ``timeout``
+property) before any other call. tests/api/test_chroma_servers.py holds a hanging server.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from retrieval.config import Settings
@@ -17,11 +24,12 @@ from retrieval.vector_store import ChromaStore, StoreUnavailableError
 class ChromaServers:
     """The servers, and which one holds a tenant."""
 
-    def __init__(self, urls: list[str], placement: PlacementStore) -> None:
+    def __init__(self, urls: list[str], placement: PlacementStore, timeout_s: float = 5.0) -> None:
         if not urls:
             raise ValueError("no Chroma server URLs")
         self.urls = urls
         self.placement = placement
+        self.timeout_s = timeout_s
 
     def server_of(self, tenant: str) -> str:
         server = self.placement.server_of(tenant, self.urls)
@@ -34,16 +42,19 @@ class ChromaServers:
     def tenants(self) -> list[str]:
         return sorted(self.placement.placements())
 
-    @staticmethod
-    def connect(url: str) -> Any:
+    def connect(self, url: str) -> Any:
         import chromadb
+        import httpx
         from chromadb.config import Settings as ChromaSettings
 
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not a Chroma server URL (http://host:port): {url!r}")
+        timeout = httpx.Timeout(self.timeout_s)
         try:
-            return chromadb.HttpClient(
+            # Bounded: the HttpClient constructor below calls the server without a timeout.
+            httpx.get(f"{url}/api/v2/heartbeat", timeout=timeout).raise_for_status()
+            client = chromadb.HttpClient(
                 host=parts.hostname,
                 port=parts.port or (443 if parts.scheme == "https" else 8000),
                 ssl=parts.scheme == "https",
@@ -51,6 +62,9 @@ class ChromaServers:
             )
         except Exception as exc:  # refused, timed out, not a Chroma server
             raise StoreUnavailableError(f"vector server {url} does not answer: {exc}") from exc
+        # Every later call, queries included (see the module's docstring); chromadb's own attributes.
+        cast(Any, client)._server._session.timeout = timeout
+        return client
 
 
 def build_vector_store(settings: Settings) -> ChromaStore:
@@ -58,5 +72,5 @@ def build_vector_store(settings: Settings) -> ChromaStore:
     urls = settings.chroma_servers
     if not urls:
         return ChromaStore(settings.chroma_dir, settings.collection)
-    servers = ChromaServers(urls, PlacementStore(settings.database_url))
+    servers = ChromaServers(urls, PlacementStore(settings.database_url), settings.chroma_timeout_s)
     return ChromaStore(settings.chroma_dir, settings.collection, servers)

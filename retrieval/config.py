@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # Logs (common/logs.py): JSON lines, redacted; question and answer text only when log_questions.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_questions: bool = False
+    # OpenTelemetry traces of /v1/ask over OTLP/HTTP (api/tracing.py); off: no SDK object is made.
+    # The endpoint, headers and service name come from the standard OTEL_EXPORTER_OTLP_* variables.
+    otel: bool = False
     # Questions answered at once (None: one per CPU core); more wait in line, first come first served.
     max_concurrent_answers: int | None = Field(default=None, ge=1, le=256)
     # Abuse limits of the API: JSON bodies (uploads have max_request_bytes), requests per API key
@@ -116,6 +119,9 @@ class Settings(BaseSettings):
     # Chroma servers (comma-separated http://host:port), tenants placed on them (retrieval/chroma_servers.py);
     # empty = the embedded store in <data_dir>/chroma.
     chroma_urls: str = ""
+    # Seconds a Chroma server may take to answer one request (connect, send, read) before its tenants'
+    # requests fail with 503 store_unavailable: a server that accepts but hangs must not hang /v1/ask.
+    chroma_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # Where the buckets live: a Redis URL (redis://host:6379/0) shares them between replicas
     # (api/redis_limits.py); empty = in this process. Keys in Redis start with redis_prefix.
     redis_url: str = ""

@@ -25,6 +25,7 @@ from retrieval.query import FOLLOW_UP_WEIGHT, Query
 from retrieval.records import Answer, Hit
 from retrieval.registry import DocumentRegistry
 from retrieval.scope import Scope
+from retrieval.timings import DECIDE, EMBED, EVIDENCE, SEARCH, VERIFY, StageTimings
 from retrieval.vector_store import ChromaStore
 from retrieval.verify import Verifier, rerank, verify_sentences
 
@@ -83,15 +84,24 @@ class AnswerPipeline:
         if self.retriever.lexical is not None:
             self.retriever.lexical.index.refresh()
 
-    def query(self, question: str, language: str | None = None, scope: Scope | None = None) -> Query:
+    def query(
+        self, question: str, language: str | None = None, scope: Scope | None = None,
+        timings: StageTimings | None = None,
+    ) -> Query:
         """``question`` as the pipeline reads it: stripped, embedded once, its language (``language``,
-        ISO 639-1, overrides detection) and ``scope`` (default: the default tenant's public documents)."""
+        ISO 639-1, overrides detection) and ``scope`` (default: the default tenant's public documents).
+        Its stages' timings go to ``timings`` (retrieval/timings.py; default: a fresh record)."""
         question = question.strip()
-        vector = self.embedder.embed_query(question)
-        return Query(question, vector, resolve_language(question, language), scope or Scope())
+        timings = timings if timings is not None else StageTimings()
+        with timings.measure(EMBED):
+            vector = self.embedder.embed_query(question)
+        return Query(question, vector, resolve_language(question, language), scope or Scope(), timings=timings)
 
-    def embed(self, text: str) -> Vector:
-        return self.embedder.embed_query(text)
+    def embed(self, text: str, timings: StageTimings | None = None) -> Vector:
+        if timings is None:
+            return self.embedder.embed_query(text)
+        with timings.measure(EMBED):
+            return self.embedder.embed_query(text)
 
     def run(self, query: Query) -> tuple[Answer, list[Hit]]:
         """The answer and every hit it was chosen from, in the order the decision saw them."""
@@ -103,6 +113,10 @@ class AnswerPipeline:
         return self.run(self.query(question, language, scope))[0]
 
     def retrieve(self, query: Query) -> list[Hit]:
+        with query.timings.measure(SEARCH):
+            return self._search(query)
+
+    def _search(self, query: Query) -> list[Hit]:
         """The hits for ``query``; a follow-up's by the blend of its vector and its contextual reading's."""
         if query.context is None:
             return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text)
@@ -131,7 +145,8 @@ class AnswerPipeline:
         """The scored sentences of the first ``evidence_chunks`` hits, against the query's reading."""
         if not hits:
             return []
-        return self.scorer.score(query.reading, query.reading_vector, hits[: self.profile.evidence_chunks])
+        with query.timings.measure(EVIDENCE):
+            return self.scorer.score(query.reading, query.reading_vector, hits[: self.profile.evidence_chunks])
 
     def assess(self, query: Query, hits: Sequence[Hit]) -> Assessment:
         """Rerank ``hits`` with the verifier (when there is one) and score the sentences of the first."""
@@ -140,17 +155,20 @@ class AnswerPipeline:
         if self.verifier is None or depth == 0 or not hits:
             return Assessment(hits, self.evidence(query, hits))
         text = query.reading
-        verified = rerank(self.verifier, text, hits, query.language, depth, self.profile.localized_margin)
+        with query.timings.measure(VERIFY):
+            verified = rerank(self.verifier, text, hits, query.language, depth, self.profile.localized_margin)
         evidence = self.evidence(query, verified.hits)
-        evidence[0] = verify_sentences(self.verifier, text, evidence[0], self.profile.verify_window)
+        with query.timings.measure(VERIFY):
+            evidence[0] = verify_sentences(self.verifier, text, evidence[0], self.profile.verify_window)
         best_sentence = max((sentence.score for sentence in evidence[0].sentences), default=0.0)
         signals = VerifierSignals(verified.top or 0.0, best_sentence)
         return Assessment(verified.hits, evidence, signals)
 
     def compose(self, query: Query, assessment: Assessment) -> Answer:
-        return compose_answer(
-            query.reading, query.language, assessment.hits, self.profile, assessment.evidence, assessment.verifier
-        )
+        with query.timings.measure(DECIDE):
+            return compose_answer(
+                query.reading, query.language, assessment.hits, self.profile, assessment.evidence, assessment.verifier
+            )
 
     def answer(self, query: Query, hits: Sequence[Hit]) -> Answer:
         """Decide and cite from ``hits`` retrieved for ``query``: answer with quotes, or abstain."""

@@ -7,10 +7,11 @@ earlier question (support/conversations.py), embedded once too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from retrieval.embedding import Vector
 from retrieval.scope import Scope
+from retrieval.timings import StageTimings
 
 # A follow-up is retrieved with a blend of its own embedding (this weight) and the embedding of its
 # contextual reading (weight 1): the earlier question brings the topic, the follow-up what is asked
@@ -33,6 +34,8 @@ class Query:
     language: str
     scope: Scope
     context: Context | None = None
+    # Filled as the pipeline answers; shared by the follow-up reading made from this query (replace()).
+    timings: StageTimings = field(default_factory=StageTimings, compare=False, repr=False)
 
     @property
     def reading(self) -> str:

@@ -96,11 +96,20 @@ class ChromaStore:
     def _client_of(self, server: str) -> Any:
         """A server's client (``""``: the embedded one); opened on first use, and again after a
         failure (see ``_Guarded``)."""
+        if self.servers is None:
+            with self._lock:
+                if server not in self._clients:
+                    self._clients[server] = _Guarded(self._open(), self, server)
+                return self._clients[server]
         with self._lock:
-            if server not in self._clients:
-                opened = self.servers.connect(server) if self.servers is not None else self._open()
-                self._clients[server] = _Guarded(opened, self, server)
-            return self._clients[server]
+            known = self._clients.get(server)
+        if known is not None:
+            return known
+        # Connected outside the lock: a server that hangs until its timeout must not hold up the
+        # tenants of the other servers. Two threads may both connect; the first one's client is kept.
+        opened = _Guarded(self.servers.connect(server), self, server)
+        with self._lock:
+            return self._clients.setdefault(server, opened)
 
     def _open(self) -> Any:
         import chromadb

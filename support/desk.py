@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from common.errors import AnswerDeskError
+from common.logs import request_id_var
 from common.redact import redact_text
 from retrieval.config import RetrievalProfile, Settings
 from retrieval.embedding import Embedder
@@ -24,6 +25,7 @@ from retrieval.pipeline import AnswerPipeline
 from retrieval.query import Context, Query
 from retrieval.records import Answer, Hit, Reason, Status
 from retrieval.scope import Scope
+from retrieval.timings import StageTimings
 from support.conversations import FollowUp, PriorTurn, contextualize
 from support.handoff import (
     CREATED,
@@ -109,13 +111,15 @@ class SupportDesk:
         customer: Mapping[str, Any] | None = None,
         scope: Scope | None = None,
         owner: str | None = None,
+        timings: StageTimings | None = None,
     ) -> Reply:
         """Answer one customer turn, escalating when triage (or the caller) says so.
 
         ``scope`` (the caller's tenant and audiences) limits retrieval, and the conversation is the
         scope's tenant's: the same id in another tenant is another conversation. A conversation
         belongs to the key (``owner``) that started it, and to its customer id when it has one;
-        anyone else continuing it gets :class:`ConversationNotFoundError`.
+        anyone else continuing it gets :class:`ConversationNotFoundError`. The pipeline's stage
+        timings go to ``timings`` (retrieval/timings.py) when given.
         """
         started = time.perf_counter()
         scope = scope or Scope()
@@ -129,7 +133,7 @@ class SupportDesk:
 
         # Embedded once: for retrieval, sentence evidence, and the triage and follow-up classifier
         # (when it reads this embedder's vectors; else triage embeds with its own).
-        query = pipeline.query(question, language, scope)
+        query = pipeline.query(question, language, scope, timings)
         language = query.language
         reads = self.triage.reads(pipeline.embedder)
         probabilities = self.triage.read(question, query.vector if reads else None)
@@ -294,7 +298,8 @@ class SupportDesk:
         )
         if context.kind == FollowUp.NONE or context.anchor is None:
             return Retrieval(pipeline.retrieve(query), query)
-        follow_up = replace(query, context=Context(context.contextual, pipeline.embed(context.contextual)))
+        contextual = pipeline.embed(context.contextual, query.timings)
+        follow_up = replace(query, context=Context(context.contextual, contextual))
         blended = pipeline.retrieve(follow_up)
         if context.kind == FollowUp.POSSIBLE:
             alone = pipeline.retrieve(query)
@@ -337,6 +342,7 @@ class SupportDesk:
             transcript=transcript,
             customer=customer,
             redacted=False,
+            request_id=request_id_var.get(),  # set by the API's access log middleware (api/access_log.py)
         )
         redacted = redacted_copy(payload)
         body = dumps(redacted.model_dump(mode="json"))

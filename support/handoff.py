@@ -103,6 +103,11 @@ class EscalationPayload(BaseModel):
     transcript: list[TranscriptEntry]
     customer: dict[str, Any] = Field(description="Caller-supplied customer metadata (redacted in webhooks).")
     redacted: bool
+    request_id: str | None = Field(
+        default=None,
+        description="The X-Request-ID of the /v1/ask that opened the escalation: every log line of "
+        "that request carries it, on whichever replica served it.",
+    )
 
 
 class ResolutionPayload(BaseModel):

@@ -1,10 +1,12 @@
 """ANSWERDESK_CHROMA_URLS against two real Chroma servers: tenants are placed on servers (recorded in
 SQL), and a server that is down fails only its own tenants' requests (503 store_unavailable), which
-answer again once it is back, without a restart."""
+answer again once it is back, without a restart; a server that accepts but never answers fails its
+tenants within ANSWERDESK_CHROMA_TIMEOUT_S while the others keep answering."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from retrieval.embedding import HashingEmbedder
 from retrieval.placement import PlacementStore
-from tests.chroma_server import ChromaServer, chroma_command
-from tests.helpers import FAQ, bearer, issue_key, small_kb_settings
+from tests.chroma_server import ChromaServer, SilentServer, chroma_command
+from tests.helpers import FAQ, bearer, issue_key, small_kb_settings, wait_until
 
 pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
 QUESTION = {"question": "How long does a refund take?"}
@@ -61,3 +63,31 @@ def test_a_down_server_fails_only_its_tenants(tmp_path: Path, servers: list[Chro
 
         second.start()  # same folder, same port: its data is back
         assert client.post("/v1/ask", json=QUESTION, headers=acme_reader).json()["status"] == "answered"
+
+
+def test_a_server_that_never_answers_fails_only_its_tenants_within_the_timeout(
+    tmp_path: Path, servers: list[ChromaServer]
+) -> None:
+    first = servers[0]
+    # Generous bound on each request: without the timeout they would wait forever (the guard fails).
+    guard = 60.0
+    with ThreadPoolExecutor(4) as pool, SilentServer() as silent:
+        settings = small_kb_settings(tmp_path, chroma_urls=f"{first.url}, {silent.url}", chroma_timeout_s=2.0)
+        default_reader = bearer(issue_key(settings, role="reader", tenant="default"))
+        acme_reader = bearer(issue_key(settings, role="reader", tenant="acme"))
+        with TestClient(create_app(settings, embedder=HashingEmbedder())) as client:
+            try:
+                assert client.post("/v1/ask", json=QUESTION, headers=default_reader).json()["status"] == "answered"
+
+                # acme is placed on the silent server (the least loaded) and waits for it...
+                hung = pool.submit(client.post, "/v1/ask", json=QUESTION, headers=acme_reader)
+                assert wait_until(lambda: len(silent.accepted) >= 1, timeout=guard)
+                # ...while the default tenant keeps answering from the first server meanwhile.
+                answered = pool.submit(client.post, "/v1/ask", json=QUESTION, headers=default_reader)
+                assert answered.result(timeout=guard).json()["status"] == "answered"
+
+                down = hung.result(timeout=guard)
+                assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable", down.text
+                assert pool.submit(client.get, "/readyz").result(timeout=guard).status_code == 200
+            finally:
+                silent.close()  # a request still hanging (the guard failed) ends, so the client can close

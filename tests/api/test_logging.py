@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from api.access_log import AccessLogMiddleware
 from api.app import create_app
 from common.logs import configure_logging, request_context
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
-from tests.helpers import bearer, issue_key, small_kb_settings
+from tests.helpers import SECRET, Receiver, bearer, free_port, issue_key, small_kb_settings, wait_until
 
 PERSONAL = "mail anna.berzina@example.com, call +371 2612 3456, card 4242 4242 4242 4242"
 
@@ -158,3 +159,28 @@ def test_question_text_is_logged_only_when_enabled_and_then_redacted(
     else:
         assert "question" not in answer_line and "answer" not in answer_line
         assert "refund take" not in raw
+
+
+def test_the_callers_request_id_reaches_the_logs_the_header_and_the_escalation_webhook(
+    tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    # A load balancer in front of several replicas sets X-Request-ID; whichever replica answers
+    # keeps it, and so does the webhook that any replica's outbox worker delivers later.
+    receiver = Receiver(free_port())
+    receiver.start()
+    try:
+        settings = small_kb_settings(tmp_path, webhook_urls=[receiver.url], webhook_secret=SecretStr(SECRET))
+        app = create_app(settings, embedder=HashingEmbedder())
+        with TestClient(app, headers=bearer(issue_key(settings))) as client:
+            response = client.post(
+                "/v1/ask", json={"question": "Connect me to a person", "escalate": True},
+                headers={"X-Request-ID": "lb-7f3a.1"},
+            )
+            assert response.json()["status"] == "escalated" and response.headers["X-Request-ID"] == "lb-7f3a.1"
+            assert wait_until(lambda: len(receiver.processed) == 1)
+    finally:
+        receiver.stop()
+    [body] = receiver.processed.values()
+    assert body["request_id"] == "lb-7f3a.1"
+    answer_lines = [line for line in _lines(log_stream) if line.get("answer_status") == "escalated"]
+    assert answer_lines and all(line["request_id"] == "lb-7f3a.1" for line in answer_lines)

@@ -54,9 +54,32 @@ def test_answers_latency_ingestion_and_outbox_are_counted(settings: Settings) ->
         for stage in ("wait", "answer", "total"):
             assert after[("answerdesk_ask_seconds_count", (("stage", stage),))] == 2
         assert after[("answerdesk_ask_seconds_sum", (("stage", "total"),))] > 0
+        for stage in ("embed", "search", "evidence", "decide"):  # measured inside the engine
+            assert before.get(("answerdesk_stage_seconds_count", (("stage", stage),))) is None
+            assert after[("answerdesk_stage_seconds_count", (("stage", stage),))] == 2, stage
+            assert after[("answerdesk_stage_seconds_sum", (("stage", stage),))] > 0, stage
+        # No verifier in this profile (verify_depth 0): the stage is not run, so not counted.
+        assert ("answerdesk_stage_seconds_count", (("stage", "verify"),)) not in after
         assert after[("answerdesk_ingested_files_total", (("outcome", "added"),))] == 1
         assert after[("answerdesk_ingest_seconds_count", ())] == 1
         assert after[("answerdesk_outbox_messages", (("status", "pending"),))] >= 1
+
+
+@pytest.mark.sqlite_only  # the verifier's timing does not depend on the database
+def test_the_verifier_stage_is_timed(tmp_path: Path, model_dir: Path) -> None:
+    from retrieval.build.embedder import prepare_verifier
+
+    if prepare_verifier(model_dir) is None:
+        pytest.skip("no verifier adapter committed")
+    settings = small_kb_settings(tmp_path, model_dir=model_dir)
+    assert settings.profile_path is not None  # the verifier reranks the first two hits
+    settings.profile_path.write_text("verify_depth = 2\n" + settings.profile_path.read_text(), encoding="utf-8")
+    with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as client:
+        assert client.app.state.engine.verifier is not None  # type: ignore[attr-defined]
+        assert client.post("/v1/ask", json={"question": "How long does a refund take?"}).status_code == 200
+        samples = _samples(client)
+    assert samples[("answerdesk_stage_seconds_count", (("stage", "verify"),))] == 1
+    assert samples[("answerdesk_stage_seconds_sum", (("stage", "verify"),))] > 0
 
 
 @pytest.mark.sqlite_only  # it deletes the SQLite file under the server
