@@ -5,6 +5,7 @@ Examples::
     answerdesk ingest data/kb --sync
     answerdesk ask "How do I get a refund?"
     answerdesk serve --port 8000
+    answerdesk worker
     answerdesk eval run --suite sample --out eval-out/sample
 """
 
@@ -206,6 +207,34 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run upload jobs from the queue (PostgreSQL) until SIGTERM: loads the embedder once, one job at
+    a time. Start as many as you like, on any machine sharing the database and the model dir."""
+    from common.logs import configure_logging
+    from ingest.jobs import JobStore
+    from ingest.pipeline import build_ingestor
+    from ingest.queue import run_worker
+    from ingest.service import DocumentService
+    from retrieval.pipeline import build_components
+
+    settings, profile = _settings()
+    configure_logging(settings.log_level)
+    if not settings.jobs_in_worker:
+        errors.print(
+            "[red]error:[/red] `answerdesk worker` needs ANSWERDESK_DATABASE_URL=postgresql+psycopg://… "
+            "(with SQLite, or ANSWERDESK_JOB_RUNNER=api, the API process runs upload jobs itself)"
+        )
+        raise typer.Exit(2)
+    embedder, store, registry = build_components(settings)
+    ingestor = build_ingestor(settings, profile, embedder, store, registry)
+    service = DocumentService(ingestor, settings.uploads_dir, JobStore(settings.database_url))
+    try:
+        run_worker(service, settings.database_url, settings.worker_stalled_seconds)
+    finally:
+        service.close()
 
 
 @app.command()

@@ -1,0 +1,145 @@
+"""Upload jobs kept in SQL (issue #14): seen from another app instance on the same database, cancel,
+retry, and resumed after a crash; run in the API process (tests/ingest/test_worker.py: the worker)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from ingest.jobs import JobStore, Upload
+from ingest.service import DocumentService
+from retrieval.config import Settings
+from retrieval.embedding import HashingEmbedder
+from retrieval.registry import DocumentRegistry
+from tests.helpers import bearer, issue_key, unlimited
+
+pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
+
+PAGE = "# Refunds\n\nAnnual plans are refunded within {} days of purchase.\n"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return unlimited(Settings(data_dir=tmp_path / "data", sync_upload_bytes=5_000))
+
+
+def _client(settings: Settings, token: str) -> TestClient:
+    return TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(token))
+
+
+@pytest.fixture
+def token(settings: Settings) -> str:
+    return issue_key(settings)
+
+
+@pytest.fixture
+def client(settings: Settings, token: str) -> Iterator[TestClient]:
+    with _client(settings, token) as client:
+        yield client
+
+
+def _batch(*names: str) -> list[tuple[str, tuple[str, bytes]]]:
+    return [("file", (name, PAGE.format(number).encode())) for number, name in enumerate(names, 10)]
+
+
+def _wait(client: TestClient, job_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] not in {"queued", "running"}:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def _error(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    return error
+
+
+def _held_writer(client: TestClient) -> threading.Event:
+    """Keep the app's writer thread busy until the returned event is set (jobs stay queued)."""
+    service: DocumentService = client.app.state.documents  # type: ignore[attr-defined]
+    release = threading.Event()
+    service._writer.submit(release.wait)
+    return release
+
+
+def test_a_job_and_the_job_gauge_are_the_same_from_another_app_on_the_database(
+    settings: Settings, token: str, client: TestClient
+) -> None:
+    accepted = client.post("/v1/documents", files=_batch("a.md", "b.md"))
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    assert _wait(client, job_id)["status"] == "succeeded"
+    with _client(settings, token) as other:
+        seen = other.get(f"/v1/jobs/{job_id}")
+        assert seen.status_code == 200, seen.text
+        assert seen.json() == client.get(f"/v1/jobs/{job_id}").json()
+        assert [r["document_id"] for r in seen.json()["results"]] == ["a", "b"]
+        assert 'answerdesk_upload_jobs{status="succeeded"} 1.0' in other.get("/metrics").text
+        # Another tenant's key sees no such job, on any instance.
+        stranger = issue_key(settings, role="admin", tenant="acme")
+        assert _error(other.get(f"/v1/jobs/{job_id}", headers=bearer(stranger)), 404)["code"] == "job_not_found"
+        assert _error(other.delete(f"/v1/jobs/{job_id}", headers=bearer(stranger)), 404)["code"] == "job_not_found"
+
+
+def test_cancel_leaves_unstarted_files_unwritten_and_a_finished_job_is_refused(client: TestClient) -> None:
+    release = _held_writer(client)
+    job_id = client.post("/v1/documents", files=_batch("c1.md", "c2.md", "c3.md")).json()["job_id"]
+    cancelled = client.delete(f"/v1/jobs/{job_id}")
+    release.set()
+    assert cancelled.status_code == 200, cancelled.text
+    job = _wait(client, job_id)
+    assert job["status"] == "cancelled"
+    assert [(r["outcome"], r["code"]) for r in job["results"]] == [("failed", "cancelled")] * 3
+    assert client.get("/v1/documents/c1").status_code == 404  # never written, even after the writer is free
+    assert _error(client.delete(f"/v1/jobs/{job_id}"), 409)["code"] == "job_finished"
+
+
+def test_retry_writes_only_the_failed_files_again(client: TestClient) -> None:
+    assert client.post("/v1/documents", json={"document_id": "r2", "content": PAGE.format(1)}).status_code == 201
+    job_id = client.post("/v1/documents", files=_batch("r1.md", "r2.md")).json()["job_id"]
+    job = _wait(client, job_id)
+    assert job["status"] == "failed"
+    assert [r["code"] for r in job["results"]] == ["", "document_exists"]
+    assert client.delete("/v1/documents/r2").status_code == 204
+    retried = client.post(f"/v1/jobs/{job_id}/retry")
+    assert retried.status_code == 202, retried.text
+    assert retried.headers["location"] == f"/v1/jobs/{job_id}"
+    job = _wait(client, job_id)
+    assert job["status"] == "succeeded", job["results"]
+    assert [(r["document_id"], r["outcome"], r["version"]) for r in job["results"]] == [
+        ("r1", "added", 1),  # written once: not again by the retry
+        ("r2", "added", 1),
+    ]
+    assert _error(client.post(f"/v1/jobs/{job_id}/retry"), 409)["code"] == "job_not_failed"
+
+
+def test_jobs_left_running_by_a_crash_resume_when_the_api_starts(settings: Settings, token: str) -> None:
+    jobs = JobStore(settings.database_url)
+    try:
+        uploads = [Upload(f"crash-{number}.md", PAGE.format(number).encode()) for number in range(3)]
+        job = jobs.create(uploads, "default", frozenset({"public", "internal"}))
+        assert jobs.start(job.job_id)  # the process that ran it died while it was running
+        first = jobs.next_file(job.job_id)
+        assert first is not None and jobs.claim(job.job_id, first.position)  # ... in its first file
+    finally:
+        jobs.close()
+    with _client(settings, token) as client:
+        resumed = _wait(client, job.job_id)
+    assert resumed["status"] == "succeeded", resumed
+    assert [r["document_id"] for r in resumed["results"]] == ["crash-0", "crash-1", "crash-2"]
+    registry = DocumentRegistry(settings.database_url)
+    try:
+        assert sorted(record.document_id for record in registry.all()) == ["crash-0", "crash-1", "crash-2"]
+    finally:
+        registry.engine.dispose()
