@@ -229,6 +229,7 @@ def worker() -> None:
         )
         raise typer.Exit(2)
     embedder, store, registry = build_components(settings)
+    embedder.warm_up()  # loaded once, before the first job
     ingestor = build_ingestor(settings, profile, embedder, store, registry)
     service = DocumentService(ingestor, settings.uploads_dir, JobStore(settings.database_url))
     try:

@@ -32,8 +32,8 @@ from api.routes_experiments import router as experiments_router
 from api.routes_keys import router as keys_router
 from api.routes_support import router as support_router
 from console.mount import mount_console
-from ingest.pipeline import build_ingestor
 from ingest.jobs import JobStore
+from ingest.pipeline import build_ingestor
 from ingest.queue import ProcrastinateQueue
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings

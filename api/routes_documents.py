@@ -79,7 +79,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _JOB_CHANGES: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
-    409: {"model": ErrorResponse, "description": "The job's state does not allow it (`job_finished`, `job_not_failed`)."},
+    409: {"model": ErrorResponse, "description": "Not in this job's state (`job_finished`, `job_not_failed`)."},
 }
 # What a write answers: the file's outcome now (200 replaced, 201 added), or a job to poll (202).
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -49,7 +49,9 @@ class _JobRow(_Base):
 class _FileRow(_Base):
     __tablename__ = "upload_job_files"
 
-    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("upload_jobs.job_id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("upload_jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     filename: Mapped[str] = mapped_column(String)
     data: Mapped[bytes] = mapped_column(LargeBinary)
@@ -316,7 +318,8 @@ class JobStore(SqlStore):
             row = session.get(_JobRow, job_id, with_for_update=True)
             if row is None or row.status not in {JobStatus.FAILED, JobStatus.CANCELLED}:
                 state = row.status if row is not None else "gone"
-                raise JobStateError(f"job {job_id!r} is {state}: only a failed or cancelled job is retried", "job_not_failed")
+                problem = f"job {job_id!r} is {state}: only a failed or cancelled job is retried"
+                raise JobStateError(problem, "job_not_failed")
             files = session.scalars(select(_FileRow).where(_FileRow.job_id == job_id)).all()
             for file in files:
                 if file.result is not None and file.result["outcome"] == Outcome.FAILED.value:

@@ -121,7 +121,8 @@ class DocumentService:
     ) -> Job:
         """Keep uploads as a job and return it at once; poll :meth:`job` for progress."""
         enqueue = self.queue.enqueue if self.queue is not None else None
-        job = self.jobs.create(uploads, placement.tenant, placement.allowed_audiences, document_id, must_be_new, enqueue)
+        audiences = placement.allowed_audiences
+        job = self.jobs.create(uploads, placement.tenant, audiences, document_id, must_be_new, enqueue)
         if self.queue is None:
             self._submit_step(job.job_id, first=True)
         return job
