@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from api.app import create_app
 from ingest.jobs import JobStore, Upload
+from ingest.pipeline import FileResult
 from ingest.service import DocumentService
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from retrieval.registry import DocumentRegistry
-from tests.helpers import bearer, issue_key, unlimited
+from tests.helpers import bearer, issue_key, unlimited, wait_until
 
 pytestmark = pytest.mark.sql  # each test also runs on PostgreSQL (tests/conftest.py)
 
@@ -103,6 +105,57 @@ def test_cancel_leaves_unstarted_files_unwritten_and_a_finished_job_is_refused(c
     assert [(r["outcome"], r["code"]) for r in job["results"]] == [("failed", "cancelled")] * 3
     assert client.get("/v1/documents/c1").status_code == 404  # never written, even after the writer is free
     assert _error(client.delete(f"/v1/jobs/{job_id}"), 409)["code"] == "job_finished"
+
+
+def test_cancel_while_a_file_is_written_lets_that_file_finish(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service: DocumentService = client.app.state.documents  # type: ignore[attr-defined]
+    real = service.ingestor.ingest_files
+    writing, release = threading.Event(), threading.Event()
+
+    def ingest_files(files: Sequence[tuple[Path, Path | None]], **kwargs: Any) -> list[FileResult]:
+        if files[0][0].name == "m2.md":
+            writing.set()
+            assert release.wait(30)
+        return real(files, **kwargs)
+
+    monkeypatch.setattr(service.ingestor, "ingest_files", ingest_files)
+    job_id = client.post("/v1/documents", files=_batch("m1.md", "m2.md", "m3.md")).json()["job_id"]
+    assert writing.wait(20)
+    cancelling = client.delete(f"/v1/jobs/{job_id}")
+    assert (cancelling.status_code, cancelling.json()["status"]) == (200, "running")
+    release.set()
+    job = _wait(client, job_id)
+    assert job["status"] == "cancelled"
+    assert [(r["outcome"], r["code"]) for r in job["results"]] == [("added", ""), ("added", ""), ("failed", "cancelled")]
+    assert client.get("/v1/documents/m2").status_code == 200 and client.get("/v1/documents/m3").status_code == 404
+
+
+def test_a_write_waits_for_another_process_holding_the_tenants_write_lock(
+    settings: Settings, client: TestClient, sql_backend: str
+) -> None:
+    if sql_backend != "postgres":
+        pytest.skip("one process writes a SQLite database: its writer thread is the lock")
+    other = JobStore(settings.database_url)  # another replica or worker, writing the same tenant
+    waiting = (  # in this test session's database only: other runs may share the server
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    try:
+        with other.write_lock("default"):
+            put: list[Any] = []
+            writer = threading.Thread(
+                target=lambda: put.append(client.put("/v1/documents/locked", json={"content": PAGE.format(3)}))
+            )
+            writer.start()
+            with other.engine.connect() as connection:
+                assert wait_until(lambda: connection.execute(text(waiting)).scalar() == 1)
+            assert client.get("/v1/documents/locked").status_code == 404  # not written while the lock is held
+        writer.join(20)
+    finally:
+        other.close()
+    assert put[0].status_code == 201, put[0].text
 
 
 def test_retry_writes_only_the_failed_files_again(client: TestClient) -> None:

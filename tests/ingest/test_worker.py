@@ -1,6 +1,7 @@
 """`answerdesk worker` on PostgreSQL (issue #14): it runs a batch uploaded through the API; killed
-with SIGKILL mid-batch, a new worker picks the job up again (stalled-job retry) and finishes it with
-every document written exactly once; SIGTERM stops it cleanly. Skipped loudly without PostgreSQL."""
+with SIGKILL mid-batch, a new worker picks the job up again (stalled-job retry); stopped with
+SIGTERM mid-batch, it exits cleanly and the next worker finishes the job, every document written
+exactly once. Skipped loudly without PostgreSQL."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from retrieval.registry import DocumentRegistry
 from tests.helpers import bearer, issue_key, unlimited
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = 40
+FILES = 16
 STALLED_SECONDS = 3.0  # how soon a silent worker's job is taken back (30 s by default)
 PAGE = (
     "# Plan {n}\n\nThe plan number {n} includes {n} seats, a monthly invoice and e-mail support.\n\n"
@@ -80,7 +81,7 @@ def _until(jobs: JobStore, job_id: str, done: Callable[[Job], bool], timeout: fl
     raise AssertionError(f"job {job_id} stuck: {jobs.get(job_id)}")
 
 
-def test_a_worker_killed_mid_batch_is_replaced_and_every_file_is_written_once(
+def test_workers_killed_or_stopped_mid_batch_are_replaced_and_every_file_is_written_once(
     settings: Settings, start_worker: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
     # The API only enqueues here (no worker runs in it); it closes before the workers write, so
@@ -101,14 +102,21 @@ def test_a_worker_killed_mid_batch_is_replaced_and_every_file_is_written_once(
         assert cut is not None and cut.status == JobStatus.RUNNING and len(cut.results) < FILES, cut
 
         second = start_worker()  # takes the job back once the first one's heartbeat is stale
+        _until(jobs, job_id, lambda job: len(job.results) > len(cut.results))
+        second.send_signal(signal.SIGTERM)  # a clean stop: the file being written finishes ...
+        assert second.wait(timeout=30) == 0
+        stopped = jobs.get(job_id)
+        assert stopped is not None and len(stopped.results) < FILES, stopped
+
+        third = start_worker()  # ... and the rest of the job is back in the queue at once
         job = _until(jobs, job_id, lambda job: job.status not in {JobStatus.QUEUED, JobStatus.RUNNING})
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=30) == 0  # a clean stop
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(timeout=30) == 0
     finally:
         jobs.close()
 
     assert job.status == JobStatus.SUCCEEDED, [r for r in job.results if r.error]
-    assert job.attempts == 2  # once by each worker
+    assert job.attempts == 3  # once by each worker
     assert sorted(r.document_id for r in job.results) == [f"plans/plan-{n:02}" for n in range(FILES)]
     assert {r.outcome.value for r in job.results} <= {"added", "unchanged"}  # the cut file: either
     registry = DocumentRegistry(settings.database_url)
