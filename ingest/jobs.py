@@ -16,8 +16,21 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Connection, ForeignKey, Integer, LargeBinary, String, func, select, text, update
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.clock import utc_now
 from common.errors import AnswerDeskError
@@ -70,6 +83,7 @@ class JobStatus(StrEnum):
 
 
 UNFINISHED = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+MAX_JOBS_KEPT = 1000  # finished jobs kept for GET /v1/jobs/{id} and retry; older ones are deleted
 CANCELLED_CODE = "cancelled"
 
 
@@ -278,27 +292,29 @@ class JobStore(SqlStore):
 
     def finish(self, job_id: str) -> Job | None:
         """Close a job whose files all have results (those left get ``cancelled`` when it was
-        cancelled); its status says how it went."""
+        cancelled); its status says how it went. The bytes of the files written are dropped (a
+        retry writes only failed ones), and only the newest :data:`MAX_JOBS_KEPT` finished jobs stay."""
         with self._session() as session:
             row = session.get(_JobRow, job_id, with_for_update=True)
             if row is None:
                 return None
-            if row.cancel_requested:
-                unwritten = FileResult("", Outcome.FAILED, error="the job was cancelled before this file was written")
-                session.execute(
-                    update(_FileRow)
-                    .where(_FileRow.job_id == job_id, _FileRow.result.is_(None))
-                    .values(result=_result_to(unwritten) | {"code": CANCELLED_CODE})
-                )
-            results = session.scalars(select(_FileRow.result).where(_FileRow.job_id == job_id)).all()
-            codes = [result.get("code", "") if result else "" for result in results]
-            if row.cancel_requested and CANCELLED_CODE in codes:
+            files = session.scalars(select(_FileRow).where(_FileRow.job_id == job_id)).all()
+            for file in files:
+                if file.result is None and row.cancel_requested:
+                    problem = "the job was cancelled before this file was written"
+                    cancelled = FileResult(file.filename, Outcome.FAILED, error=problem, code=CANCELLED_CODE)
+                    file.result = _result_to(cancelled)
+                if file.result is not None and file.result["outcome"] != Outcome.FAILED.value:
+                    file.data = b""
+            results = [file.result for file in files]
+            if any(result and result["code"] == CANCELLED_CODE for result in results):
                 status = JobStatus.CANCELLED
             elif any(result is None or result["outcome"] == Outcome.FAILED.value for result in results):
                 status = JobStatus.FAILED
             else:
                 status = JobStatus.SUCCEEDED
             row.status, row.finished_at = status.value, utc_now("seconds")
+            _prune(session)
         return self.get(job_id)
 
     def cancel(self, job_id: str) -> None:
@@ -349,6 +365,24 @@ class JobStore(SqlStore):
         with self._session() as session:
             rows = session.execute(select(_JobRow.status, func.count()).group_by(_JobRow.status)).all()
         return dict(Counter({status: count for status, count in rows}))
+
+
+def _prune(session: Session) -> None:
+    """Forget finished jobs older than the newest MAX_JOBS_KEPT (their files first: SQLite does not
+    enforce the foreign key's cascade)."""
+    finished = _JobRow.status.not_in([s.value for s in UNFINISHED])
+    oldest_kept = session.scalar(
+        select(_JobRow.finished_at)
+        .where(finished)
+        .order_by(_JobRow.finished_at.desc())
+        .offset(MAX_JOBS_KEPT - 1)
+        .limit(1)
+    )
+    if oldest_kept is None:
+        return
+    old = select(_JobRow.job_id).where(finished, _JobRow.finished_at < oldest_kept)
+    session.execute(delete(_FileRow).where(_FileRow.job_id.in_(old)))
+    session.execute(delete(_JobRow).where(_JobRow.job_id.in_(old)))
 
 
 def _result_to(result: FileResult) -> dict[str, Any]:

@@ -91,6 +91,7 @@ def run_worker(service: DocumentService, database_url: str, stalled_seconds: flo
                     "concurrency": 1,
                     "additional_context": {"service": service},
                     "shutdown_graceful_timeout": 0,  # at once: the task stops between files
+                    "delete_jobs": "successful",  # our job rows keep the history; the queue stays small
                     "update_heartbeat_interval": stalled_seconds / 4,
                     "stalled_worker_timeout": stalled_seconds,
                 }

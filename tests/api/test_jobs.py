@@ -13,9 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+import ingest.jobs
 from api.app import create_app
 from ingest.jobs import JobStore, Upload
-from ingest.pipeline import FileResult
+from ingest.pipeline import FileResult, Outcome
 from ingest.service import DocumentService
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
@@ -102,7 +103,11 @@ def test_cancel_leaves_unstarted_files_unwritten_and_a_finished_job_is_refused(c
     assert cancelled.status_code == 200, cancelled.text
     job = _wait(client, job_id)
     assert job["status"] == "cancelled"
-    assert [(r["outcome"], r["code"]) for r in job["results"]] == [("failed", "cancelled")] * 3
+    assert [(r["file"], r["outcome"], r["code"]) for r in job["results"]] == [
+        ("c1.md", "failed", "cancelled"),
+        ("c2.md", "failed", "cancelled"),
+        ("c3.md", "failed", "cancelled"),
+    ]
     assert client.get("/v1/documents/c1").status_code == 404  # never written, even after the writer is free
     assert _error(client.delete(f"/v1/jobs/{job_id}"), 409)["code"] == "job_finished"
 
@@ -128,7 +133,8 @@ def test_cancel_while_a_file_is_written_lets_that_file_finish(
     release.set()
     job = _wait(client, job_id)
     assert job["status"] == "cancelled"
-    assert [(r["outcome"], r["code"]) for r in job["results"]] == [("added", ""), ("added", ""), ("failed", "cancelled")]
+    outcomes = [(r["outcome"], r["code"]) for r in job["results"]]
+    assert outcomes == [("added", ""), ("added", ""), ("failed", "cancelled")]
     assert client.get("/v1/documents/m2").status_code == 200 and client.get("/v1/documents/m3").status_code == 404
 
 
@@ -196,3 +202,23 @@ def test_jobs_left_running_by_a_crash_resume_when_the_api_starts(settings: Setti
         assert sorted(record.document_id for record in registry.all()) == ["crash-0", "crash-1", "crash-2"]
     finally:
         registry.engine.dispose()
+
+
+def test_only_the_newest_finished_jobs_are_kept(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest.jobs, "MAX_JOBS_KEPT", 2)
+    jobs = JobStore(settings.database_url)
+    try:
+        made = []
+        for number in range(3):
+            job = jobs.create([Upload("a.md", b"# A\n")], "default", frozenset({"public"}))
+            assert jobs.start(job.job_id)
+            jobs.record(job.job_id, 0, FileResult("a.md", Outcome.ADDED, "a", version=1))
+            jobs.finish(job.job_id)
+            made.append(job.job_id)
+            time.sleep(1.1 if number == 0 else 0)  # finished_at has whole seconds
+        unfinished = jobs.create([Upload("b.md", b"# B\n")], "default", frozenset({"public"}))
+        assert [jobs.get(job_id) is not None for job_id in made] == [False, True, True]
+        assert jobs.get(unfinished.job_id) is not None  # never pruned while queued
+        assert jobs.counts() == {"succeeded": 2, "queued": 1}
+    finally:
+        jobs.close()
