@@ -339,7 +339,7 @@ class JobStore(SqlStore):
             files = session.scalars(select(_FileRow).where(_FileRow.job_id == job_id)).all()
             for file in files:
                 if file.result is not None and file.result["outcome"] == Outcome.FAILED.value:
-                    file.result = None
+                    file.result, file.started = None, False
             row.status, row.finished_at, row.cancel_requested = JobStatus.QUEUED.value, "", False
             session.flush()
             job = Job(job_id, len(files), tenant=row.tenant, audiences=frozenset(row.audiences))

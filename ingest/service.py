@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["DocumentService", "Job", "JobQueue", "JobStatus", "Upload", "WriterBusyError"]
 
 
+# A job run this many times whose next file was being written when the previous run died fails that file.
+MAX_ATTEMPTS = 5
+
+
 class WriterBusyError(AnswerDeskError, RuntimeError):
     """A write that could not start within its deadline, because other writes were still running."""
 
@@ -205,6 +209,11 @@ class DocumentService:
     def _write_pending(self, pending: PendingFile) -> FileResult:
         job = self.jobs.get(pending.job_id)
         assert job is not None
+        if pending.started and job.attempts >= MAX_ATTEMPTS:
+            # Its runner died while writing it, again and again (a file that crashes the process):
+            # the rest of the job must not wait on it for ever.
+            problem = f"the process writing this file stopped {MAX_ATTEMPTS - 1} times; it was not tried again"
+            return FileResult(pending.upload.filename, Outcome.FAILED, error=problem, code="write_interrupted")
         claimed = {r.document_id for r in job.results if r.document_id and r.outcome != Outcome.FAILED}
         placement = Placement(tenant=pending.tenant, allowed_audiences=pending.audiences)
         # A file whose write began before may have added its document then: not "document_exists".

@@ -17,7 +17,7 @@ import ingest.jobs
 from api.app import create_app
 from ingest.jobs import JobStore, Upload
 from ingest.pipeline import FileResult, Outcome
-from ingest.service import DocumentService
+from ingest.service import MAX_ATTEMPTS, DocumentService
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from retrieval.registry import DocumentRegistry
@@ -93,6 +93,9 @@ def test_a_job_and_the_job_gauge_are_the_same_from_another_app_on_the_database(
         stranger = issue_key(settings, role="admin", tenant="acme")
         assert _error(other.get(f"/v1/jobs/{job_id}", headers=bearer(stranger)), 404)["code"] == "job_not_found"
         assert _error(other.delete(f"/v1/jobs/{job_id}", headers=bearer(stranger)), 404)["code"] == "job_not_found"
+        reader = issue_key(settings, role="reader")
+        assert _error(other.delete(f"/v1/jobs/{job_id}", headers=bearer(reader)), 403)["code"] == "forbidden_role"
+        assert _error(other.post(f"/v1/jobs/{job_id}/retry", headers=bearer(reader)), 403)["code"] == "forbidden_role"
 
 
 def test_cancel_leaves_unstarted_files_unwritten_and_a_finished_job_is_refused(client: TestClient) -> None:
@@ -222,3 +225,21 @@ def test_only_the_newest_finished_jobs_are_kept(settings: Settings, monkeypatch:
         assert jobs.counts() == {"succeeded": 2, "queued": 1}
     finally:
         jobs.close()
+
+
+def test_a_file_whose_writer_keeps_dying_fails_and_the_job_goes_on(settings: Settings, token: str) -> None:
+    jobs = JobStore(settings.database_url)
+    try:
+        uploads = [Upload(f"poison-{number}.md", PAGE.format(number).encode()) for number in range(2)]
+        job = jobs.create(uploads, "default", frozenset({"public", "internal"}))
+        for _ in range(MAX_ATTEMPTS - 1):  # each run died while writing the first file
+            assert jobs.start(job.job_id) and jobs.claim(job.job_id, 0)
+    finally:
+        jobs.close()
+    with _client(settings, token) as client:
+        resumed = _wait(client, job.job_id)
+        assert resumed["status"] == "failed", resumed
+        outcomes = [(r["outcome"], r["code"]) for r in resumed["results"]]
+        assert outcomes == [("failed", "write_interrupted"), ("added", "")]
+        retried = _wait(client, client.post(f"/v1/jobs/{job.job_id}/retry").json()["job_id"])
+        assert retried["status"] == "succeeded", retried  # a retry tries it afresh
