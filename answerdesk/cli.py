@@ -213,6 +213,10 @@ def serve(
 def worker() -> None:
     """Run upload jobs from the queue (PostgreSQL) until SIGTERM: loads the embedder once, one job at
     a time. Start as many as you like, on any machine sharing the database and the model dir."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from common.errors import AnswerDeskError
     from common.logs import configure_logging
     from ingest.jobs import JobStore
     from ingest.pipeline import build_ingestor
@@ -228,10 +232,14 @@ def worker() -> None:
             "(with SQLite, or ANSWERDESK_JOB_RUNNER=api, the API process runs upload jobs itself)"
         )
         raise typer.Exit(2)
-    embedder, store, registry = build_components(settings)
+    try:  # the database first: a wrong URL or an old schema is said before the model loads
+        jobs = JobStore(settings.database_url)
+        embedder, store, registry = build_components(settings)
+    except (AnswerDeskError, SQLAlchemyError) as exc:
+        errors.print(f"[red]error:[/red] cannot start the worker: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     embedder.warm_up()  # loaded once, before the first job
-    ingestor = build_ingestor(settings, profile, embedder, store, registry)
-    service = DocumentService(ingestor, settings.uploads_dir, JobStore(settings.database_url))
+    service = DocumentService(build_ingestor(settings, profile, embedder, store, registry), settings.uploads_dir, jobs)
     try:
         run_worker(service, settings.database_url, settings.worker_stalled_seconds)
     finally:

@@ -126,3 +126,19 @@ def test_workers_killed_or_stopped_mid_batch_are_replaced_and_every_file_is_writ
         registry.engine.dispose()
     assert len(records) == FILES
     assert {record.version for record in records} == {1}  # none written twice
+
+
+def test_the_worker_refuses_sqlite_and_an_old_schema_naming_the_fix(tmp_path: Path, postgres_database: str) -> None:
+    from tests.databases import schema_in
+
+    def worker(url: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "ANSWERDESK_DATA_DIR": str(tmp_path / "data"), "ANSWERDESK_DATABASE_URL": url}
+        command = [sys.executable, "-m", "answerdesk", "worker"]
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    sqlite = worker(f"sqlite:///{tmp_path / 'answerdesk.db'}")
+    assert sqlite.returncode == 2 and "postgresql" in sqlite.stderr, sqlite.stderr
+    with schema_in(postgres_database) as empty:  # `answerdesk db upgrade` never ran
+        outdated = worker(empty)
+    said = " ".join(outdated.stderr.split())
+    assert outdated.returncode == 2 and "answerdesk db upgrade" in said and "Traceback" not in said, said
