@@ -126,6 +126,16 @@ def test_workers_killed_or_stopped_mid_batch_are_replaced_and_every_file_is_writ
         registry.engine.dispose()
     assert len(records) == FILES
     assert {record.version for record in records} == {1}  # none written twice
+    # Registry, vector store and lexical index agree: the killed write left no stray chunks.
+    env = {
+        **os.environ,
+        "ANSWERDESK_DATA_DIR": str(settings.data_dir),
+        "ANSWERDESK_DATABASE_URL": settings.database_url,
+    }
+    check = subprocess.run(
+        [sys.executable, "-m", "answerdesk", "check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0 and f"consistent: {FILES} documents" in check.stdout, check.stdout + check.stderr
 
 
 def test_the_worker_refuses_sqlite_and_an_old_schema_naming_the_fix(tmp_path: Path, postgres_database: str) -> None:
