@@ -167,6 +167,36 @@ def test_a_write_waits_for_another_process_holding_the_tenants_write_lock(
     assert put[0].status_code == 201, put[0].text
 
 
+def test_on_postgresql_jobs_go_to_the_workers_queue_with_their_rows(
+    settings: Settings, token: str, sql_backend: str
+) -> None:
+    if sql_backend != "postgres":
+        pytest.skip("the queue of `answerdesk worker` is in PostgreSQL")
+    queued = settings.model_copy(update={"job_runner": "auto", "sync_write_seconds": 0.2})
+    with _client(queued, token) as client:
+        release = _held_writer(client)
+        try:  # a write that cannot start in time becomes a job for the workers, like a batch
+            late = client.post("/v1/documents", json={"document_id": "late", "content": PAGE.format(4)})
+        finally:
+            release.set()
+        assert late.status_code == 202, late.text
+        batch = client.post("/v1/documents", files=_batch("q1.md", "q2.md"))
+        assert batch.status_code == 202, batch.text
+        job_ids = [late.json()["job_id"], batch.json()["job_id"]]
+        assert [client.get(f"/v1/jobs/{job_id}").json()["status"] for job_id in job_ids] == ["queued", "queued"]
+    jobs = JobStore(settings.database_url)
+    try:
+        with jobs.engine.connect() as connection:
+            entries = connection.execute(
+                text("SELECT args->>'job_id', task_name, lock, status FROM procrastinate_jobs ORDER BY id")
+            ).all()
+    finally:
+        jobs.close()
+    assert [tuple(entry) for entry in entries] == [
+        (job_id, "answerdesk.run_upload_job", "tenant:default", "todo") for job_id in job_ids
+    ]
+
+
 def test_retry_writes_only_the_failed_files_again(client: TestClient) -> None:
     assert client.post("/v1/documents", json={"document_id": "r2", "content": PAGE.format(1)}).status_code == 201
     job_id = client.post("/v1/documents", files=_batch("r1.md", "r2.md")).json()["job_id"]
