@@ -9,7 +9,6 @@ Who runs a job is the caller's business (ingest/service.py in the API process, i
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -364,7 +363,7 @@ class JobStore(SqlStore):
         """Jobs by status (the /metrics gauge: the same on every replica)."""
         with self._session() as session:
             rows = session.execute(select(_JobRow.status, func.count()).group_by(_JobRow.status)).all()
-        return dict(Counter({status: count for status, count in rows}))
+        return {status: count for status, count in rows}
 
 
 def _prune(session: Session) -> None:
