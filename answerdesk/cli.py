@@ -5,6 +5,7 @@ Examples::
     answerdesk ingest data/kb --sync
     answerdesk ask "How do I get a refund?"
     answerdesk serve --port 8000
+    answerdesk worker
     answerdesk eval run --suite sample --out eval-out/sample
 """
 
@@ -206,6 +207,43 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run upload jobs from the queue (PostgreSQL) until SIGTERM: loads the embedder once, one job at
+    a time. Start as many as you like, on any machine sharing the database and the model dir."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from common.errors import AnswerDeskError
+    from common.logs import configure_logging
+    from ingest.jobs import JobStore
+    from ingest.pipeline import build_ingestor
+    from ingest.queue import run_worker
+    from ingest.service import DocumentService
+    from retrieval.pipeline import build_components
+
+    settings, profile = _settings()
+    configure_logging(settings.log_level)
+    if not settings.jobs_in_worker:
+        errors.print(
+            "[red]error:[/red] `answerdesk worker` needs ANSWERDESK_DATABASE_URL=postgresql+psycopg://… "
+            "(with SQLite, or ANSWERDESK_JOB_RUNNER=api, the API process runs upload jobs itself)"
+        )
+        raise typer.Exit(2)
+    try:  # the database first: a wrong URL or an old schema is said before the model loads
+        jobs = JobStore(settings.database_url)
+        embedder, store, registry = build_components(settings)
+    except (AnswerDeskError, SQLAlchemyError) as exc:
+        errors.print(f"[red]error:[/red] cannot start the worker: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    embedder.warm_up()  # loaded once, before the first job
+    service = DocumentService(build_ingestor(settings, profile, embedder, store, registry), settings.uploads_dir, jobs)
+    try:
+        run_worker(service, settings.database_url, settings.worker_stalled_seconds)
+    finally:
+        service.close()
 
 
 @app.command()

@@ -33,7 +33,9 @@ from api.routes_keys import router as keys_router
 from api.routes_support import router as support_router
 from api.tracing import AskTrace, Tracing, build_tracing
 from console.mount import mount_console
+from ingest.jobs import JobStore
 from ingest.pipeline import build_ingestor
+from ingest.queue import ProcrastinateQueue
 from ingest.service import DocumentService
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import Embedder
@@ -71,7 +73,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         app.state.engine = build_pipeline(settings, profile, loaded, store, registry)
         app.state.registry = registry
         app.state.keys = await run_in_threadpool(build_key_store, settings)
-        documents = DocumentService(build_ingestor(settings, profile, loaded, store, registry), settings.uploads_dir)
+        ingestor = build_ingestor(settings, profile, loaded, store, registry)
+        jobs = await run_in_threadpool(JobStore, settings.database_url)
+        queue = ProcrastinateQueue(settings.database_url) if settings.jobs_in_worker else None
+        documents = DocumentService(ingestor, settings.uploads_dir, jobs, queue)
         documents.on_file_written = app.state.metrics.file_written
         await run_in_threadpool(documents.recover)  # also fills a lexical index that lacks chunks
         await run_in_threadpool(app.state.engine.warm_up)
@@ -97,7 +102,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         "gave up).", "status", lambda: _support_store(app).outbox_counts() if hasattr(app.state, "support") else {},
     )
     metrics.depth(
-        "answerdesk_upload_jobs", "Upload jobs kept by this replica, by status.", "status",
+        "answerdesk_upload_jobs", "Upload jobs in the database, by status (the same on every replica).", "status",
         lambda: app.state.documents.job_counts() if hasattr(app.state, "documents") else {},
     )
     redis = (settings.redis_url or None, settings.redis_prefix)  # shared by all replicas when set

@@ -147,6 +147,8 @@ DOMAIN_STATUS: dict[str, int] = {
     "answer_not_found": 404,
     "key_not_found": 404,
     "escalation_already_resolved": 409,
+    "job_finished": 409,
+    "job_not_failed": 409,
     "invalid_id": 422,
     "invalid_scope": 422,
     "invalid_key_spec": 422,

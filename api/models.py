@@ -161,7 +161,7 @@ class FileOutcome(BaseModel):
 
 class JobView(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     created_at: str
     finished_at: str
     files_total: int

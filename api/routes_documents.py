@@ -77,6 +77,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "Other writes kept this one from starting in time (`writer_busy`, DELETE); see Retry-After.",
     }.items()
 }
+_JOB_CHANGES: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"model": ErrorResponse, "description": "Not in this job's state (`job_finished`, `job_not_failed`)."},
+}
 # What a write answers: the file's outcome now (200 replaced, 201 added), or a job to poll (202).
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
@@ -181,11 +185,32 @@ async def delete_document(
 
 @router.get("/v1/jobs/{job_id}", response_model=JobView, responses=_ERRORS, tags=["jobs"])
 async def get_job(job_id: str, caller: JobsCaller, service: DocumentsDep) -> JobView:
-    """Progress and per-file results of an upload job."""
+    """Progress and per-file results of an upload job (kept in the database: any replica answers)."""
+    return job_view(await run_in_threadpool(_caller_job, service, caller, job_id))
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobView, responses=_JOB_CHANGES, tags=["jobs"])
+async def cancel_job(job_id: str, caller: JobsCaller, service: DocumentsDep) -> JobView:
+    """Cancel a job: files not started yet are not written (result code `cancelled`), the file being
+    written finishes. 409 `job_finished` when it has finished already."""
+    await run_in_threadpool(_caller_job, service, caller, job_id)
+    return job_view(await run_in_threadpool(service.cancel, job_id))
+
+
+@router.post("/v1/jobs/{job_id}/retry", status_code=202, response_model=JobView, responses=_JOB_CHANGES, tags=["jobs"])
+async def retry_job(job_id: str, caller: JobsCaller, service: DocumentsDep) -> JSONResponse:
+    """Queue a failed or cancelled job's failed and unwritten files again (202; poll the job). 409
+    `job_not_failed` while it runs or when every file succeeded."""
+    await run_in_threadpool(_caller_job, service, caller, job_id)
+    return _accepted(await run_in_threadpool(service.retry, job_id))
+
+
+def _caller_job(service: DocumentService, caller: Caller, job_id: str) -> Job:
+    """The caller's job; another tenant's, or one with documents the key may not see, is "no job"."""
     job = service.job(job_id)
     if job is None or job.tenant != caller.tenant or not job.audiences <= caller.scope.audiences:
-        raise NotFoundError(f"no job {job_id!r} (jobs are kept in memory until the server restarts)", "job_not_found")
-    return job_view(job)
+        raise NotFoundError(f"no job {job_id!r}", "job_not_found")
+    return job
 
 
 def visible_to(caller: Caller, record: DocumentRecord) -> bool:
@@ -280,7 +305,7 @@ async def _write(
     return _accepted(service.start_job(uploads, document_id, must_be_new, placement))
 
 
-def _accepted(job: Job) -> Response:
+def _accepted(job: Job) -> JSONResponse:
     return JSONResponse(job_view(job).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"})
 
 

@@ -1,9 +1,12 @@
 """Document writes for the API: uploads become files under the uploads folder, then are ingested.
 
-All writes run on one writer thread, in order, so two requests never race on a document's
-version; large uploads run as jobs whose progress and per-file results can be polled. A job's files
-are queued one at a time, so a write sent while a batch runs goes in between its files, and a
-write that cannot start within its deadline is handed back as a job instead of holding the client.
+Writes of this process run on one writer thread, in order, so two requests never race on a
+document's version; writes of other processes sharing a PostgreSQL database (replicas, workers)
+wait for the tenant's write lock (ingest/jobs.py). Large uploads run as jobs kept in SQL
+(ingest/jobs.py) whose progress and per-file results any replica can show. A job runs either here,
+on the writer thread one file at a time, so a write sent while a batch runs goes in between its
+files (SQLite, or ``job_runner = "api"``), or in ``answerdesk worker`` (ingest/queue.py). A write
+that cannot start within its deadline is handed back as a job instead of holding the client.
 Uploaded bytes are parsed before anything is written: a bad file changes nothing.
 """
 
@@ -14,22 +17,20 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections import Counter, OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
-from common.clock import utc_now
+from sqlalchemy import Connection
+
 from common.errors import AnswerDeskError
+from ingest.jobs import Job, JobStatus, JobStore, PendingFile, Upload
 from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_bytes
 from ingest.pipeline import DEFAULT_PLACEMENT, FileResult, Ingestor, Outcome, Placement
 from retrieval.scope import (
     DEFAULT_TENANT,
     MAX_ID_SEGMENT_BYTES,
-    PUBLIC,
     TENANT_SEPARATOR,
     InvalidIdError,
     check_document_id,
@@ -39,23 +40,11 @@ from retrieval.scope import (
 
 logger = logging.getLogger(__name__)
 
-MAX_JOBS_KEPT = 1000
+__all__ = ["DocumentService", "Job", "JobQueue", "JobStatus", "Upload", "WriterBusyError"]
 
 
-@dataclass(frozen=True)
-class Upload:
-    """One uploaded file: its name (may hold folders, e.g. ``en/faq.md``) and bytes.
-
-    A file over the size limit is passed with its ``size`` and no data, and fails as ``too_large``.
-    """
-
-    filename: str
-    data: bytes
-    size: int = -1
-
-    @property
-    def length(self) -> int:
-        return self.size if self.size >= 0 else len(self.data)
+# A job run this many times whose next file was being written when the previous run died fails that file.
+MAX_ATTEMPTS = 5
 
 
 class WriterBusyError(AnswerDeskError, RuntimeError):
@@ -64,37 +53,27 @@ class WriterBusyError(AnswerDeskError, RuntimeError):
     code = "writer_busy"
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"  # every file ingested (or unchanged)
-    FAILED = "failed"  # at least one file failed; the others were ingested
+class JobStopped(Exception):  # noqa: N818 - a signal to the queue, not an error
+    """The worker is stopping: the job's remaining files are left for the next run of it."""
 
 
-@dataclass
-class Job:
-    job_id: str
-    files_total: int
-    status: JobStatus = JobStatus.QUEUED
-    created_at: str = field(default_factory=lambda: utc_now("seconds"))
-    finished_at: str = ""
-    results: list[FileResult] = field(default_factory=list)
-    tenant: str = DEFAULT_TENANT  # whose documents; the API shows a job only to its tenant
-    # The audiences its writer could publish to: a job of an internal key may name internal
-    # documents, so the API shows it only to keys that see every one of them.
-    audiences: frozenset[str] = frozenset({PUBLIC})
-    started: threading.Event = field(default_factory=threading.Event, repr=False)
+class JobQueue(Protocol):
+    """Where jobs go when another process runs them (ingest/queue.py); called inside the
+    transaction that makes the job's rows, so both are committed or neither."""
+
+    def enqueue(self, connection: Connection, job: Job) -> None: ...
 
 
 class DocumentService:
-    """Adds, replaces and deletes documents for the API, one write at a time."""
+    """Adds, replaces and deletes documents for the API, one write at a time; runs upload jobs
+    (here, or in a worker when ``queue`` is given)."""
 
-    def __init__(self, ingestor: Ingestor, uploads_dir: Path) -> None:
+    def __init__(self, ingestor: Ingestor, uploads_dir: Path, jobs: JobStore, queue: JobQueue | None = None) -> None:
         self.ingestor = ingestor
         self.uploads_dir = uploads_dir
+        self.jobs = jobs
+        self.queue = queue
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="document-writer")
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._jobs_lock = threading.Lock()
         # Told each written file's outcome and seconds (the API's metrics); None: nobody listens.
         self.on_file_written: Callable[[str, float], None] | None = None
 
@@ -109,25 +88,33 @@ class DocumentService:
         """Add or replace one document of ``placement``'s tenant (``document_id`` is the tenant's own,
         unqualified id): its result, or, when other writes keep it from starting within
         ``wait_seconds`` (None: however long), the job that will write it, to poll like any other."""
-        job = self._new_job(1, placement)
-        future = self._writer.submit(self._job_step, job, [upload], 0, document_id, must_be_new, placement, set())
-        if not job.started.wait(wait_seconds):
-            self._keep(job)
-            return job
-        future.result()
-        return job.results[0]
+        started = threading.Event()
+
+        def run() -> FileResult:
+            started.set()
+            with self.jobs.write_lock(placement.tenant):
+                return self._timed_put(upload, document_id, must_be_new, placement, set())
+
+        future = self._writer.submit(run)
+        if not started.wait(wait_seconds) and future.cancel():
+            return self.start_job([upload], document_id, must_be_new, placement)
+        return future.result()
 
     def delete(self, document_id: str, wait_seconds: float | None = None) -> bool:
         """Remove a document (by qualified id, retrieval/scope.py) and its uploaded file; False when
         there was no such document. Raises WriterBusyError when it could not start within
         ``wait_seconds`` (and is then not done at all)."""
-        future = self._writer.submit(self._delete, document_id)
-        try:
-            return future.result(timeout=wait_seconds)
-        except FutureTimeout:
-            if future.cancel():
-                raise WriterBusyError("other writes are still running; nothing was deleted") from None
-            return future.result()  # it has started: it is quick, wait for it
+        started = threading.Event()
+
+        def run() -> bool:
+            started.set()
+            with self.jobs.write_lock(tenant_of(document_id)):
+                return self._delete(document_id)
+
+        future = self._writer.submit(run)
+        if not started.wait(wait_seconds) and future.cancel():
+            raise WriterBusyError("other writes are still running; nothing was deleted")
+        return future.result()  # it has started: it is quick, wait for it
 
     def start_job(
         self,
@@ -136,83 +123,106 @@ class DocumentService:
         must_be_new: bool = False,
         placement: Placement = DEFAULT_PLACEMENT,
     ) -> Job:
-        """Queue uploads as a job and return it at once; poll :meth:`job` for progress."""
-        job = self._new_job(len(uploads), placement)
-        self._keep(job)
-        if uploads:
-            self._submit_step(job, uploads, 0, document_id, must_be_new, placement, set())
-        else:
-            self._finish(job)
+        """Keep uploads as a job and return it at once; poll :meth:`job` for progress."""
+        enqueue = self.queue.enqueue if self.queue is not None else None
+        audiences = placement.allowed_audiences
+        job = self.jobs.create(uploads, placement.tenant, audiences, document_id, must_be_new, enqueue)
+        if self.queue is None:
+            self._submit_step(job.job_id, first=True)
         return job
 
     def job(self, job_id: str) -> Job | None:
-        with self._jobs_lock:
-            return self._jobs.get(job_id)
+        return self.jobs.get(job_id)
+
+    def cancel(self, job_id: str) -> Job:
+        """Stop a job: files not started yet are not written (``cancelled``), the running one finishes."""
+        self.jobs.cancel(job_id)
+        job = self.jobs.get(job_id)
+        assert job is not None
+        return job
+
+    def retry(self, job_id: str) -> Job:
+        """Queue a failed job's failed files again."""
+        job = self.jobs.retry(job_id, self.queue.enqueue if self.queue is not None else None)
+        if self.queue is None:
+            self._submit_step(job_id, first=True)
+        return job
 
     def job_counts(self) -> dict[str, int]:
-        """Jobs kept, by status."""
-        with self._jobs_lock:
-            return dict(Counter(str(job.status) for job in self._jobs.values()))
+        """Jobs in the database, by status."""
+        return self.jobs.counts()
 
     def recover(self) -> None:
-        """Finish cleaning up after a write that was interrupted (e.g. by a crash)."""
+        """Finish cleaning up after a write that was interrupted (e.g. by a crash), and resume the
+        jobs it left unfinished when this process runs jobs (their bytes are in SQL)."""
         self._writer.submit(self.ingestor.recover).result()
+        if self.queue is None:
+            for job_id in self.jobs.unfinished():
+                logger.info("resuming upload job %s", job_id)
+                self._submit_step(job_id, first=True)
+
+    def run_job(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> Job | None:
+        """Write a job's files that have no result yet, then close it (``answerdesk worker``). Raises
+        :class:`JobStopped` between files once ``should_stop`` says so."""
+        if not self.jobs.start(job_id):
+            return self.jobs.get(job_id)  # finished already (e.g. a duplicate delivery)
+        while self._write_next(job_id):
+            if should_stop():
+                raise JobStopped(job_id)
+        return self.jobs.finish(job_id)
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        self.jobs.close()
 
-    def _new_job(self, files: int, placement: Placement) -> Job:
-        return Job(
-            job_id=uuid.uuid4().hex,
-            files_total=files,
-            tenant=placement.tenant,
-            audiences=placement.allowed_audiences,
-        )
-
-    def _keep(self, job: Job) -> None:
-        with self._jobs_lock:
-            self._jobs[job.job_id] = job
-            while len(self._jobs) > MAX_JOBS_KEPT:
-                self._jobs.popitem(last=False)
-
-    def _submit_step(
-        self,
-        job: Job,
-        uploads: list[Upload],
-        index: int,
-        document_id: str | None,
-        must_be_new: bool,
-        placement: Placement,
-        claimed: set[str],
-    ) -> None:
+    def _submit_step(self, job_id: str, first: bool = False) -> None:
         try:
-            future = self._writer.submit(
-                self._job_step, job, uploads, index, document_id, must_be_new, placement, claimed
-            )
-        except RuntimeError:  # the server is shutting down: the rest of the job is not written
-            for upload in uploads[index:]:
-                problem = "the server stopped before this file was written; upload it again"
-                job.results.append(FileResult(upload.filename, Outcome.FAILED, error=problem, code="not_written"))
-            self._finish(job)
+            future = self._writer.submit(self._step, job_id, first)
+        except RuntimeError:  # the server is shutting down: the job resumes when it starts again
+            logger.info("upload job %s left for the next start", job_id)
             return
         future.add_done_callback(_log_crash)
 
-    def _job_step(
-        self,
-        job: Job,
-        uploads: list[Upload],
-        index: int,
-        document_id: str | None,
-        must_be_new: bool,
-        placement: Placement,
-        claimed: set[str],
-    ) -> None:
-        """Write the job's file ``index``, then queue the next one behind the writes sent meanwhile,
-        so a small write never waits for a whole batch. A file that fails, even by a bug, gets its
-        own failed result and the batch goes on."""
-        job.status = JobStatus.RUNNING
-        job.started.set()
-        upload = uploads[index]
+    def _step(self, job_id: str, first: bool) -> None:
+        """Write the job's next file, then queue the following one behind the writes sent
+        meanwhile, so a small write never waits for a whole batch."""
+        if first and not self.jobs.start(job_id):
+            return
+        if self._write_next(job_id):
+            self._submit_step(job_id)
+        else:
+            self.jobs.finish(job_id)
+
+    def _write_next(self, job_id: str) -> bool:
+        """Write the job's next file without a result; False when none is left (or it was cancelled).
+        A file that fails, even by a bug, gets its own failed result and the batch goes on."""
+        pending = self.jobs.next_file(job_id)
+        if pending is None or self.jobs.cancel_requested(job_id):
+            return False
+        with self.jobs.write_lock(pending.tenant):
+            if not self.jobs.claim(job_id, pending.position):
+                return True  # another runner wrote it meanwhile
+            result = self._write_pending(pending)
+            self.jobs.record(job_id, pending.position, result)
+        return True
+
+    def _write_pending(self, pending: PendingFile) -> FileResult:
+        job = self.jobs.get(pending.job_id)
+        assert job is not None
+        if pending.started and job.attempts >= MAX_ATTEMPTS:
+            # Its runner died while writing it, again and again (a file that crashes the process):
+            # the rest of the job must not wait on it for ever.
+            problem = f"the process writing this file stopped {MAX_ATTEMPTS - 1} times; it was not tried again"
+            return FileResult(pending.upload.filename, Outcome.FAILED, error=problem, code="write_interrupted")
+        claimed = {r.document_id for r in job.results if r.document_id and r.outcome != Outcome.FAILED}
+        placement = Placement(tenant=pending.tenant, allowed_audiences=pending.audiences)
+        # A file whose write began before may have added its document then: not "document_exists".
+        must_be_new = pending.must_be_new and not pending.started
+        return self._timed_put(pending.upload, pending.document_id, must_be_new, placement, claimed)
+
+    def _timed_put(
+        self, upload: Upload, document_id: str | None, must_be_new: bool, placement: Placement, claimed: set[str]
+    ) -> FileResult:
         started = time.perf_counter()
         try:
             result = self._put(upload, document_id, must_be_new, placement, claimed)
@@ -227,18 +237,7 @@ class DocumentService:
             )
         if self.on_file_written is not None:
             self.on_file_written(str(result.outcome), time.perf_counter() - started)
-        if result.document_id and result.outcome != Outcome.FAILED:
-            claimed.add(result.document_id)
-        job.results.append(result)
-        if index + 1 < len(uploads):
-            self._submit_step(job, uploads, index + 1, document_id, must_be_new, placement, claimed)
-        else:
-            self._finish(job)
-
-    def _finish(self, job: Job) -> None:
-        failed = any(result.outcome == Outcome.FAILED for result in job.results)
-        job.status = JobStatus.FAILED if failed else JobStatus.SUCCEEDED
-        job.finished_at = utc_now("seconds")
+        return result
 
     def _put(
         self,

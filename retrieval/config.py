@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     # How long a synchronous write (one small upload, a delete) may wait for other writes to free
     # the writer; then an upload is answered as a job (202) and a delete as 503 writer_busy.
     sync_write_seconds: float = Field(default=20.0, gt=0)
+    # Who runs upload jobs (ingest/service.py): "auto" = `answerdesk worker` on PostgreSQL (any
+    # number, beside any number of API replicas), the API process itself on SQLite; "api" = the API
+    # process always (one process on PostgreSQL without a worker; it resumes unfinished jobs at start).
+    job_runner: Literal["auto", "api"] = "auto"
+    # A worker silent (no heartbeat) this long is taken for dead: its job is queued again (ingest/queue.py).
+    worker_stalled_seconds: float = Field(default=30.0, gt=0)
     # All SQL state (registry, support, API keys) in one database, e.g. postgresql+psycopg://host/db;
     # None = the SQLite file <data_dir>/answerdesk.db. Its schema comes from `answerdesk db upgrade`.
     database_url_setting: str | None = Field(
@@ -195,6 +201,11 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.database_url_setting or f"sqlite:///{self.data_dir / 'answerdesk.db'}"
+
+    @property
+    def jobs_in_worker(self) -> bool:
+        """Whether upload jobs go to the queue that ``answerdesk worker`` runs (PostgreSQL only)."""
+        return self.job_runner == "auto" and self.database_url.startswith("postgresql")
 
     @property
     def database_urls(self) -> list[str]:

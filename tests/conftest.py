@@ -108,6 +108,9 @@ def sql_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     backend: str = getattr(request, "param", "sqlite")
     if backend == "postgres":
         monkeypatch.setenv("ANSWERDESK_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        # Upload jobs run in the API process, as on SQLite: no worker runs beside these tests
+        # (tests/ingest/test_worker.py tests `answerdesk worker`).
+        monkeypatch.setenv("ANSWERDESK_JOB_RUNNER", "api")
     return backend
 
 

@@ -156,7 +156,7 @@ async function uploadScreen(main) {
       progress.value = job.files_done;
       progressText.textContent = `Processing: ${job.files_done} of ${job.files_total} file(s) done (${job.status}).`;
       fill(list, ...job.results.map(outcomeItem));
-      if (job.status === "succeeded" || job.status === "failed") return job.results;
+      if (["succeeded", "failed", "cancelled"].includes(job.status)) return job.results;
       await new Promise((resolve) => setTimeout(resolve, 400));
       job = await api(`/v1/jobs/${encodeURIComponent(job.job_id)}`);
     }
