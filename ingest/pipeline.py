@@ -719,7 +719,7 @@ def build_ingestor(
         pipeline_signature=signature,
         max_file_bytes=settings.max_file_bytes,
         lock_path=settings.data_dir / "ingest.lock",
-        lexical=LexicalIndex(settings.lexical_dir),
+        lexical=LexicalIndex(settings.database_url),
         sentences=SentenceScorer(sentence_cache(embedder, settings)),
         use_store=use_store_beside(store) if settings.use_vectors else None,
         use_encoder=shared_use_encoder() if settings.use_vectors else None,

@@ -19,8 +19,11 @@ from sqlalchemy import MetaData, make_url
 
 import access.keys
 import ingest.jobs
+import retrieval.generations
+import retrieval.lexical
 import retrieval.placement
 import retrieval.registry
+import support.experiments
 import support.store
 from api.app import create_app
 from common.schema import SchemaOutdatedError, head, upgrade
@@ -40,7 +43,11 @@ REPO = Path(__file__).resolve().parents[2]
 def _models() -> MetaData:
     """Every table the stores map, in one MetaData."""
     metadata = MetaData()
-    for module in (retrieval.registry, retrieval.placement, support.store, access.keys, ingest.jobs):
+    modules = (
+        retrieval.registry, retrieval.placement, retrieval.lexical, retrieval.generations, support.store,
+        support.experiments, access.keys, ingest.jobs,
+    )
+    for module in modules:
         for table in module._Base.metadata.tables.values():
             table.to_metadata(metadata)
     return metadata

@@ -36,7 +36,7 @@ def make_ingestor(data: Path, with_lexical: bool = True) -> Ingestor:
         ChromaStore(data / "chroma"),
         DocumentRegistry(f"sqlite:///{data / 'registry.db'}"),
         Chunker(embedder.count_tokens),
-        lexical=LexicalIndex(data / "lexical", background_rebuild=False) if with_lexical else None,
+        lexical=LexicalIndex(f"sqlite:///{data / 'registry.db'}", background_rebuild=False) if with_lexical else None,
     )
 
 
@@ -103,7 +103,7 @@ def test_the_server_sees_a_cli_ingest_without_restart(tmp_path: Path) -> None:
         ChromaStore(data / "chroma"),
         RetrievalProfile(dense_weight=0.0, lexical_weight=1.0),  # the lexical leg alone decides the order
         DocumentRegistry(f"sqlite:///{data / 'registry.db'}"),
-        lexical=LexicalIndex(data / "lexical", background_rebuild=False),
+        lexical=LexicalIndex(f"sqlite:///{data / 'registry.db'}", background_rebuild=False, max_age_s=0),
     )
     assert [hit.chunk.document_id for hit in engine.retriever.retrieve("warranty claims", "en")] == []
     (kb / "en" / "warranty.md").write_text("# Warranty\n\nWarranty claims are handled within 30 days.\n")
