@@ -145,7 +145,8 @@ def check(
             errors.print(f"  {fault.detail}", markup=False)
     if faults:
         if any(fault.store == "lexical index" for fault in faults) and not repair:
-            errors.print("the lexical index can be rebuilt from the vector store: answerdesk check --repair")
+            errors.print("the lexical index's rows can be rebuilt from the vector store: answerdesk check --repair"
+                         " (a missing table: restore the database)")
         raise typer.Exit(1)
     from ingest.pipeline import build_ingestor
     from retrieval.pipeline import build_components
@@ -168,14 +169,19 @@ def check(
 
 
 def _rebuild_lexical_index(settings: Settings) -> None:
-    """Remove the damaged lexical index; the next recovery refills it from the vector store."""
+    """Empty the damaged lexical index's rows; the recovery refills them from the vector store."""
     from ingest.pipeline import build_ingestor
     from retrieval.lexical import LexicalIndex
     from retrieval.pipeline import build_components
 
-    database = LexicalIndex(settings.lexical_dir).database
-    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
-        path.unlink(missing_ok=True)
+    try:
+        index = LexicalIndex(settings.database_url)
+        index.clear()
+        index.close()
+    except Exception as exc:  # the table itself is gone: only restoring the database brings it back
+        errors.print(f"[red]cannot repair[/red] the lexical index: {type(exc).__name__}: {exc}", markup=True)
+        errors.print("its table is missing or unreadable: restore the database from a backup")
+        raise typer.Exit(1) from exc
     embedder, store, registry = build_components(settings)
     build_ingestor(settings, settings.load_profile(), embedder, store, registry).recover()
     console.print(f"lexical index rebuilt from the vector store: {store.count()} chunks (restart a running server)")

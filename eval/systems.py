@@ -99,7 +99,8 @@ def build_answerdesk(documents: Sequence[Document], context: BuildContext, hybri
     embeddings = embed_passages(context.embedder, [chunk.embedding_text for chunk in chunks], context.show_progress)
     use = UseLeg.beside(ChromaStore(context.workdir / "answerdesk-chroma", "eval")) if context.use_vectors else None
     use_embeddings = _use_vectors(use.encoder, chunks, context.show_progress) if use else None
-    lexical = LexicalIndex(context.workdir / "answerdesk-lexical", background_rebuild=False) if hybrid else None
+    lexical_url = f"sqlite:///{context.workdir / 'answerdesk-lexical.db'}"
+    lexical = LexicalIndex(lexical_url, background_rebuild=False) if hybrid else None
     store, registry = _published(documents, chunks, embeddings, context.workdir, lexical, use, use_embeddings)
     if lexical is not None:
         lexical.refresh()  # build the BM25 matrices now, not on the first question
@@ -293,7 +294,7 @@ class LexicalSystem:
 
 def build_lexical(documents: Sequence[Document], context: BuildContext) -> LexicalSystem:
     chunks = chunk_documents(documents, context.embedder, context.profile)
-    index = LexicalIndex(context.workdir / "lexical", background_rebuild=False)
+    index = LexicalIndex(f"sqlite:///{context.workdir / 'lexical.db'}", background_rebuild=False)
     index.upsert(chunks)
     index.refresh()
     return LexicalSystem(index, chunks, context.profile.top_k)

@@ -26,7 +26,6 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -35,6 +34,7 @@ from common.clock import utc_now
 from common.errors import AnswerDeskError
 from common.schema import require_current
 from common.sql import SqlStore
+from ingest.locks import TenantLocks
 from ingest.pipeline import FileResult, Outcome
 from retrieval.scope import DEFAULT_TENANT, PUBLIC
 
@@ -263,19 +263,10 @@ class JobStore(SqlStore):
 
     @contextmanager
     def write_lock(self, tenant: str) -> Iterator[None]:
-        """Writes of one tenant one at a time across every process sharing a PostgreSQL database (a
-        session advisory lock, released by the server if the process dies); SQLite has one writer
-        process, whose writer thread already serializes them."""
-        if self.engine.dialect.name != "postgresql":
+        """Writes of one tenant one at a time across every process sharing a PostgreSQL database
+        (ingest/locks.py); SQLite has one writer process, whose writer thread already serializes them."""
+        with TenantLocks(self.engine).hold(tenant):
             yield
-            return
-        key = {"key": f"answerdesk-write:{tenant}"}
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
 
     def cancel_requested(self, job_id: str) -> bool:
         with self._session() as session:

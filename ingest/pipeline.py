@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 
 from common.clock import utc_now
 from ingest.chunk import Chunker
+from ingest.locks import TenantLocks
 from ingest.parse import (
     DEFAULT_MAX_FILE_BYTES,
     SUPPORTED_SUFFIXES,
@@ -219,8 +220,11 @@ class Ingestor:
         use_store: ChromaStore | None = None,
         use_encoder: UseEncoder | None = None,
         translations: TranslationKeys | None = None,
+        locks: TenantLocks | None = None,
     ) -> None:
         self.embedder = embedder
+        # Tenants' write locks across processes (ingest/locks.py; None: this process writes alone).
+        self.locks = locks
         self.translations = translations or TranslationKeys()
         # Sentence embeddings for answer evidence are computed here, once per new passage, so that
         # questions read them from the cache instead of paying 25-200 ms each (retrieval/evidence.py).
@@ -257,7 +261,7 @@ class Ingestor:
         files, problems = discover(paths)
         for problem in problems:
             _emit(problem, on_result)
-        with self._exclusive():
+        with self._tenant_lock(placement.tenant), self._exclusive():
             results = problems + self._run(files, dry_run, on_result, progress, placement)
             if sync:
                 present = {path.as_posix() for path, _ in files}
@@ -272,7 +276,8 @@ class Ingestor:
         on_result: ResultCallback | None = None,
         placement: Placement = DEFAULT_PLACEMENT,
     ) -> list[FileResult]:
-        """Ingest exact files, each with the root its document id is relative to (``None``: the name)."""
+        """Ingest exact files, each with the root its document id is relative to (``None``: the name).
+        The caller holds the tenant's write lock (ingest/service.py)."""
         with self._exclusive():
             return self._run(files, False, on_result, None, placement)
 
@@ -295,18 +300,49 @@ class Ingestor:
             return results + self._write(batch, None)
 
     def remove(self, document_ids: Sequence[str]) -> None:
-        """Remove documents from the registry and the store."""
+        """Remove documents from the registry and the store; the caller holds their tenants' write
+        locks (ingest/service.py)."""
         with self._exclusive():
-            self._replay()
+            for tenant in sorted({tenant_of(document_id) for document_id in document_ids}):
+                self._replay(tenant)
             self.publisher.remove(document_ids)
 
     def recover(self) -> int:
         """Clean up after an interrupted write; returns the number of journal entries replayed.
 
-        Skipped when another process holds the ingest lock: that writer replays the journal itself.
+        Tenant by tenant, for those that need it (journal entries, or a lexical index out of step),
+        each under its write lock taken without waiting (ingest/locks.py): a tenant another process
+        is writing is skipped, never rolled back under it; that writer replays the tenant's journal
+        itself before its next write. Likewise when another process holds the data dir's ingest lock.
         """
-        with self._exclusive(wait=False) as acquired:
-            return self._replay() if acquired else 0
+        replayed = 0
+        for tenant in self._tenants_to_recover():
+            with self._tenant_lock(tenant, wait=False) as held, self._exclusive(wait=False) as acquired:
+                if held and acquired:
+                    replayed += self._replay(tenant)
+                else:
+                    logger.info("tenant %s is being written by another process: left to it", tenant)
+        return replayed
+
+    def _tenants_to_recover(self) -> list[str]:
+        tenants = {tenant_of(entry.document_id) for entry in self.registry.journal()}
+        if self.lexical is not None:
+            live: dict[str, set[str]] = {}
+            for record in self.registry.all():
+                live.setdefault(tenant_of(record.document_id), set()).update(record.chunk_ids)
+            held: dict[str, set[str]] = {}
+            for chunk_id, (document_id, _) in self.lexical.inventory().items():
+                held.setdefault(tenant_of(document_id), set()).add(chunk_id)
+            tenants |= {tenant for tenant in live.keys() | held.keys() if live.get(tenant) != held.get(tenant)}
+        return sorted(tenants)
+
+    @contextmanager
+    def _tenant_lock(self, tenant: str, wait: bool = True) -> Iterator[bool]:
+        if self.locks is None:
+            yield True
+            return
+        with self.locks.hold(tenant, wait) as held:
+            yield held
 
     def audit(self) -> list[str]:
         """Disagreements between the registry and the store (empty when consistent)."""
@@ -347,7 +383,7 @@ class Ingestor:
         self.times = StageTimes()
         self._sites = {}  # embeds resolve against the files as they are now
         if not dry_run:
-            self._replay()
+            self._replay(placement.tenant)
             # Only here, not in recover(): a server starting on an old 100k-chunk store would wait ~30 min.
             self._sync_use()
         if progress:
@@ -531,7 +567,7 @@ class Ingestor:
             self.times.store += time.perf_counter() - started
         except Exception as exc:  # the store or model failed: report it per file, keep the old versions
             logger.exception("writing %d documents failed", len(batch))
-            self._recover_quietly()
+            self._recover_quietly({tenant_of(item.record.document_id) for item in batch})
             problem = f"store error: {exc}"
             return [
                 FileResult(item.source, Outcome.FAILED, item.record.document_id, error=problem, code="store_error")
@@ -588,19 +624,26 @@ class Ingestor:
         ids = [chunk_id for record in records for chunk_id in record.chunk_ids]
         return {chunk.embedding_key: vector for chunk, vector in self.store.embedded(ids) if chunk.embedding_key}
 
-    def _replay(self) -> int:
-        """Replay the journal (see :meth:`recover`), then bring the lexical index in line with the registry."""
-        replayed = self.publisher.recover()
-        self._sync_lexical()
+    def _replay(self, tenant: str) -> int:
+        """Replay the tenant's journal (see :meth:`recover`), then bring its lexical rows in line with
+        the registry. The caller holds the tenant's write lock."""
+        replayed = self.publisher.recover({tenant})
+        self._sync_lexical(tenant)
         return replayed
 
-    def _sync_lexical(self) -> None:
-        """Give the lexical index the live chunks it lacks (a data dir ingested before it existed) and
-        drop any it holds that are not live. Normally there is nothing to do."""
+    def _sync_lexical(self, tenant: str) -> None:
+        """Give the lexical index the tenant's live chunks it lacks (a data dir ingested before it
+        existed, or before its rows moved into SQL) and drop any it holds that are not live.
+        Normally there is nothing to do."""
         if self.lexical is None:
             return
-        live = {chunk_id for record in self.registry.all() for chunk_id in record.chunk_ids}
-        held = self.lexical.inventory()
+        live = {
+            chunk_id
+            for record in self.registry.all()
+            if tenant_of(record.document_id) == tenant
+            for chunk_id in record.chunk_ids
+        }
+        held = self.lexical.inventory(tenant)
         stale = [chunk_id for chunk_id in held if chunk_id not in live]
         missing = sorted(live - held.keys())
         self.lexical.delete(stale)
@@ -630,9 +673,9 @@ class Ingestor:
             chunks = [chunk for chunk, _ in self.store.embedded(missing[start : start + _FILL_BATCH])]
             self.use_store.upsert(chunks, self.use_encoder.embed([chunk.embedding_text for chunk in chunks]))
 
-    def _recover_quietly(self) -> None:
+    def _recover_quietly(self, tenants: set[str]) -> None:
         try:
-            self.publisher.recover()
+            self.publisher.recover(tenants)
         except Exception:  # the store is down; the journal is replayed on the next run
             logger.exception("recovery after a failed write failed too")
 
@@ -719,7 +762,8 @@ def build_ingestor(
         pipeline_signature=signature,
         max_file_bytes=settings.max_file_bytes,
         lock_path=settings.data_dir / "ingest.lock",
-        lexical=LexicalIndex(settings.lexical_dir),
+        lexical=LexicalIndex(settings.database_url),
+        locks=TenantLocks(registry.engine),
         sentences=SentenceScorer(sentence_cache(embedder, settings)),
         use_store=use_store_beside(store) if settings.use_vectors else None,
         use_encoder=shared_use_encoder() if settings.use_vectors else None,

@@ -17,6 +17,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from retrieval.config import Settings
+from retrieval.generations import Generations
 from retrieval.placement import PlacementStore
 from retrieval.vector_store import ChromaStore, StoreUnavailableError
 
@@ -30,6 +31,14 @@ class ChromaServers:
         self.urls = urls
         self.placement = placement
         self.timeout_s = timeout_s
+        # Collections' generations, in the placements' database: exact-search snapshots follow them.
+        self.generations = Generations(placement.engine)
+
+    def generation(self, key: str) -> int:
+        return self.generations.current(key)
+
+    def bump(self, key: str) -> None:
+        self.generations.bump(key)
 
     def server_of(self, tenant: str) -> str:
         server = self.placement.server_of(tenant, self.urls)

@@ -189,11 +189,6 @@ class Settings(BaseSettings):
         return [url.strip().rstrip("/") for url in self.chroma_urls.split(",") if url.strip()]
 
     @property
-    def lexical_dir(self) -> Path:
-        """The BM25 index's chunk terms (retrieval/lexical.py), beside the vector store."""
-        return self.data_dir / "lexical"
-
-    @property
     def uploads_dir(self) -> Path:
         """Where files uploaded through the API are kept (they are the documents' sources)."""
         return self.data_dir / "uploads"

@@ -6,9 +6,12 @@ product and a partial sort, so it returns the exact neighbours (Chroma's HNSW, a
 retrieval/vector_store.py, finds ~0.97 of them at 100k chunks) and, on our 2 cores, in less time
 than an HNSW query (docs/benchmarks.md, "Issue #13").
 
-A snapshot is never stale: it is dropped on every write through this process's store, and a
-write by another process (the CLI ingesting while the server runs) is noticed from the Chroma
-database file's size and modification time, read before each search (one ``stat``). A snapshot is
+A snapshot is stamped with the tenant's state when it was read, and dropped when the stamp changes:
+on every write through this process's store, and on a write by another process, noticed from the
+stamp read before each search. An embedded store's stamp is its Chroma database file's size and
+modification time (one ``stat``: the CLI ingesting while the server runs); on Chroma servers it is
+the collection's generation in SQL (retrieval/generations.py, bumped after every write by any
+replica, read at most every 0.25 s), so another replica's write is seen within that. A snapshot is
 (re)built in a background thread from ``collection.get``; until it is ready the store answers from
 Chroma as before. A build that saw the file change while it read is discarded and tried again at
 the next search.
@@ -104,10 +107,10 @@ def build_snapshot(collection: Any, stamp: Stamp, batch: int = 20_000) -> Snapsh
 class Snapshots:
     """Per-tenant snapshots of a store's collections, built in the background and dropped on writes.
 
-    ``collection_of(tenant)`` gives the Chroma collection; ``stamp()`` the database file's stamp.
+    ``collection_of(tenant)`` gives the Chroma collection; ``stamp(tenant)`` its current stamp.
     """
 
-    def __init__(self, collection_of: Callable[[str], Any], stamp: Callable[[], Stamp]) -> None:
+    def __init__(self, collection_of: Callable[[str], Any], stamp: Callable[[str], Stamp]) -> None:
         self._collection_of = collection_of
         self._stamp = stamp
         self._ready: dict[str, Snapshot] = {}
@@ -118,7 +121,7 @@ class Snapshots:
     def ready(self, tenant: str) -> Snapshot | None:
         """The tenant's snapshot when one is built and up to date (never starts a build)."""
         snapshot = self._ready.get(tenant)
-        if snapshot is not None and snapshot.stamp == self._stamp():
+        if snapshot is not None and snapshot.stamp == self._stamp(tenant):
             return snapshot
         if snapshot is not None:
             self._ready.pop(tenant, None)
@@ -154,10 +157,10 @@ class Snapshots:
 
     def build(self, tenant: str) -> Snapshot | None:
         """Build the tenant's snapshot now, in this thread; None when the store changed meanwhile."""
-        stamp = self._stamp()
+        stamp = self._stamp(tenant)
         started = time.perf_counter()
         snapshot = build_snapshot(self._collection_of(tenant), stamp)
-        if self._stamp() != stamp:  # written while we read: the snapshot may mix two states
+        if self._stamp(tenant) != stamp:  # written while we read: the snapshot may mix two states
             return None
         self._ready[tenant] = snapshot
         self._sizes[tenant] = len(snapshot.ids)

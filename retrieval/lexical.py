@@ -1,31 +1,35 @@
 """The lexical leg: BM25 (bm25s) over the analysed terms of every chunk, kept in sync by ingestion.
 
-The durable state is one row per chunk in SQLite (its terms, retrieval/analysis.py, and the metadata a
-:class:`~retrieval.scope.Scope` checks); bm25s's matrices are rebuilt from it when a generation counter
-that every write bumps has changed, in a background thread while searches use the previous matrices
-(the first build and :meth:`LexicalIndex.refresh` run in the caller's thread). Every hit is checked
+The durable state is one row per chunk in the SQL database (table ``lexical_chunks``: its terms,
+retrieval/analysis.py, and the metadata a :class:`~retrieval.scope.Scope` checks), so every replica
+sharing ``ANSWERDESK_DATABASE_URL`` searches the same chunks. Each process keeps bm25s's matrices in
+memory and rebuilds them from the rows when the ``lexical`` generation (retrieval/generations.py),
+bumped in the same transaction as every write, has changed: in a background thread while searches use
+the previous matrices (the first build and :meth:`LexicalIndex.refresh` run in the caller's thread).
+The generation is read at most every ``max_age_s`` (0.25 s) on the search path. Every hit is checked
 against the scope here and against the live versions by the retriever. It is a
 :class:`~retrieval.publish.ChunkIndex`, written by the Publisher beside the vector store. Why, with
-measurements: docs/decisions.md.
+measurements: docs/decisions.md; replicas: docs/operations.md.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import Integer, String, Text, delete, func, insert, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.sql import FileGuard
+from common.schema import require_current
+from common.sql import open_database
+from retrieval import generations
 from retrieval.analysis import analyze
 from retrieval.records import Chunk
 from retrieval.registry import DocumentRegistry
@@ -33,23 +37,33 @@ from retrieval.scope import TAG_KEY_PREFIX, Scope
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunks (
-    chunk_id TEXT PRIMARY KEY,
-    document_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    tenant TEXT NOT NULL,
-    audience TEXT NOT NULL,
-    language TEXT NOT NULL,
-    product TEXT NOT NULL,
-    tags TEXT NOT NULL,   -- JSON list
-    terms TEXT NOT NULL   -- analysed terms joined by spaces (a term never holds whitespace)
-);
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO state (key, value) VALUES ('generation', 0);
-"""
+GENERATION = "lexical"  # its key in cache_generations
 _BATCH = 500
 _MASK_CACHE = 64  # scopes whose chunk masks are kept per snapshot
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _ChunkRow(_Base):
+    __tablename__ = "lexical_chunks"
+
+    chunk_id: Mapped[str] = mapped_column(String, primary_key=True)
+    document_id: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    audience: Mapped[str] = mapped_column(String)
+    language: Mapped[str] = mapped_column(String)
+    product: Mapped[str] = mapped_column(String)
+    tags: Mapped[str] = mapped_column(Text)  # JSON list
+    terms: Mapped[str] = mapped_column(Text)  # analysed terms joined by spaces (a term never holds whitespace)
+
+
+_COLUMNS = (
+    _ChunkRow.chunk_id, _ChunkRow.document_id, _ChunkRow.version, _ChunkRow.tenant, _ChunkRow.audience,
+    _ChunkRow.language, _ChunkRow.product, _ChunkRow.tags, _ChunkRow.terms,
+)
 
 
 @dataclass(frozen=True)
@@ -127,22 +141,18 @@ class _Snapshot:
 
 
 class LexicalIndex:
-    """BM25 over chunk terms, durable in ``<path>/chunks.sqlite3``; search within a scope."""
+    """BM25 over chunk terms, durable in the SQL database at ``url``; search within a scope."""
 
-    def __init__(self, path: Path, background_rebuild: bool = True) -> None:
-        self.path = path
+    def __init__(self, url: str, background_rebuild: bool = True, max_age_s: float = generations.MAX_AGE_S) -> None:
+        self.engine = open_database(url)
+        require_current(self.engine)  # the schema is Alembic's (common/schema.py)
         self.background_rebuild = background_rebuild
-        self._connection: sqlite3.Connection | None = None
-        self._lock = threading.Lock()  # guards the connection
+        self._generations = generations.Generations(self.engine, max_age_s)
+        self._lock = threading.Lock()  # guards _rebuilding
         self._rebuild_lock = threading.Lock()  # one rebuild at a time
         self._snapshot: _Snapshot | None = None
         self._rebuilding = False
         self.last_rebuild_seconds = 0.0
-        self._guard = FileGuard(self.database)  # a deleted file is an error, not silently lost writes
-
-    @property
-    def database(self) -> Path:
-        return self.path / "chunks.sqlite3"
 
     # -- writing (retrieval/publish.py's ChunkIndex) ------------------------------------------------
 
@@ -151,40 +161,57 @@ class LexicalIndex:
         if not chunks:
             return
         rows = [
-            (
-                chunk.chunk_id,
-                chunk.document_id,
-                chunk.version,
-                chunk.tenant,
-                chunk.audience,
-                chunk.language,
-                chunk.product,
-                json.dumps(sorted(chunk.tags), ensure_ascii=False),
-                " ".join(chunk_terms(chunk)),
-            )
-            for chunk in chunks
+            {
+                "chunk_id": chunk.chunk_id,
+                "document_id": chunk.document_id,
+                "version": chunk.version,
+                "tenant": chunk.tenant,
+                "audience": chunk.audience,
+                "language": chunk.language,
+                "product": chunk.product,
+                "tags": json.dumps(sorted(chunk.tags), ensure_ascii=False),
+                "terms": " ".join(chunk_terms(chunk)),
+            }
+            for chunk in {chunk.chunk_id: chunk for chunk in chunks}.values()  # the last of a repeated id
         ]
-        with self._write() as connection:
-            connection.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        with self.engine.begin() as connection:  # rows and generation commit together
+            for start in range(0, len(rows), _BATCH):
+                batch = rows[start : start + _BATCH]
+                ids = [row["chunk_id"] for row in batch]
+                connection.execute(delete(_ChunkRow).where(_ChunkRow.chunk_id.in_(ids)))
+                connection.execute(insert(_ChunkRow), batch)
+            generations.bump(connection, GENERATION)
+        self._forget_generation()
 
     def delete(self, chunk_ids: Sequence[str]) -> None:
         if not chunk_ids:
             return
-        with self._write() as connection:
+        with self.engine.begin() as connection:
             for start in range(0, len(chunk_ids), _BATCH):
                 batch = list(chunk_ids[start : start + _BATCH])
-                marks = ",".join("?" * len(batch))
-                connection.execute(f"DELETE FROM chunks WHERE chunk_id IN ({marks})", batch)  # only placeholders
+                connection.execute(delete(_ChunkRow).where(_ChunkRow.chunk_id.in_(batch)))
+            generations.bump(connection, GENERATION)
+        self._forget_generation()
 
-    def inventory(self) -> dict[str, tuple[str, int]]:
-        """Every chunk id with its document id and version."""
-        with self._lock:
-            rows = self._db().execute("SELECT chunk_id, document_id, version FROM chunks").fetchall()
+    def clear(self) -> None:
+        """Remove every row (``answerdesk check --repair`` refills them from the vector store)."""
+        with self.engine.begin() as connection:
+            connection.execute(delete(_ChunkRow))
+            generations.bump(connection, GENERATION)
+        self._forget_generation()
+
+    def inventory(self, tenant: str | None = None) -> dict[str, tuple[str, int]]:
+        """Every chunk id (of ``tenant``, or of all) with its document id and version."""
+        query = select(_ChunkRow.chunk_id, _ChunkRow.document_id, _ChunkRow.version)
+        if tenant is not None:
+            query = query.where(_ChunkRow.tenant == tenant)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
         return {chunk_id: (document_id, int(version)) for chunk_id, document_id, version in rows}
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db().execute("SELECT count(*) FROM chunks").fetchone()[0])
+        with self.engine.connect() as connection:
+            return int(connection.scalar(select(func.count()).select_from(_ChunkRow)) or 0)
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -216,8 +243,17 @@ class LexicalIndex:
 
     def refresh(self) -> None:
         """Rebuild the matrices now if the table changed since they were built."""
-        if self._snapshot is None or self._snapshot.generation != self._generation():
+        if self._snapshot is None or self._snapshot.generation != self._generations.fresh(GENERATION):
             self._rebuild()
+
+    def ping(self) -> None:
+        """Raise unless the table and the generation answer (DatabaseGoneError, SQLAlchemy's errors)."""
+        with self.engine.connect() as connection:
+            connection.execute(select(_ChunkRow.chunk_id).limit(1)).all()
+        self._generations.fresh(GENERATION)
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -225,13 +261,17 @@ class LexicalIndex:
         snapshot = self._snapshot
         if snapshot is None:
             self._rebuild()
-        elif snapshot.generation != self._generation():
+        elif snapshot.generation != self._generations.current(GENERATION):
             if self.background_rebuild:
                 self._rebuild_in_background()
             else:
                 self._rebuild()
         assert self._snapshot is not None
         return self._snapshot
+
+    def _forget_generation(self) -> None:
+        """This process wrote: its next search reads the generation instead of a throttled value."""
+        self._generations.forget(GENERATION)
 
     def _rebuild_in_background(self) -> None:
         with self._lock:
@@ -253,72 +293,17 @@ class LexicalIndex:
     def _rebuild(self) -> None:
         with self._rebuild_lock:
             started = time.perf_counter()
-            # A connection of its own: reading the table may take a while, and WAL gives this read a
-            # consistent snapshot of rows and generation while a writer goes on.
-            self._generation()  # creates the database on first use
-            connection = self._open()
-            try:
-                connection.execute("BEGIN")
-                generation = _read_generation(connection)
+            with self.engine.connect() as connection:
+                # The generation before the rows: the rows read are then at least that generation
+                # (also under PostgreSQL's READ COMMITTED, where each statement sees the latest
+                # commits), so a write that commits meanwhile is rebuilt again, never missed.
+                generation = generations.read(connection, GENERATION)
                 if self._snapshot is not None and self._snapshot.generation == generation:
                     return
-                rows = connection.execute(
-                    "SELECT chunk_id, document_id, version, tenant, audience, language, product, tags, terms"
-                    " FROM chunks ORDER BY chunk_id"
-                ).fetchall()
-            finally:
-                connection.close()  # ends the read transaction
+                rows = connection.execute(select(*_COLUMNS).order_by(_ChunkRow.chunk_id)).all()
             self._snapshot = _build(generation, rows)
             self.last_rebuild_seconds = time.perf_counter() - started
             logger.info("lexical index rebuilt: %d chunks in %.2f s", len(rows), self.last_rebuild_seconds)
-
-    def _generation(self) -> int:
-        with self._lock:
-            return _read_generation(self._db())
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction that also bumps the generation, so readers rebuild."""
-        with self._lock:
-            connection = self._db()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("UPDATE state SET value = value + 1 WHERE key = 'generation'")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-
-    def ping(self) -> None:
-        """Raise unless the index file is the one opened and answers (DatabaseGoneError, sqlite3.Error)."""
-        self._generation()
-
-    def _db(self) -> sqlite3.Connection:
-        self._guard.check()
-        if self._connection is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            connection = self._open()
-            # WAL lets searches read while an ingest writes; busy waits for the other writer.
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(_SCHEMA)
-            self._connection = connection
-        return self._connection
-
-    def _open(self) -> sqlite3.Connection:
-        self._guard.check()  # a deleted file must not be recreated empty by a background rebuild
-        # isolation_level=None: no implicit transactions, only the ones begun here.
-        return sqlite3.connect(self.database, timeout=30, check_same_thread=False, isolation_level=None)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-
-def _read_generation(connection: sqlite3.Connection) -> int:
-    return int(connection.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0])
 
 
 def _build(generation: int, rows: Sequence[tuple[Any, ...]]) -> _Snapshot:

@@ -209,7 +209,7 @@ def build_pipeline(
         store,
         profile,
         registry,
-        lexical=LexicalIndex(settings.lexical_dir),
+        lexical=LexicalIndex(settings.database_url),
         sentence_embedder=sentence_cache(embedder, settings),
         use=UseLeg.beside(store) if settings.use_vectors else None,
         bias=bias_for(settings.embedding_model, embedder.dimension),

@@ -3,12 +3,14 @@ sends a tenant to the same server, and the fleet grows by adding servers for new
 
 A tenant is placed the first time it is used, on the server holding the fewest tenants (ties: the
 first listed), and stays there: moving one is an operator's job (copy its collections, then update
-its row). Two replicas placing the same new tenant at once both end up with the first row written.
+its row; every replica follows within :data:`PLACEMENT_TTL_S`, no restart). Two replicas placing the
+same new tenant at once both end up with the first row written.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 from sqlalchemy import String, func, select
@@ -18,6 +20,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from common.clock import utc_now
 from common.schema import require_current
 from common.sql import SqlStore
+
+# A placement read is kept this long: the hot path reads SQL once per tenant per period, and an
+# operator's move reaches every replica within it.
+PLACEMENT_TTL_S = 30.0
 
 
 class _Base(DeclarativeBase):
@@ -33,21 +39,23 @@ class _PlacementRow(_Base):
 
 
 class PlacementStore(SqlStore):
-    """Tenant → server; placements are cached (they never change while a process runs)."""
+    """Tenant → server; each placement read is kept for ``ttl_s`` seconds."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ttl_s: float = PLACEMENT_TTL_S) -> None:
         super().__init__(url)
         require_current(self.engine)  # the schema is Alembic's (common/schema.py)
-        self._known: dict[str, str] = {}
+        self.ttl_s = ttl_s
+        self._known: dict[str, tuple[float, str]] = {}  # tenant → (monotonic time read, server)
         self._lock = threading.Lock()
 
     def server_of(self, tenant: str, servers: list[str]) -> str:
         """The server of ``tenant``, placing it on the least-loaded of ``servers`` when new."""
-        if (known := self._known.get(tenant)) is not None:
-            return known
+        known = self._known.get(tenant)
+        if known is not None and time.monotonic() - known[0] < self.ttl_s:
+            return known[1]
         with self._lock:
             server = self._read(tenant) or self._place(tenant, servers)
-            self._known[tenant] = server
+            self._known[tenant] = (time.monotonic(), server)
             return server
 
     def placements(self) -> dict[str, str]:

@@ -17,7 +17,7 @@ most journalled chunks that are not live; :meth:`Publisher.recover` deletes them
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry, JournalEntry
+from retrieval.scope import tenant_of
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +99,12 @@ class Publisher:
         if document_ids:
             self._drop(self.registry.retire(document_ids))
 
-    def recover(self) -> int:
-        """Delete chunks left by an interrupted write; returns how many journal entries were replayed."""
-        entries = self.registry.journal()
+    def recover(self, tenants: Collection[str] | None = None) -> int:
+        """Delete chunks left by an interrupted write (of ``tenants`` only, when given: the caller
+        holds their write locks, ingest/locks.py); returns how many journal entries were replayed."""
+        entries = [
+            entry for entry in self.registry.journal() if tenants is None or tenant_of(entry.document_id) in tenants
+        ]
         if entries:
             logger.warning("recovering from an interrupted ingest: %d journal entries", len(entries))
             live = self.registry.live_versions({entry.document_id for entry in entries})

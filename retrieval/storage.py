@@ -7,7 +7,7 @@ default), the vector store (Chroma) and the lexical index. Each fault has a stab
 - ``database_unavailable``: a database is damaged, unreadable or (a server) does not answer;
 - ``schema_outdated``: a database server's schema is behind this version (``answerdesk db upgrade``);
 - ``store_unavailable``: the vector store does not answer;
-- ``lexical_index_unavailable``: the lexical index is damaged or unreadable;
+- ``lexical_index_unavailable``: the lexical index's table is missing or unreadable;
 - ``registry_lost``: the registry is empty while the vector store holds chunks (the database was
   lost or replaced by an empty one: every document would be invisible and every key unknown).
 
@@ -92,9 +92,14 @@ def check_data_dir(settings: Settings, thorough: bool = False) -> list[StoreFaul
         return [StoreFault("registry", "schema_outdated", str(exc))]
     except Exception as exc:
         return [StoreFault("registry", "database_unavailable", f"cannot be opened ({type(exc).__name__})", str(exc))]
+    try:
+        lexical = LexicalIndex(settings.database_url)  # its rows are in the registry's database
+    except Exception as exc:
+        registry.engine.dispose()
+        problem = f"cannot be opened ({type(exc).__name__})"
+        return [StoreFault("lexical index", "lexical_index_unavailable", problem, str(exc))]
     support_url = settings.support_database_url
     databases = {"support database": open_database(support_url)} if support_url else {}
-    lexical = LexicalIndex(settings.lexical_dir)
     try:
         store = build_vector_store(settings)
         return check_stores(registry, store, lexical, databases, thorough)

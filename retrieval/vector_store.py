@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.errors import AnswerDeskError
-from retrieval.exact_search import Snapshot, Snapshots, file_stamp
+from retrieval.exact_search import Snapshot, Snapshots, Stamp, file_stamp
 from retrieval.records import Chunk, Hit
 from retrieval.scope import DEFAULT_TENANT, TAG_KEY_PREFIX, Scope, tag_set, tenant_of
 
@@ -51,6 +51,14 @@ class VectorServers(Protocol):
 
     def connect(self, url: str) -> Any: ...
 
+    def generation(self, key: str) -> int:
+        """A collection's generation in SQL (throttled read; retrieval/generations.py)."""
+        ...
+
+    def bump(self, key: str) -> None:
+        """Tell every replica that a collection changed."""
+        ...
+
 
 class ChromaStore:
     """Chunks with embeddings in Chroma, one collection per tenant; ``query`` returns Hits by cosine
@@ -80,10 +88,24 @@ class ChromaStore:
         self._collections: dict[str, Any] = {}
         self._opened = False  # once opened, a missing store is an outage, not a store to create
         self._lock = threading.Lock()
-        # A snapshot is stamped with the embedded store's file; on servers other replicas write where
-        # this one cannot see, so searches stay on the servers.
-        self.exact_search = exact_search and servers is None
-        self.snapshots = Snapshots(self.collection_of, lambda: file_stamp(self.path / _DATABASE_FILE))
+        # A snapshot is stamped with the embedded store's file, or on servers with the collection's
+        # generation in SQL, which every replica bumps after its writes (retrieval/exact_search.py).
+        self.exact_search = exact_search
+        self.snapshots = Snapshots(self.collection_of, self._stamp)
+
+    def _stamp(self, tenant: str) -> Stamp:
+        if self.servers is None:
+            return file_stamp(self.path / _DATABASE_FILE)
+        return (self.servers.generation(self._generation_key(tenant)), 0)
+
+    def _generation_key(self, tenant: str) -> str:
+        return f"chroma:{self.collection_name_of(tenant)}"
+
+    def _written(self, tenant: str) -> None:
+        """After a write: other replicas' snapshots of the tenant are stale (an embedded store's file
+        stamp changed by itself)."""
+        if self.servers is not None:
+            self.servers.bump(self._generation_key(tenant))
 
     def _server_of(self, tenant: str) -> str:
         return self.servers.server_of(tenant) if self.servers is not None else ""
@@ -156,8 +178,9 @@ class ChromaStore:
 
     def collection_of(self, tenant: str) -> Any:
         collections = self._collections  # a reset replaces the dict; this call keeps a consistent one
-        if tenant not in collections:
-            server = self._server_of(tenant)
+        server = self._server_of(tenant)  # a placement an operator moved is followed (retrieval/placement.py)
+        known = collections.get(tenant)
+        if known is None or known._server != server:
             collections[tenant] = _Guarded(
                 self._client_of(server).get_or_create_collection(
                     self.collection_name_of(tenant),
@@ -193,6 +216,7 @@ class ChromaStore:
                     documents=[chunks[i].text for i in batch],
                     metadatas=[_metadata(chunks[i]) for i in batch],
                 )
+            self._written(tenant)
 
     def delete(self, chunk_ids: Sequence[str]) -> None:
         for tenant, positions in _by_tenant(tenant_of(chunk_id) for chunk_id in chunk_ids).items():
@@ -200,6 +224,7 @@ class ChromaStore:
             for start in range(0, len(positions), _WRITE_BATCH):
                 ids = [chunk_ids[i] for i in positions[start : start + _WRITE_BATCH]]
                 self.collection_of(tenant).delete(ids=ids)
+            self._written(tenant)
 
     def chunks_of(self, document_id: str, version: int | None = None) -> list[Chunk]:
         """The stored chunks of a document (of one version when given), in reading order."""

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.bootstrap import bootstrap_median_difference, unpaired_bootstrap, verdict
 from common.clock import utc_now
+from common.schema import require_current
 from common.sql import SqlStore, record_from_row
 from retrieval.config import RetrievalProfile
 from support.store import AuditRecord, Feedback
@@ -111,7 +112,7 @@ class ExperimentStore(SqlStore):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        _Base.metadata.create_all(self.engine)
+        require_current(self.engine)  # the schema is Alembic's (migration 0006, common/schema.py)
 
     def start(self, tenant: str, name: str, profile: str, share: float) -> Experiment:
         if not 0 < share <= 1:

@@ -1,6 +1,7 @@
 """ANSWERDESK_CHROMA_URLS against two real Chroma servers: tenants are placed on servers (recorded in
-SQL), and a server that is down fails only its own tenants' requests (503 store_unavailable), which
-answer again once it is back, without a restart; a server that accepts but never answers fails its
+SQL), and a server that is down fails only its own tenants' requests that need it (503
+store_unavailable; questions are answered from the replica's exact-search snapshot meanwhile), which
+work again once it is back, without a restart; a server that accepts but never answers fails its
 tenants within ANSWERDESK_CHROMA_TIMEOUT_S while the others keep answering."""
 
 from __future__ import annotations
@@ -56,13 +57,18 @@ def test_a_down_server_fails_only_its_tenants(tmp_path: Path, servers: list[Chro
             assert client.post("/v1/ask", json=QUESTION, headers=headers).json()["status"] == "answered"
 
         second.stop()
-        down = client.post("/v1/ask", json=QUESTION, headers=acme_reader)
-        assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable", down.text
+        files = [("file", ("en/faq-billing.md", FAQ.replace("Refunds", "Invoices")))]
+        down = client.post("/v1/documents", headers=acme_editor, files=files)
+        assert down.status_code >= 400 and "Traceback" not in down.text, down.text  # not written
+        # Questions need no vector server once the tenant's vectors are in this replica's memory
+        # (exact search, retrieval/exact_search.py): the generation in SQL says they are current.
+        assert client.post("/v1/ask", json=QUESTION, headers=acme_reader).json()["status"] == "answered"
         assert client.post("/v1/ask", json=QUESTION, headers=default_reader).json()["status"] == "answered"
         assert client.get("/readyz").status_code == 200  # the replica still serves the other tenants
 
         second.start()  # same folder, same port: its data is back
-        assert client.post("/v1/ask", json=QUESTION, headers=acme_reader).json()["status"] == "answered"
+        upload = client.post("/v1/documents", headers=acme_editor, files=files)
+        assert upload.status_code in (200, 201), upload.text
 
 
 def test_a_server_that_never_answers_fails_only_its_tenants_within_the_timeout(

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from answerdesk.cli import app as cli
 from api.app import create_app
+from common.sql import open_database
 from retrieval.config import Settings, get_settings
 from retrieval.embedding import HashingEmbedder
-from retrieval.lexical import LexicalIndex
 from retrieval.storage import StorageError
 from tests.helpers import bearer, issue_key, small_kb_settings
 
@@ -65,29 +66,37 @@ def test_a_database_deleted_while_serving_is_503_and_never_written_to(settings: 
     assert not _database(settings).exists()
 
 
-def test_a_corrupt_lexical_index_is_503_not_500_and_check_repairs_it(
+def test_a_lost_lexical_table_is_named_and_lost_rows_are_refilled_by_check_repair(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as client:
         assert client.post("/v1/ask", json=QUESTION).status_code == 200
-        state = client.app.state  # type: ignore[attr-defined]
-        for index in (state.engine.retriever.lexical.index, state.documents.ingestor.lexical):
-            index.close()  # so no connection of this process holds the old file's state
-        _corrupt(LexicalIndex(settings.lexical_dir).database, in_place=True)
+        _sql(settings, "ALTER TABLE lexical_chunks RENAME TO lexical_chunks_away")
         assert _code(client.get("/readyz"), 503) == "lexical_index_unavailable"
-        assert _code(client.post("/v1/ask", json=QUESTION), 503) == "database_unavailable"
-    # A start on it is refused with a message, and `answerdesk check --repair` rebuilds it.
+    # A start on it is refused with a message; `answerdesk check` names it.
     _refused_start(settings, StorageError, match="lexical index: lexical_index_unavailable")
     runner = _cli(settings, monkeypatch)
     reported = runner.invoke(cli, ["check"])
     assert reported.exit_code == 1 and "lexical_index_unavailable" in reported.output
-    assert "--repair" in reported.output and "Traceback" not in reported.output
+    assert "Traceback" not in reported.output
+    # The table restored without its rows: `check` sees them missing, `check --repair` refills them.
+    _sql(settings, "ALTER TABLE lexical_chunks_away RENAME TO lexical_chunks")
+    _sql(settings, "DELETE FROM lexical_chunks")
+    reported = runner.invoke(cli, ["check"])
+    assert reported.exit_code == 1 and "LexicalIndex: 3 live chunks missing" in reported.output, reported.output
     repaired = runner.invoke(cli, ["check", "--repair"])
     assert repaired.exit_code == 0, repaired.output
-    assert "lexical index rebuilt" in repaired.output and "consistent: 2 documents" in repaired.output
+    assert "consistent: 2 documents" in repaired.output
     with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(issue_key(settings))) as client:
         answer = client.post("/v1/ask", json=QUESTION).json()
         assert answer["status"] == "answered", answer
+
+
+def _sql(settings: Settings, statement: str) -> None:
+    engine = open_database(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
 
 
 def test_a_start_beside_a_lost_registry_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,18 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import MetaData, make_url
+from sqlalchemy import MetaData, make_url, text
 
 import access.keys
 import ingest.jobs
+import retrieval.generations
+import retrieval.lexical
 import retrieval.placement
 import retrieval.registry
+import support.experiments
 import support.store
 from api.app import create_app
-from common.schema import SchemaOutdatedError, head, upgrade
+from common.schema import SchemaOutdatedError, _config, head, upgrade
 from common.sql import open_database
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
@@ -40,7 +44,11 @@ REPO = Path(__file__).resolve().parents[2]
 def _models() -> MetaData:
     """Every table the stores map, in one MetaData."""
     metadata = MetaData()
-    for module in (retrieval.registry, retrieval.placement, support.store, access.keys, ingest.jobs):
+    modules = (
+        retrieval.registry, retrieval.placement, retrieval.lexical, retrieval.generations, support.store,
+        support.experiments, access.keys, ingest.jobs,
+    )
+    for module in modules:
         for table in module._Base.metadata.tables.values():
             table.to_metadata(metadata)
     return metadata
@@ -106,6 +114,33 @@ def test_a_server_database_behind_the_code_is_refused_naming_the_command(
             SupportStore(url)
         [fault] = check_data_dir(Settings(data_dir=tmp_path / "data", database_url_setting=url))
         assert fault.code == "schema_outdated" and "answerdesk db upgrade" in fault.problem
+
+
+def test_experiment_tables_an_older_version_made_are_kept_by_their_migration(fresh_url: str) -> None:
+    """Before 0006 the experiment store made its tables at start (two replicas raced on CREATE
+    TABLE); a database that has them upgrades without losing a row, one that lacks them gets them."""
+    engine = open_database(fresh_url)
+    try:
+        with engine.begin() as connection:
+            config = _config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0005")
+        support.experiments._Base.metadata.create_all(engine)  # what ExperimentStore did at start
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO experiments VALUES ('e1', 'acme', 'n', 'b', 0.5, 'running', 'now', NULL)")
+            )
+        if engine.dialect.name == "postgresql":  # a server's schema is never changed by a store
+            with pytest.raises(SchemaOutdatedError, match="answerdesk db upgrade"):
+                support.experiments.ExperimentStore(fresh_url)
+        assert upgrade(engine) == ("0005", head())
+    finally:
+        engine.dispose()
+    store = support.experiments.ExperimentStore(fresh_url)
+    active = store.active("acme")
+    store.close()
+    assert active is not None and active.experiment_id == "e1"
+    assert _differences(fresh_url) == []
 
 
 def test_a_sqlite_file_is_upgraded_when_first_opened(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def ingestor(data: Path) -> Ingestor:
         Chunker(embedder.count_tokens),
         batch_passages=24,
         lock_path=data / "ingest.lock",
-        lexical=LexicalIndex(data / "lexical"),
+        lexical=LexicalIndex(f"sqlite:///{data / 'registry.db'}"),
     )
 
 

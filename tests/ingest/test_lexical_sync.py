@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+from sqlalchemy import text
 
 from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor
@@ -36,7 +39,7 @@ def make_ingestor(data: Path, with_lexical: bool = True) -> Ingestor:
         ChromaStore(data / "chroma"),
         DocumentRegistry(f"sqlite:///{data / 'registry.db'}"),
         Chunker(embedder.count_tokens),
-        lexical=LexicalIndex(data / "lexical", background_rebuild=False) if with_lexical else None,
+        lexical=LexicalIndex(f"sqlite:///{data / 'registry.db'}", background_rebuild=False) if with_lexical else None,
     )
 
 
@@ -103,7 +106,7 @@ def test_the_server_sees_a_cli_ingest_without_restart(tmp_path: Path) -> None:
         ChromaStore(data / "chroma"),
         RetrievalProfile(dense_weight=0.0, lexical_weight=1.0),  # the lexical leg alone decides the order
         DocumentRegistry(f"sqlite:///{data / 'registry.db'}"),
-        lexical=LexicalIndex(data / "lexical", background_rebuild=False),
+        lexical=LexicalIndex(f"sqlite:///{data / 'registry.db'}", background_rebuild=False, max_age_s=0),
     )
     assert [hit.chunk.document_id for hit in engine.retriever.retrieve("warranty claims", "en")] == []
     (kb / "en" / "warranty.md").write_text("# Warranty\n\nWarranty claims are handled within 30 days.\n")
@@ -111,3 +114,34 @@ def test_the_server_sees_a_cli_ingest_without_restart(tmp_path: Path) -> None:
     hits = engine.retriever.retrieve("warranty claims", "en")
     assert [hit.chunk.document_id for hit in hits] == ["en/warranty"]
     assert hits[0].lexical_score > 0
+
+
+def test_a_data_dir_from_before_the_lexical_rows_moved_into_sql_gets_them_at_start(tmp_path: Path) -> None:
+    """A data dir of the previous version: the lexical rows in ``lexical/chunks.sqlite3``, the SQL
+    schema at 0004. The server's start upgrades the SQLite schema (0005: an empty table) and its
+    recovery refills the table from the vector store, so the lexical leg is not lost."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from common.sql import open_database
+    from tests.helpers import bearer, issue_key, small_kb_settings
+
+    settings = small_kb_settings(tmp_path)
+    old = settings.data_dir / "lexical" / "chunks.sqlite3"
+    old.parent.mkdir()
+    with sqlite3.connect(old) as connection:  # the old file, as the previous version left it
+        connection.execute("CREATE TABLE chunks (chunk_id TEXT PRIMARY KEY, terms TEXT NOT NULL)")
+    engine = open_database(settings.database_url)
+    with engine.begin() as connection:
+        for table in ("lexical_chunks", "cache_generations", "experiments", "experiment_answers"):
+            connection.execute(text(f"DROP TABLE {table}"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+    engine.dispose()
+    token = issue_key(settings)
+    with TestClient(create_app(settings, embedder=HashingEmbedder()), headers=bearer(token)) as client:
+        engine_state = client.app.state  # type: ignore[attr-defined]
+        index = engine_state.engine.retriever.lexical.index
+        assert index.count() == engine_state.engine.store.count() == 3
+        assert engine_state.documents.ingestor.audit() == []
+        hits = engine_state.engine.retriever.retrieve("How long does a refund take?", "en")
+        assert any(hit.lexical_score > 0 for hit in hits)

@@ -1,8 +1,12 @@
-"""The lexical index: BM25 over analysed terms, durable, kept in sync, never outside a scope."""
+"""The lexical index: BM25 over analysed terms, durable in SQL (SQLite and PostgreSQL), kept in sync,
+never outside a scope."""
 
 from __future__ import annotations
 
+import os
 import random
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,8 @@ from retrieval.lexical import LexicalIndex, LexicalRetriever
 from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry
 from retrieval.scope import INTERNAL, PUBLIC, Scope
+
+pytestmark = pytest.mark.sql  # each test on SQLite, then on PostgreSQL (tests/conftest.py)
 
 
 def chunk(document_id: str, text: str, version: int = 1, language: str = "en", **fields: object) -> Chunk:
@@ -40,10 +46,17 @@ def ids(index: LexicalIndex, query: str, language: str = "en", scope: Scope | No
 
 
 @pytest.fixture
-def index(tmp_path: Path) -> LexicalIndex:
-    built = LexicalIndex(tmp_path / "lexical", background_rebuild=False)
+def url(tmp_path: Path, sql_backend: str) -> str:
+    """The database: a SQLite file, or on the PostgreSQL pass the fresh schema conftest points at."""
+    return os.environ["ANSWERDESK_DATABASE_URL"] if sql_backend == "postgres" else f"sqlite:///{tmp_path / 'db'}"
+
+
+@pytest.fixture
+def index(url: str) -> Iterator[LexicalIndex]:
+    built = LexicalIndex(url, background_rebuild=False)
     built.upsert([REFUNDS, INVOICES, RU_REFUNDS, ACME_REFUNDS, INTERNAL_REFUNDS])
-    return built
+    yield built
+    built.close()
 
 
 def test_finds_by_stemmed_terms_in_each_language(index: LexicalIndex) -> None:
@@ -76,9 +89,9 @@ def test_deletes_and_replacements_are_seen(index: LexicalIndex) -> None:
     )
 
 
-def test_persisted_and_seen_by_another_process(index: LexicalIndex, tmp_path: Path) -> None:
-    """A second index on the same folder stands for the server while the CLI (``index``) writes."""
-    reader = LexicalIndex(tmp_path / "lexical", background_rebuild=False)
+def test_persisted_and_seen_by_another_process(index: LexicalIndex, url: str) -> None:
+    """A second index on the same database stands for another replica while ``index`` writes."""
+    reader = LexicalIndex(url, background_rebuild=False, max_age_s=0)
     assert ids(reader, "invoice") == ["en/invoices"]
     assert reader.inventory() == index.inventory()
     index.upsert([chunk("en/exports", "Export every invoice as CSV.")])
@@ -87,10 +100,34 @@ def test_persisted_and_seen_by_another_process(index: LexicalIndex, tmp_path: Pa
     assert ids(reader, "invoice") == ["en/exports"]
 
 
-def test_background_rebuild_keeps_serving_until_refreshed(tmp_path: Path) -> None:
-    writer = LexicalIndex(tmp_path / "lexical", background_rebuild=False)
+def test_another_writer_is_seen_within_the_generation_check_interval(index: LexicalIndex, url: str) -> None:
+    reader = LexicalIndex(url, background_rebuild=False, max_age_s=0.3)
+    assert ids(reader, "invoice") == ["en/invoices"]
+    index.upsert([chunk("en/exports", "Export every invoice as CSV.")])
+    time.sleep(0.35)
+    assert set(ids(reader, "invoice")) == {"en/invoices", "en/exports"}
+
+
+def test_rows_and_generation_commit_together(index: LexicalIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are written before the generation is bumped, in one transaction: a bump that fails
+    leaves no rows behind (another replica could never rebuild to see them)."""
+    before = index.inventory()
+
+    def refuse(connection: object, key: str) -> None:
+        raise RuntimeError("the bump failed")
+
+    monkeypatch.setattr("retrieval.generations.bump", refuse)
+    with pytest.raises(RuntimeError, match="the bump failed"):
+        index.upsert([chunk("en/exports", "Export every invoice as CSV.")])
+    with pytest.raises(RuntimeError, match="the bump failed"):
+        index.delete([INVOICES.chunk_id])
+    assert index.inventory() == before
+
+
+def test_background_rebuild_keeps_serving_until_refreshed(url: str) -> None:
+    writer = LexicalIndex(url, background_rebuild=False)
     writer.upsert([INVOICES])
-    reader = LexicalIndex(tmp_path / "lexical")
+    reader = LexicalIndex(url, max_age_s=0)
     assert ids(reader, "invoice") == ["en/invoices"]  # first build happens in the caller's thread
     writer.upsert([chunk("en/exports", "Export every invoice as CSV.")])
     assert set(ids(reader, "invoice")) <= {"en/invoices", "en/exports"}  # stale or fresh, never wrong
@@ -98,9 +135,9 @@ def test_background_rebuild_keeps_serving_until_refreshed(tmp_path: Path) -> Non
     assert set(ids(reader, "invoice")) == {"en/invoices", "en/exports"}
 
 
-def test_retriever_returns_only_live_versions(tmp_path: Path) -> None:
-    index = LexicalIndex(tmp_path / "lexical", background_rebuild=False)
-    registry = DocumentRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
+def test_retriever_returns_only_live_versions(url: str) -> None:
+    index = LexicalIndex(url, background_rebuild=False)
+    registry = DocumentRegistry(url)
     old, new = chunk("en/refunds", "Refunds take 10 days.", 1), chunk("en/refunds", "Refunds take 5 days.", 2)
     index.upsert([old, new])  # the new version is written before it goes live (retrieval/publish.py)
     record = DocumentRecord("en/refunds", "Refunds", "r.md", "en", "faq", "h", 1, [old.chunk_id], "now")
@@ -115,11 +152,12 @@ TENANTS = ("default", "acme", "globex")
 WORDS = ("refund", "invoice", "password", "export", "billing", "team", "plan", "card")
 
 
+@pytest.mark.sqlite_only  # the scope logic is in memory; 25 examples on PostgreSQL add nothing
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_no_hit_outside_any_scope(tmp_path: Path, data: st.DataObject) -> None:
     rng = random.Random(data.draw(st.integers(0, 10**6)))
-    index = LexicalIndex(tmp_path / f"lexical-{rng.random()}", background_rebuild=False)
+    index = LexicalIndex(f"sqlite:///{tmp_path / f'lexical-{rng.random()}.db'}", background_rebuild=False)
     chunks = []
     for number in range(40):
         tenant = rng.choice(TENANTS)

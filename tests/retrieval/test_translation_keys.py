@@ -31,7 +31,7 @@ DOCUMENTS = {
 def build(tmp_path: Path) -> tuple[AnswerPipeline, DocumentRegistry]:
     store = ChromaStore(tmp_path / "chroma")
     registry = DocumentRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
-    lexical = LexicalIndex(tmp_path / "lexical", background_rebuild=False)
+    lexical = LexicalIndex(registry.engine.url.render_as_string(), background_rebuild=False)
     publications = []
     for document_id, (language, text, key) in DOCUMENTS.items():
         chunk = Chunk(f"{document_id}#v1-0", document_id, text, "", language=language, version=1, translation_key=key)

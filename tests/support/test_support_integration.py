@@ -23,7 +23,7 @@ def engine(kb_settings: Settings) -> AnswerPipeline:
     from retrieval.lexical import LexicalIndex
 
     embedder, store, registry = build_components(kb_settings)
-    lexical = LexicalIndex(kb_settings.lexical_dir)  # as the app builds it
+    lexical = LexicalIndex(kb_settings.database_url)  # as the app builds it
     return AnswerPipeline(embedder, store, kb_settings.load_profile(), registry, lexical=lexical)
 
 
