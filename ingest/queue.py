@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 QUEUE = "uploads"
 TASK = "answerdesk.run_upload_job"
 # Jobs that fail to run (database down, a stopping worker) are tried again; files already written
-# are skipped, so trying again costs only the files left.
+# are skipped, so trying again costs only the files left. After the last try the job is closed as
+# failed (its files left fail as ``job_failed``), so that it can be retried through the API.
 _RETRY = procrastinate.RetryStrategy(max_attempts=20, wait=2)
 
 
@@ -45,10 +46,20 @@ def build_app(database_url: str) -> procrastinate.App:
     @app.task(name=TASK, queue=QUEUE, pass_context=True, retry=_RETRY)
     def run_upload_job(context: procrastinate.JobContext, job_id: str) -> None:
         service: DocumentService = context.additional_context["service"]
+        # Procrastinate gives a job up (failed or aborted for good) when a try that ends in an error
+        # had ``attempts`` >= max_attempts; without closing it here it would stay "running" for ever.
+        last = context.job.attempts >= (_RETRY.max_attempts or 0)
         try:
             service.run_job(job_id, context.should_abort)
         except JobStopped as exc:
+            if last:
+                service.give_up(job_id, f"the job was stopped or failed {context.job.attempts + 1} times; retry it")
             raise JobAborted(f"worker stopping; job {job_id} goes back to the queue") from exc
+        except Exception as exc:
+            if last:  # the detail (may name servers) goes to the log below, not to the client
+                problem = f"the job failed {context.job.attempts + 1} times, last with {type(exc).__name__}"
+                service.give_up(job_id, f"{problem}; see the worker's log, then retry it")
+            raise
 
     return app
 
@@ -77,9 +88,10 @@ async def _retry_stalled(app: procrastinate.App, stalled_seconds: float) -> None
         await asyncio.sleep(stalled_seconds / 2)
 
 
-def run_worker(service: DocumentService, database_url: str, stalled_seconds: float) -> None:
+def run_worker(service: DocumentService, database_url: str, stalled_seconds: float, wait: bool = True) -> None:
     """Run upload jobs until SIGTERM or SIGINT (then the running file finishes, the rest is
-    queued again). One job at a time: ingesting is CPU-bound."""
+    queued again), or with ``wait=False`` until the queue is empty. One job at a time: ingesting is
+    CPU-bound."""
     app = build_app(database_url)
 
     async def main() -> None:
@@ -88,6 +100,7 @@ def run_worker(service: DocumentService, database_url: str, stalled_seconds: flo
             try:
                 options: dict[str, Any] = {
                     "queues": [QUEUE],
+                    "wait": wait,
                     "concurrency": 1,
                     "additional_context": {"service": service},
                     "shutdown_graceful_timeout": 0,  # at once: the task stops between files

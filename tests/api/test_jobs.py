@@ -9,11 +9,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import procrastinate
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 import ingest.jobs
+import ingest.queue
 from api.app import create_app
 from ingest.jobs import JobStore, Upload
 from ingest.pipeline import FileResult, Outcome
@@ -195,6 +197,46 @@ def test_on_postgresql_jobs_go_to_the_workers_queue_with_their_rows(
     assert [tuple(entry) for entry in entries] == [
         (job_id, "answerdesk.run_upload_job", "tenant:default", "todo") for job_id in job_ids
     ]
+
+
+def test_a_job_whose_queue_tries_run_out_ends_failed_and_is_retried(
+    settings: Settings, token: str, sql_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if sql_backend != "postgres":
+        pytest.skip("the queue of `answerdesk worker` is in PostgreSQL")
+    monkeypatch.setattr(ingest.queue, "_RETRY", procrastinate.RetryStrategy(max_attempts=2))  # 3 tries, no wait
+    with _client(settings.model_copy(update={"job_runner": "auto"}), token) as client:
+        job_id = client.post("/v1/documents", files=_batch("t1.md", "t2.md")).json()["job_id"]
+        service: DocumentService = client.app.state.documents  # type: ignore[attr-defined]
+        claim, tries = service.jobs.claim, []
+
+        def failing_claim(job_id: str, position: int) -> bool:  # the second file's write fails every time
+            if position == 1:
+                tries.append(position)
+                raise RuntimeError("simulated fault")
+            return claim(job_id, position)
+
+        monkeypatch.setattr(service.jobs, "claim", failing_claim)
+        ingest.queue.run_worker(service, settings.database_url, stalled_seconds=30, wait=False)
+        assert len(tries) == 3
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "failed", job  # not "running" for ever
+        assert [(r["file"], r["outcome"], r["code"]) for r in job["results"]] == [
+            ("t1.md", "added", ""),
+            ("t2.md", "failed", "job_failed"),
+        ]
+        assert "failed 3 times, last with RuntimeError" in job["results"][1]["error"]
+
+        monkeypatch.setattr(service.jobs, "claim", claim)  # the cause is fixed
+        retried = client.post(f"/v1/jobs/{job_id}/retry")
+        assert (retried.status_code, retried.json()["status"]) == (202, "queued"), retried.text
+        ingest.queue.run_worker(service, settings.database_url, stalled_seconds=30, wait=False)
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded", job
+        assert [(r["document_id"], r["outcome"], r["version"]) for r in job["results"]] == [
+            ("t1", "added", 1),
+            ("t2", "added", 1),
+        ]
 
 
 def test_retry_writes_only_the_failed_files_again(client: TestClient) -> None:
