@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from common.clock import utc_now
 from common.errors import AnswerDeskError
 from common.schema import require_current
-from common.sql import SqlStore
+from common.sql import SqlStore, unbounded
 from ingest.pipeline import FileResult, Outcome
 from retrieval.scope import DEFAULT_TENANT, PUBLIC
 
@@ -272,7 +272,8 @@ class JobStore(SqlStore):
             return
         key = {"key": f"answerdesk-write:{tenant}"}
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+            with unbounded(connection):  # another process may write this tenant for minutes
+                connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
             try:
                 yield
             finally:
