@@ -336,6 +336,20 @@ class JobStore(SqlStore):
         assert found is not None
         return found
 
+    def close_abandoned(self, held: Callable[[Connection, list[str]], set[str]], problem: str) -> list[str]:
+        """Close as failed (files left: ``job_failed``, saying ``problem``) the unfinished jobs that
+        no runner holds any more; ``held`` tells, on this transaction, which of them the queue still
+        will run. Their rows are locked first, so a job queued again meanwhile (a retry commits its
+        row and its queue entry together, under the same lock) is never taken for abandoned."""
+        with self._session() as session:
+            unfinished = _JobRow.status.in_([s.value for s in UNFINISHED])
+            rows = session.scalars(select(_JobRow).where(unfinished).with_for_update(skip_locked=True)).all()
+            kept = held(session.connection(), [row.job_id for row in rows]) if rows else set()
+            abandoned = [row for row in rows if row.job_id not in kept]
+            for row in abandoned:
+                _close(session, row, problem)
+            return [row.job_id for row in abandoned]
+
     def unfinished(self) -> list[str]:
         """Jobs queued or running (left so by a crash, when no other process runs them)."""
         with self._session() as session:

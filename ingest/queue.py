@@ -7,8 +7,8 @@ two workers never run batches of one tenant at once; each file also takes the te
 (ingest/jobs.py) against the API's own small writes. A stopping worker (SIGTERM) finishes the file
 it is writing and hands the rest back (Procrastinate retries jobs aborted by a shutdown); a worker
 killed outright stops sending heartbeats, and the other workers put its job back in the queue after
-``worker_stalled_seconds`` (:func:`_retry_stalled`). Finished files have results in SQL, so a job run
-again writes only the files left.
+``worker_stalled_seconds`` (:func:`_recover`, which also closes jobs the queue gave up on).
+Finished files have results in SQL, so a job run again writes only the files left.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import procrastinate
 from procrastinate.exceptions import JobAborted
-from sqlalchemy import Connection, make_url
+from sqlalchemy import Connection, make_url, text
 
 from ingest.jobs import Job
 from ingest.service import DocumentService, JobStopped
@@ -78,13 +78,33 @@ class ProcrastinateQueue:
         deferrer.defer(job_id=job.job_id)
 
 
-async def _retry_stalled(app: procrastinate.App, stalled_seconds: float) -> None:
+def held_by_queue(connection: Connection, job_ids: list[str]) -> set[str]:
+    """Of ``job_ids``, those Procrastinate will still run (waiting, or running on a worker)."""
+    rows = connection.execute(
+        text(
+            "SELECT args->>'job_id' FROM procrastinate_jobs WHERE task_name = :task"
+            " AND status IN ('todo', 'doing', 'aborting') AND args->>'job_id' = ANY(:ids)"
+        ),
+        {"task": TASK, "ids": job_ids},
+    )
+    return {job_id for (job_id,) in rows}
+
+
+async def _recover(app: procrastinate.App, service: DocumentService, stalled_seconds: float) -> None:
     """Put back in the queue the jobs of workers that stopped sending heartbeats (killed, lost),
-    as Procrastinate's docs advise (it finds them; retrying is left to the application)."""
+    as Procrastinate's docs advise (it finds them; retrying is left to the application); then close
+    the jobs left unfinished that the queue no longer holds (given up on while the database refused
+    to record it), so that they can be retried."""
     while True:
-        for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_seconds):
-            logger.warning("upload job %s was running on a worker that stopped; queued again", job.task_kwargs)
-            await app.job_manager.retry_job(job)
+        try:
+            for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_seconds):
+                logger.warning("upload job %s was running on a worker that stopped; queued again", job.task_kwargs)
+                await app.job_manager.retry_job(job)
+            problem = "the queue gave up on the job (its tries ran out); see the worker's log, then retry it"
+            for job_id in await asyncio.to_thread(service.jobs.close_abandoned, held_by_queue, problem):
+                logger.error("upload job %s was left unfinished outside the queue; closed as failed", job_id)
+        except Exception:  # the database is down, say: the next round tries again
+            logger.exception("recovering upload jobs failed; trying again in %.0f s", stalled_seconds / 2)
         await asyncio.sleep(stalled_seconds / 2)
 
 
@@ -96,7 +116,7 @@ def run_worker(service: DocumentService, database_url: str, stalled_seconds: flo
 
     async def main() -> None:
         async with app.open_async():
-            recovery = asyncio.create_task(_retry_stalled(app, stalled_seconds))
+            recovery = asyncio.create_task(_recover(app, service, stalled_seconds))
             try:
                 options: dict[str, Any] = {
                     "queues": [QUEUE],

@@ -239,6 +239,35 @@ def test_a_job_whose_queue_tries_run_out_ends_failed_and_is_retried(
         ]
 
 
+def test_a_job_given_up_while_its_database_refused_the_close_is_closed_by_the_workers_recovery(
+    settings: Settings, token: str, sql_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if sql_backend != "postgres":
+        pytest.skip("the queue of `answerdesk worker` is in PostgreSQL")
+    monkeypatch.setattr(ingest.queue, "_RETRY", procrastinate.RetryStrategy(max_attempts=1))  # 2 tries, no wait
+    with _client(settings.model_copy(update={"job_runner": "auto"}), token) as client:
+        lost = client.post("/v1/documents", files=_batch("l1.md", "l2.md")).json()["job_id"]
+        service: DocumentService = client.app.state.documents  # type: ignore[attr-defined]
+
+        def refused(*_: Any, **__: Any) -> Any:
+            raise RuntimeError("simulated fault: the database refuses this worker")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(service.jobs, "claim", refused)
+            patched.setattr(service, "give_up", refused)
+            ingest.queue.run_worker(service, settings.database_url, stalled_seconds=30, wait=False)
+        assert client.get(f"/v1/jobs/{lost}").json()["status"] == "running"  # and the queue gave it up
+        waiting = client.post("/v1/documents", files=_batch("w1.md", "w2.md")).json()["job_id"]  # no worker runs
+
+        problem = "the queue gave up on the job"
+        assert service.jobs.close_abandoned(ingest.queue.held_by_queue, problem) == [lost]
+        job = client.get(f"/v1/jobs/{lost}").json()
+        assert job["status"] == "failed", job
+        assert [(r["code"], r["error"]) for r in job["results"]] == [("job_failed", problem)] * 2
+        assert client.get(f"/v1/jobs/{waiting}").json()["status"] == "queued"  # the queue holds it: left alone
+        assert client.post(f"/v1/jobs/{lost}/retry").status_code == 202
+
+
 def test_retry_writes_only_the_failed_files_again(client: TestClient) -> None:
     assert client.post("/v1/documents", json={"document_id": "r2", "content": PAGE.format(1)}).status_code == 201
     job_id = client.post("/v1/documents", files=_batch("r1.md", "r2.md")).json()["job_id"]
