@@ -188,9 +188,9 @@ class KeyStore(SqlStore):
         with self._session() as session:
             row = session.get(_KeyRow, key_id)
             if row is None or (tenant is not None and row.tenant != tenant):
-                raise KeyNotFoundError(key_id)
+                raise KeyNotFoundError(f"no key {key_id!r}")
             if audiences is not None and row.audience not in audiences:
-                raise KeyNotFoundError(key_id)
+                raise KeyNotFoundError(f"no key {key_id!r}")
             if row.revoked_at is None:
                 row.revoked_at = utc_now("seconds")
             session.flush()

@@ -6,14 +6,14 @@ ApiError
 ├── RateLimitedError       429 rate_limited (with Retry-After)
 ├── NotReadyError          503 not_ready
 ├── WriterBusyApiError     503 writer_busy (with Retry-After)
-├── NotFoundError          404 document_not_found, job_not_found, escalation_not_found, answer_not_found,
-│                              conversation_not_found, key_not_found
+├── NotFoundError          404 document_not_found, job_not_found, conversation_not_found (lookups in the routes)
 ├── ConflictError          409 escalation_already_resolved
 ├── PayloadTooLargeError   413 payload_too_large (also api/limits.py BodySizeLimit)
 ├── UnsupportedMediaError  415 unsupported_media_type
 └── DocumentRejectedError  a file the ingester refused: 409 document_exists, 413 too_large,
                            422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
-AnswerDeskError            by its code (DOMAIN_STATUS): store_unavailable, database_gone 503; *_not_found 404; …
+AnswerDeskError            by its code (DOMAIN_STATUS, the one table for domain errors; their message is the
+                           client's): store_unavailable, database_gone 503; *_not_found 404; …
 (SQLite/SQL DatabaseError) 503 database_unavailable (damaged, unreadable, or a database server down or
                          timing out; integrity errors stay 500; the next request after recovery works)
 (request validation)     422 invalid_request (also a body that cannot be parsed, which FastAPI makes a 400)
@@ -146,6 +146,7 @@ DOMAIN_STATUS: dict[str, int] = {
     "escalation_not_found": 404,
     "answer_not_found": 404,
     "key_not_found": 404,
+    "experiment_not_found": 404,
     "escalation_already_resolved": 409,
     "job_finished": 409,
     "job_not_failed": 409,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from access.keys import Permission
 from api.auth import Caller, require
 from api.deps import SupportDep
-from api.errors import ApiError, ConflictError, NotFoundError, NotReadyError
+from api.errors import ApiError, ConflictError, NotReadyError
 from api.models import AskRequest, AskResponse, ErrorResponse
 from api.routes_support import answer_turn
 from retrieval.config import Settings
@@ -39,7 +39,6 @@ from support.experiments import (
     Experiment,
     ExperimentConflictError,
     ExperimentError,
-    ExperimentNotFoundError,
     ExperimentStore,
     compare_variants,
     load_named_profile,
@@ -301,18 +300,13 @@ class InvalidExperimentError(ApiError):
 async def _change(action: Any, caller: Caller, experiment_id: str) -> ExperimentView:
     try:
         experiment = await run_in_threadpool(action, caller.tenant, experiment_id)
-    except ExperimentNotFoundError as exc:
-        raise NotFoundError(f"no experiment {experiment_id!r}", "experiment_not_found") from exc
     except ExperimentConflictError as exc:
         raise ConflictError(str(exc), "experiment_over") from exc
     return ExperimentView.of(experiment)
 
 
 def _find(lab: Lab, caller: Caller, experiment_id: str) -> Experiment:
-    try:
-        return lab.store.get(caller.tenant, experiment_id)
-    except ExperimentNotFoundError as exc:
-        raise NotFoundError(f"no experiment {experiment_id!r}", "experiment_not_found") from exc
+    return lab.store.get(caller.tenant, experiment_id)
 
 
 def _compare(lab: Lab, desk: SupportDesk, experiment: Experiment, caller: Caller) -> tuple[Any, Any]:

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from access.keys import ApiKey, KeyNotFoundError, KeyStore
+from access.keys import ApiKey, KeyStore
 from api.auth import KeysCaller, get_key_store
-from api.errors import AudienceForbiddenError, NotFoundError
+from api.errors import AudienceForbiddenError
 from api.models import ErrorResponse
 
 router = APIRouter(tags=["keys"])
@@ -92,9 +92,6 @@ async def revoke_key(
     key_id: Annotated[str, Path(max_length=64)], caller: KeysCaller, store: KeyStoreDep
 ) -> KeyView:
     """Revoke a key of the tenant: its next request gets 401 (revoking twice changes nothing)."""
-    try:
-        key = await run_in_threadpool(store.revoke, key_id, caller.tenant, caller.scope.audiences)
-    except KeyNotFoundError as exc:
-        raise NotFoundError(f"no key {key_id!r}", "key_not_found") from exc
+    key = await run_in_threadpool(store.revoke, key_id, caller.tenant, caller.scope.audiences)
     return KeyView.of(key)
 

@@ -28,7 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import ConversationsCaller, ErasureCaller, EscalationsCaller, FaqCaller, FeedbackCaller
 from api.deps import SupportDep
-from api.errors import ConflictError, NotFoundError
+from api.errors import NotFoundError
 from api.models import AskRequest, AskResponse, ErrorResponse
 from api.support_models import (
     ConversationView,
@@ -52,12 +52,8 @@ from retrieval.timings import StageTimings
 from support.desk import SupportDesk, build_desk
 from support.handoff import EscalationPayload
 from support.store import (
-    AnswerNotFoundError,
-    ConversationNotFoundError,
     Erasure,
     Escalation,
-    EscalationNotFoundError,
-    EscalationResolvedError,
 )
 
 logger = logging.getLogger(__name__)
@@ -97,21 +93,18 @@ async def answer_turn(
 ) -> AskResponse:
     """One ``/v1/ask`` turn through the desk, within the caller's ``scope``, in a conversation of
     key ``owner``: context, answer, triage, handoff, audit; the engine's stage timings go to ``timings``."""
-    try:
-        reply = await run_in_threadpool(
-            desk.ask,
-            engine,
-            request.question,
-            conversation_id=request.conversation_id,
-            language=request.language,
-            escalate=request.escalate,
-            customer=request.customer,
-            scope=scope,
-            owner=owner,
-            timings=timings,
-        )
-    except ConversationNotFoundError as exc:
-        raise _no_conversation(str(request.conversation_id)) from exc
+    reply = await run_in_threadpool(
+        desk.ask,
+        engine,
+        request.question,
+        conversation_id=request.conversation_id,
+        language=request.language,
+        escalate=request.escalate,
+        customer=request.customer,
+        scope=scope,
+        owner=owner,
+        timings=timings,
+    )
     return AskResponse.from_reply(reply)
 
 
@@ -153,22 +146,17 @@ async def resolve_escalation(
     escalation_id: EscalationId, body: ResolveRequest, caller: EscalationsCaller, desk: SupportDep
 ) -> EscalationDetail:
     """Record the agent's answer; with ``offer_as_faq`` it becomes a FAQ candidate for editors."""
-    try:
-        row = await run_in_threadpool(
-            desk.resolve,
-            escalation_id,
-            body.answer,
-            agent=body.agent,
-            offer_as_faq=body.offer_as_faq,
-            document_ids=body.document_ids,
-            kb_gap=body.kb_gap,
-            tenant=caller.tenant,
-            audiences=caller.scope.audiences,
-        )
-    except EscalationNotFoundError as exc:
-        raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
-    except EscalationResolvedError as exc:
-        raise ConflictError(f"escalation {escalation_id!r} is resolved already", "escalation_already_resolved") from exc
+    row = await run_in_threadpool(
+        desk.resolve,
+        escalation_id,
+        body.answer,
+        agent=body.agent,
+        offer_as_faq=body.offer_as_faq,
+        document_ids=body.document_ids,
+        kb_gap=body.kb_gap,
+        tenant=caller.tenant,
+        audiences=caller.scope.audiences,
+    )
     return _detail(row, "redacted")
 
 
@@ -190,12 +178,9 @@ async def answer_feedback(
     answer_id: Annotated[str, Path(max_length=64)], body: FeedbackRequest, caller: FeedbackCaller, desk: SupportDep
 ) -> FeedbackResponse:
     """Was this answer helpful? Feedback feeds `answerdesk eval import-audit` and the gap report."""
-    try:
-        feedback = await run_in_threadpool(
-            desk.store.add_feedback, answer_id, body.helpful, body.comment, caller.tenant, caller.scope.audiences
-        )
-    except AnswerNotFoundError as exc:
-        raise NotFoundError(f"no answer {answer_id!r}", "answer_not_found") from exc
+    feedback = await run_in_threadpool(
+        desk.store.add_feedback, answer_id, body.helpful, body.comment, caller.tenant, caller.scope.audiences
+    )
     return FeedbackResponse(
         feedback_id=feedback.feedback_id,
         answer_id=feedback.answer_id,
@@ -288,10 +273,7 @@ def _erased(erased: Erasure) -> Erased:
 
 
 def _find(desk: SupportDesk, escalation_id: str, scope: Scope) -> Escalation:
-    try:
-        return desk.store.escalation(escalation_id, scope.tenant, scope.audiences)
-    except EscalationNotFoundError as exc:
-        raise NotFoundError(f"no escalation {escalation_id!r}", "escalation_not_found") from exc
+    return desk.store.escalation(escalation_id, scope.tenant, scope.audiences)
 
 
 def _summary(row: Escalation) -> EscalationSummary:

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
 from common.errors import AnswerDeskError
-from common.sql import private_file, sqlite_path
+from common.sql import private_file, sqlite_path, unbounded
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ def current(connection: Connection) -> str | None:
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Migrate to :func:`head`; returns (revision before, revision after). Idempotent."""
-    with _exclusive(engine), engine.begin() as connection:
+    # Unbounded: the lock waits for another process's upgrade, and a migration may take long.
+    with _exclusive(engine), engine.begin() as connection, unbounded(connection):
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
         before = current(connection)

@@ -4,6 +4,7 @@ dataclass records and rows whose columns share their field names."""
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, make_url
+import psycopg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Connection, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -81,16 +85,22 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, options: DatabaseOptions | None = None) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout, so the API and the CLI can share it,
     its file is private to the owner (SQLite gives the -wal and -shm files the same mode), and a
-    :class:`FileGuard` is checked whenever a connection is taken from the pool."""
+    :class:`FileGuard` is checked whenever a connection is taken from the pool. A PostgreSQL server
+    gets the pool and timeouts of ``options`` (default: from the environment)."""
     path = sqlite_path(url)
     if path is not None and not str(path).startswith("file:"):
         private_file(path)
-    engine = create_engine(url) if url.startswith("sqlite") else create_engine(url, **_server_options(url))
     if url.startswith("sqlite"):
+        engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        options = options or DatabaseOptions()
+        engine = create_engine(url, **_server_options(url, options))
+        if engine.dialect.driver == "psycopg":
+            event.listen(engine, "do_connect", _bounded_connect(options.timeout_s))
     if path is not None:
         guard = FileGuard(path)
         event.listen(engine, "do_connect", lambda *_: guard.check())  # before a new connection creates a file
@@ -98,27 +108,87 @@ def open_database(url: str) -> Engine:
     return engine
 
 
-# A database server (PostgreSQL) that does not answer fails a request within seconds instead of
-# hanging it: connecting gives up after CONNECT_TIMEOUT_S, waiting for a pooled connection after
-# POOL_TIMEOUT_S, and each checkout is pinged first, so connections broken by a restart are replaced
-# and the next request after an outage works without restarting the process. A ``connect_timeout``
-# in the URL's query wins over ours.
-CONNECT_TIMEOUT_S = 5
-POOL_TIMEOUT_S = 10
-POOL_SIZE = 5
-POOL_MAX_OVERFLOW = 10
+class DatabaseOptions(BaseSettings):
+    """How this process talks to a database server (``ANSWERDESK_DATABASE_*``; SQLite ignores them).
+
+    Each store opens its own engine, so one process holds up to ``engines × (pool_size +
+    pool_max_overflow)`` connections (docs/operations.md, Databases): keep that, times the replicas
+    and workers, under the server's ``max_connections``."""
+
+    model_config = SettingsConfigDict(env_prefix="ANSWERDESK_DATABASE_", extra="ignore")
+
+    # The longest the server may take to accept a connection or to answer one round trip (a
+    # statement, a commit); then the connection is closed and the request gets 503. A ``connect_timeout``
+    # in the URL's query wins for connecting.
+    timeout_s: float = Field(default=10.0, gt=0)
+    pool_size: int = Field(default=5, ge=1)
+    pool_max_overflow: int = Field(default=10, ge=0)
+    pool_timeout_s: float = Field(default=10.0, gt=0)  # waiting for a free pooled connection
 
 
-def _server_options(url: str) -> dict[str, Any]:
+class BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection that gives up on a server that does not answer.
+
+    libpq has no read timeout, and neither TCP keepalives nor ``tcp_user_timeout`` notice a server
+    process that is stopped or stuck (its kernel still acknowledges every packet), nor can the
+    server's own ``statement_timeout`` fire in it (docs/operations.md, Databases). So each wait for
+    the server is bounded here: psycopg waits for the socket in Python (``Connection.wait``), with a
+    timeout that ends in an error (``_WaitTimeout``, psycopg 3.3.9); the connection, left in the
+    middle of the protocol, is closed, which SQLAlchemy takes for a disconnect (the pool drops it).
+    """
+
+    timeout_s: float | None = None  # None: wait as long as it takes (see :func:`unbounded`)
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if timeout is not None or self.timeout_s is None:
+            return super().wait(gen, interval, timeout)
+        try:
+            return super().wait(gen, interval, self.timeout_s)
+        except psycopg.errors._WaitTimeout as exc:
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database server did not answer within {self.timeout_s:g} s (ANSWERDESK_DATABASE_TIMEOUT_S)"
+            ) from exc
+
+
+@contextmanager
+def unbounded(connection: Connection) -> Iterator[Connection]:
+    """Lift the answer timeout on ``connection`` while it waits on purpose (a lock another process
+    may hold for minutes, a schema upgrade)."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, BoundedConnection):
+        yield connection
+        return
+    kept, driver.timeout_s = driver.timeout_s, None
+    try:
+        yield connection
+    finally:
+        driver.timeout_s = kept
+
+
+def _server_options(url: str, options: DatabaseOptions) -> dict[str, Any]:
+    """A database server (PostgreSQL) that does not answer fails a request within
+    ``options.timeout_s`` (twice that when a pooled connection is found dead and a new one is
+    tried) instead of hanging it; each checkout is pinged first, so connections broken by a restart
+    are replaced and the next request after an outage works without restarting the process."""
     query = make_url(url).query
-    connect_args = {} if "connect_timeout" in query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    connect_args = {} if "connect_timeout" in query else {"connect_timeout": max(math.ceil(options.timeout_s), 2)}
     return {
         "pool_pre_ping": True,
-        "pool_timeout": POOL_TIMEOUT_S,
-        "pool_size": POOL_SIZE,
-        "max_overflow": POOL_MAX_OVERFLOW,
+        "pool_timeout": options.pool_timeout_s,
+        "pool_size": options.pool_size,
+        "max_overflow": options.pool_max_overflow,
         "connect_args": connect_args,
     }
+
+
+def _bounded_connect(timeout_s: float) -> Any:
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.timeout_s = timeout_s
+        return connection
+
+    return connect
 
 
 class SqlStore:

@@ -84,6 +84,7 @@ class JobStatus(StrEnum):
 UNFINISHED = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 MAX_JOBS_KEPT = 1000  # finished jobs kept for GET /v1/jobs/{id} and retry; older ones are deleted
 CANCELLED_CODE = "cancelled"
+GAVE_UP_CODE = "job_failed"  # the files a job's runner gave up on (ingest/queue.py: its tries ran out)
 
 
 class JobStateError(AnswerDeskError, ValueError):
@@ -280,31 +281,17 @@ class JobStore(SqlStore):
                 .values(result=_result_to(result))
             )
 
-    def finish(self, job_id: str) -> Job | None:
+    def finish(self, job_id: str, gave_up: str = "") -> Job | None:
         """Close a job whose files all have results (those left get ``cancelled`` when it was
-        cancelled); its status says how it went. The bytes of the files written are dropped (a
-        retry writes only failed ones), and only the newest :data:`MAX_JOBS_KEPT` finished jobs stay."""
+        cancelled, or fail as ``job_failed`` saying ``gave_up`` when its runner gives up on it); its
+        status says how it went. The bytes of the files written are dropped (a retry writes only
+        failed ones), and only the newest :data:`MAX_JOBS_KEPT` finished jobs stay."""
         with self._session() as session:
             row = session.get(_JobRow, job_id, with_for_update=True)
             if row is None:
                 return None
-            files = session.scalars(select(_FileRow).where(_FileRow.job_id == job_id)).all()
-            for file in files:
-                if file.result is None and row.cancel_requested:
-                    problem = "the job was cancelled before this file was written"
-                    cancelled = FileResult(file.filename, Outcome.FAILED, error=problem, code=CANCELLED_CODE)
-                    file.result = _result_to(cancelled)
-                if file.result is not None and file.result["outcome"] != Outcome.FAILED.value:
-                    file.data = b""
-            results = [file.result for file in files]
-            if any(result and result["code"] == CANCELLED_CODE for result in results):
-                status = JobStatus.CANCELLED
-            elif any(result is None or result["outcome"] == Outcome.FAILED.value for result in results):
-                status = JobStatus.FAILED
-            else:
-                status = JobStatus.SUCCEEDED
-            row.status, row.finished_at = status.value, utc_now("seconds")
-            _prune(session)
+            if row.status in UNFINISHED:  # else closed meanwhile (cancelled, or by another runner)
+                _close(session, row, gave_up)
         return self.get(job_id)
 
     def cancel(self, job_id: str) -> None:
@@ -339,6 +326,20 @@ class JobStore(SqlStore):
         assert found is not None
         return found
 
+    def close_abandoned(self, held: Callable[[Connection, list[str]], set[str]], problem: str) -> list[str]:
+        """Close as failed (files left: ``job_failed``, saying ``problem``) the unfinished jobs that
+        no runner holds any more; ``held`` tells, on this transaction, which of them the queue still
+        will run. Their rows are locked first, so a job queued again meanwhile (a retry commits its
+        row and its queue entry together, under the same lock) is never taken for abandoned."""
+        with self._session() as session:
+            unfinished = _JobRow.status.in_([s.value for s in UNFINISHED])
+            rows = session.scalars(select(_JobRow).where(unfinished).with_for_update(skip_locked=True)).all()
+            kept = held(session.connection(), [row.job_id for row in rows]) if rows else set()
+            abandoned = [row for row in rows if row.job_id not in kept]
+            for row in abandoned:
+                _close(session, row, problem)
+            return [row.job_id for row in abandoned]
+
     def unfinished(self) -> list[str]:
         """Jobs queued or running (left so by a crash, when no other process runs them)."""
         with self._session() as session:
@@ -355,6 +356,27 @@ class JobStore(SqlStore):
         with self._session() as session:
             rows = session.execute(select(_JobRow.status, func.count()).group_by(_JobRow.status)).all()
         return {status: count for status, count in rows}
+
+
+def _close(session: Session, row: _JobRow, gave_up: str) -> None:
+    files = session.scalars(select(_FileRow).where(_FileRow.job_id == row.job_id)).all()
+    for file in files:
+        if file.result is None and row.cancel_requested:
+            problem = "the job was cancelled before this file was written"
+            file.result = _result_to(FileResult(file.filename, Outcome.FAILED, error=problem, code=CANCELLED_CODE))
+        elif file.result is None and gave_up:
+            file.result = _result_to(FileResult(file.filename, Outcome.FAILED, error=gave_up, code=GAVE_UP_CODE))
+        if file.result is not None and file.result["outcome"] != Outcome.FAILED.value:
+            file.data = b""
+    results = [file.result for file in files]
+    if any(result and result["code"] == CANCELLED_CODE for result in results):
+        status = JobStatus.CANCELLED
+    elif any(result is None or result["outcome"] == Outcome.FAILED.value for result in results):
+        status = JobStatus.FAILED
+    else:
+        status = JobStatus.SUCCEEDED
+    row.status, row.finished_at = status.value, utc_now("seconds")
+    _prune(session)
 
 
 def _prune(session: Session) -> None:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from common.sql import unbounded
+
 
 class TenantLocks:
     """The write locks of one database's tenants."""
@@ -33,7 +35,8 @@ class TenantLocks:
         key = {"key": f"answerdesk-write:{tenant}"}
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             if wait:
-                connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+                with unbounded(connection):  # another process may write this tenant for minutes
+                    connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
                 held = True
             else:
                 held = bool(connection.scalar(text("SELECT pg_try_advisory_lock(hashtext(:key))"), key))

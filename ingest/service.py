@@ -171,6 +171,10 @@ class DocumentService:
                 raise JobStopped(job_id)
         return self.jobs.finish(job_id)
 
+    def give_up(self, job_id: str, problem: str) -> Job | None:
+        """Close a job that will not be run again: its files without a result fail, saying ``problem``."""
+        return self.jobs.finish(job_id, gave_up=problem)
+
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self.jobs.close()

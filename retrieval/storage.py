@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -53,9 +54,14 @@ def check_stores(
 ) -> list[StoreFault]:
     """Every store's fault (empty when all are usable). ``databases`` are further SQL databases by
     name; ``thorough`` also checks each SQLite file's pages (``PRAGMA quick_check``, for the CLI)."""
-    faults: list[StoreFault] = []
-    for name, engine in {"registry": registry.engine, **(databases or {})}.items():
-        faults += _probe(name, "database_unavailable", partial(_ping, engine, thorough))
+    engines = {"registry": registry.engine, **(databases or {})}
+    # At once: a database server that hangs costs the probe one timeout, not one per database.
+    with ThreadPoolExecutor(len(engines)) as pool:
+        pings = {
+            name: pool.submit(_probe, name, "database_unavailable", partial(_ping, engine, thorough))
+            for name, engine in engines.items()
+        }
+        faults: list[StoreFault] = [fault for ping in pings.values() for fault in ping.result()]
     faults += _probe("vector store", "store_unavailable", store.ping)
     if lexical is not None:
         faults += _probe("lexical index", "lexical_index_unavailable", lexical.ping)

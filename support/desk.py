@@ -128,7 +128,7 @@ class SupportDesk:
         conversation_id = conversation_id or uuid.uuid4().hex
         known = self.store.conversation(conversation_id, tenant)
         if known is not None and not may_continue(known, owner, dict(customer or {})):
-            raise ConversationNotFoundError(conversation_id)
+            raise ConversationNotFoundError(f"no conversation {conversation_id!r}")
         history = self.store.turns(conversation_id, tenant)
 
         # Embedded once: for retrieval, sentence evidence, and the triage and follow-up classifier

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.bootstrap import bootstrap_median_difference, unpaired_bootstrap, verdict
 from common.clock import utc_now
+from common.errors import AnswerDeskError
 from common.schema import require_current
 from common.sql import SqlStore, record_from_row
 from retrieval.config import RetrievalProfile
@@ -48,8 +49,10 @@ class ExperimentConflictError(ExperimentError):
     """Another experiment of the tenant is running or promoted, or this one is over."""
 
 
-class ExperimentNotFoundError(LookupError):
-    pass
+class ExperimentNotFoundError(AnswerDeskError, LookupError):
+    """No experiment with this id in the tenant."""
+
+    code = "experiment_not_found"
 
 
 class _Base(DeclarativeBase):
@@ -143,7 +146,7 @@ class ExperimentStore(SqlStore):
         with Session(self.engine) as session:
             row = session.get(_ExperimentRow, experiment_id)
             if row is None or row.tenant != tenant:
-                raise ExperimentNotFoundError(experiment_id)
+                raise ExperimentNotFoundError(f"no experiment {experiment_id!r}")
             return record_from_row(Experiment, row)
 
     def experiments(self, tenant: str) -> list[Experiment]:
@@ -185,7 +188,7 @@ class ExperimentStore(SqlStore):
         with self._session() as session:
             row = session.get(_ExperimentRow, experiment_id)
             if row is None or row.tenant != tenant:
-                raise ExperimentNotFoundError(experiment_id)
+                raise ExperimentNotFoundError(f"no experiment {experiment_id!r}")
             if row.status not in allowed_from:
                 raise ExperimentConflictError(f"the experiment is {row.status}: it cannot be {status} now")
             row.status = status

@@ -408,7 +408,7 @@ class SupportStore(SqlStore):
                 session.add(conversation)
             else:
                 if not may_continue(record_from_row(Conversation, conversation), exchange.owner, exchange.customer):
-                    raise ConversationNotFoundError(exchange.conversation_id)
+                    raise ConversationNotFoundError(f"no conversation {exchange.conversation_id!r}")
                 conversation.customer_id = conversation.customer_id or customer_id_of(exchange.customer)
                 conversation.updated_at = stamp
                 conversation.language = exchange.turn.language
@@ -461,7 +461,7 @@ class SupportStore(SqlStore):
         with Session(self.engine) as session:
             row = session.get(_EscalationRow, escalation_id)
             if row is None or not _readable(row, tenant, audiences):
-                raise EscalationNotFoundError(escalation_id)
+                raise EscalationNotFoundError(f"no escalation {escalation_id!r}")
             return _escalation(row)
 
     def escalations(
@@ -511,9 +511,9 @@ class SupportStore(SqlStore):
         with self._session() as session:
             row = session.get(_EscalationRow, escalation_id, with_for_update=True)
             if row is None or not _readable(row, tenant, audiences):
-                raise EscalationNotFoundError(escalation_id)
+                raise EscalationNotFoundError(f"no escalation {escalation_id!r}")
             if row.status == RESOLVED:
-                raise EscalationResolvedError(escalation_id)
+                raise EscalationResolvedError(f"escalation {escalation_id!r} is resolved already")
             row.status = RESOLVED
             row.resolved_at = stamp
             row.resolution = dict(resolution)
@@ -645,7 +645,7 @@ class SupportStore(SqlStore):
         with self._session() as session:
             answer = session.get(_AuditRow, answer_id)
             if answer is None or not _readable(answer, tenant, audiences):
-                raise AnswerNotFoundError(answer_id)
+                raise AnswerNotFoundError(f"no answer {answer_id!r}")
             row = _FeedbackRow(
                 tenant=answer.tenant, answer_id=answer_id, helpful=helpful, comment=comment, created_at=utc_now()
             )

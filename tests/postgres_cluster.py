@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.helpers import free_port
@@ -52,6 +55,22 @@ class PrivateCluster:
     def stop(self) -> None:
         """Stop the server at once (``immediate``: like a crash; open connections are cut)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server hung: its postmaster and every process it started are stopped (SIGSTOP), so
+        connections stay open and new ones are accepted by the kernel, but nothing answers; resumed
+        (SIGCONT) on leaving."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False)
+        pids = [postmaster, *(int(pid) for pid in children.stdout.split())]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
 
     def remove(self) -> None:
         if (self.data / "postmaster.pid").exists():

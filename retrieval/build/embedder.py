@@ -26,7 +26,7 @@ import time
 import unicodedata
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -512,17 +512,7 @@ def write_sentence_transformers_folder(ckpt: E5Checkpoint, st_dir: Path) -> None
 def export_onnx(st_dir: Path, onnx_dir: Path, keep_fp32: bool = False) -> None:
     """Export the encoder to ONNX (fp32), then quantise it to dynamic int8 (per-channel weights)."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import XLMRobertaModel
-
-    from retrieval.onnx_runtime import onnxruntime
-
-    onnxruntime()  # quantisation opens sessions too: telemetry off first
-
-    onnx_dir.mkdir(parents=True, exist_ok=True)
-    # from_pretrained returns the model in eval mode; eager attention exports to plain ops. The
-    # (zero) pooler stays out of the graph: only last_hidden_state is an output.
-    model = XLMRobertaModel.from_pretrained(str(st_dir), attn_implementation="eager")
 
     class _Encoder(torch.nn.Module):
         """Only the token states; pooling happens outside, on the attention mask."""
@@ -535,9 +525,42 @@ def export_onnx(st_dir: Path, onnx_dir: Path, keep_fp32: bool = False) -> None:
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
             return out.last_hidden_state  # type: ignore[no-any-return]
 
+    def encoder() -> torch.nn.Module:
+        # from_pretrained returns the model in eval mode; eager attention exports to plain ops. The
+        # (zero) pooler stays out of the graph: only last_hidden_state is an output.
+        return _Encoder(XLMRobertaModel.from_pretrained(str(st_dir), attn_implementation="eager"))
+
+    onnx_dir.mkdir(parents=True, exist_ok=True)
     fp32_path = onnx_dir / "model.onnx"
-    ids = torch.tensor([[0, 35378, 12, 33600, 31, 8999, 2], [0, 35378, 12, 33600, 2, 1, 1]])
-    mask = (ids != 1).long()
+    ids = [[0, 35378, 12, 33600, 31, 8999, 2], [0, 35378, 12, 33600, 2, 1, 1]]
+    output = ("last_hidden_state", {0: "batch", 1: "sequence"})
+    _export_int8(encoder, ids, output, fp32_path, onnx_dir / "model_int8.onnx")
+    shutil.copyfile(st_dir / "tokenizer.json", onnx_dir / "tokenizer.json")
+    if not keep_fp32:
+        fp32_path.unlink()
+
+
+def _export_int8(
+    build: Callable[[], Any],
+    ids: list[list[int]],
+    output: tuple[str, dict[int, str]],
+    fp32_path: Path,
+    int8_path: Path,
+    also_fp32: re.Pattern[str] | None = None,
+) -> None:
+    """The network ``build()`` makes (input_ids, attention_mask → ``output``: its name and dynamic
+    axes) traced to fp32 ONNX at ``fp32_path`` on the example ``ids``, then quantised to dynamic int8
+    (per-channel weights) at ``int8_path``. The FFN down-projections stay fp32 (see _FP32_NODE), and so
+    do the MatMul/Gemm nodes whose names match ``also_fp32``."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from retrieval.onnx_runtime import onnxruntime
+
+    onnxruntime()  # quantisation opens sessions too: telemetry off first
+    tokens = torch.tensor(ids)
+    mask = (tokens != 1).long()
+    network = build()
     with torch.inference_mode(), warnings.catch_warnings():
         # Tracing warns about shape checks it freezes; they only concern the mask length, which
         # always equals the sequence length here (tests compare the export at several shapes).
@@ -545,31 +568,29 @@ def export_onnx(st_dir: Path, onnx_dir: Path, keep_fp32: bool = False) -> None:
         warnings.simplefilter("ignore", tracer_warning)
         warnings.filterwarnings("ignore", message=".*aten::index.*")
         # The TorchScript exporter: one self-contained file, plain MatMul/Add that quantize well.
+        name, axes = output
         torch.onnx.export(
-            _Encoder(model),
-            (ids, mask),
+            network,
+            (tokens, mask),
             str(fp32_path),
             input_names=["input_ids", "attention_mask"],
-            output_names=["last_hidden_state"],
+            output_names=[name],
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "sequence"},
                 "attention_mask": {0: "batch", 1: "sequence"},
-                "last_hidden_state": {0: "batch", 1: "sequence"},
+                name: axes,
             },
             opset_version=17,
             dynamo=False,
         )
-    del model
+    del network  # the weights are in the file now: free them before quantising
     quantize_dynamic(
         str(fp32_path),
-        str(onnx_dir / "model_int8.onnx"),
+        str(int8_path),
         per_channel=True,
         weight_type=QuantType.QInt8,
-        nodes_to_exclude=_fp32_nodes(fp32_path),
+        nodes_to_exclude=_fp32_nodes(fp32_path, also_fp32),
     )
-    shutil.copyfile(st_dir / "tokenizer.json", onnx_dir / "tokenizer.json")
-    if not keep_fp32:
-        fp32_path.unlink()
 
 
 # The FFN down-projections read GELU outputs whose long tails per-tensor int8 activations serve
@@ -578,13 +599,15 @@ def export_onnx(st_dir: Path, onnx_dir: Path, keep_fp32: bool = False) -> None:
 _FP32_NODE = re.compile(r"/layer\.\d+/output/dense/MatMul$")
 
 
-def _fp32_nodes(model_path: Path) -> list[str]:
+def _fp32_nodes(model_path: Path, also: re.Pattern[str] | None = None) -> list[str]:
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     names = [node.name for node in graph.node if node.op_type == "MatMul" and _FP32_NODE.search(node.name)]
     if not names:
         logger.warning("no FFN output MatMuls found in %s; quantising every MatMul", model_path)
+    if also is not None:
+        names += [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and also.search(node.name)]
     return names
 
 
@@ -705,45 +728,15 @@ def prepare_verifier(model_dir: Path, adapter_dir: Path | None = None) -> Path |
 
 
 def _export_verifier(st_dir: Path, adapter_dir: Path, int8_path: Path) -> None:
-    """LoRA merged into the base weights → fp32 ONNX (logits) → dynamic int8, as the embedder."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    """LoRA merged into the base weights → fp32 ONNX (logits) → dynamic int8, as the embedder; the
+    head stays fp32 too (it is tiny)."""
     from retrieval.verifier_model import load_trained
 
-    network, _ = load_trained(st_dir, adapter_dir, merge=True)
     fp32_path = int8_path.with_name("verifier.onnx")
-    ids = torch.tensor([[0, 35378, 12, 33600, 2, 2, 8999, 2], [0, 35378, 12, 2, 2, 33600, 2, 1]])
-    mask = (ids != 1).long()
-    with torch.inference_mode(), warnings.catch_warnings():
-        tracer_warning: type[Warning] = getattr(torch.jit, "TracerWarning", UserWarning)
-        warnings.simplefilter("ignore", tracer_warning)
-        warnings.filterwarnings("ignore", message=".*aten::index.*")
-        torch.onnx.export(
-            network,
-            (ids, mask),
-            str(fp32_path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "sequence"},
-                "attention_mask": {0: "batch", 1: "sequence"},
-                "logits": {0: "batch"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
-    del network
-    import onnx
+    ids = [[0, 35378, 12, 33600, 2, 2, 8999, 2], [0, 35378, 12, 2, 2, 33600, 2, 1]]
 
-    graph = onnx.load(str(fp32_path), load_external_data=False).graph
-    # The head stays fp32 (tiny); FFN down-projections too, for the reason given at _FP32_NODE.
-    keep = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and _HEAD_NODE.search(n.name)]
-    quantize_dynamic(
-        str(fp32_path),
-        str(int8_path),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=_fp32_nodes(fp32_path) + keep,
-    )
+    def merged() -> Any:
+        return load_trained(st_dir, adapter_dir, merge=True)[0]
+
+    _export_int8(merged, ids, ("logits", {0: "batch"}), fp32_path, int8_path, also_fp32=_HEAD_NODE)
     fp32_path.unlink()

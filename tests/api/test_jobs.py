@@ -9,11 +9,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import procrastinate
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 import ingest.jobs
+import ingest.queue
 from api.app import create_app
 from ingest.jobs import JobStore, Upload
 from ingest.pipeline import FileResult, Outcome
@@ -195,6 +197,85 @@ def test_on_postgresql_jobs_go_to_the_workers_queue_with_their_rows(
     assert [tuple(entry) for entry in entries] == [
         (job_id, "answerdesk.run_upload_job", "tenant:default", "todo") for job_id in job_ids
     ]
+
+
+@pytest.fixture
+def queued(settings: Settings, token: str, sql_backend: str) -> Iterator[TestClient]:
+    """An app whose jobs go to the workers' queue (PostgreSQL only); :func:`_work` runs them here."""
+    if sql_backend != "postgres":
+        pytest.skip("the queue of `answerdesk worker` is in PostgreSQL")
+    with _client(settings.model_copy(update={"job_runner": "auto"}), token) as client:
+        yield client
+
+
+def _work(client: TestClient, settings: Settings) -> DocumentService:
+    """Run the queued jobs with the app's service, as `answerdesk worker` does, until none is left."""
+    service: DocumentService = client.app.state.documents  # type: ignore[attr-defined]
+    ingest.queue.run_worker(service, settings.database_url, stalled_seconds=30, wait=False)
+    return service
+
+
+def test_a_job_whose_queue_tries_run_out_ends_failed_and_is_retried(
+    queued: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest.queue, "_RETRY", procrastinate.RetryStrategy(max_attempts=2))  # 3 tries, no wait
+    job_id = queued.post("/v1/documents", files=_batch("t1.md", "t2.md")).json()["job_id"]
+    jobs: JobStore = queued.app.state.documents.jobs  # type: ignore[attr-defined]
+    claim, tries = jobs.claim, []
+
+    def failing_claim(job_id: str, position: int) -> bool:  # the second file's write fails every time
+        if position == 1:
+            tries.append(position)
+            raise RuntimeError("simulated fault")
+        return claim(job_id, position)
+
+    monkeypatch.setattr(jobs, "claim", failing_claim)
+    _work(queued, settings)
+    assert len(tries) == 3
+    job = queued.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed", job  # not "running" for ever
+    assert [(r["file"], r["outcome"], r["code"]) for r in job["results"]] == [
+        ("t1.md", "added", ""),
+        ("t2.md", "failed", "job_failed"),
+    ]
+    assert "failed 3 times, last with RuntimeError" in job["results"][1]["error"]
+
+    monkeypatch.setattr(jobs, "claim", claim)  # the cause is fixed
+    retried = queued.post(f"/v1/jobs/{job_id}/retry")
+    assert (retried.status_code, retried.json()["status"]) == (202, "queued"), retried.text
+    _work(queued, settings)
+    job = queued.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    assert [(r["document_id"], r["outcome"], r["version"]) for r in job["results"]] == [
+        ("t1", "added", 1),
+        ("t2", "added", 1),
+    ]
+
+
+def test_a_job_given_up_while_its_database_refused_the_close_is_closed_by_the_workers_recovery(
+    queued: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest.queue, "_RETRY", procrastinate.RetryStrategy(max_attempts=1))  # 2 tries, no wait
+    lost = queued.post("/v1/documents", files=_batch("l1.md", "l2.md")).json()["job_id"]
+    service: DocumentService = queued.app.state.documents  # type: ignore[attr-defined]
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("simulated fault: the database refuses this worker")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(service.jobs, "claim", refused)
+        patched.setattr(service, "give_up", refused)
+        _work(queued, settings)
+    assert queued.get(f"/v1/jobs/{lost}").json()["status"] == "running"  # and the queue gave it up
+    waiting = queued.post("/v1/documents", files=_batch("w1.md", "w2.md")).json()["job_id"]  # no worker runs
+
+    problem = "the queue gave up on the job"
+    assert service.jobs.close_abandoned(ingest.queue.held_by_queue, problem) == [lost]
+    job = queued.get(f"/v1/jobs/{lost}").json()
+    assert job["status"] == "failed", job
+    assert [(r["code"], r["error"]) for r in job["results"]] == [("job_failed", problem)] * 2
+    assert queued.get(f"/v1/jobs/{waiting}").json()["status"] == "queued"  # the queue holds it: left alone
+    assert queued.post(f"/v1/jobs/{lost}/retry").status_code == 202
 
 
 def test_retry_writes_only_the_failed_files_again(client: TestClient) -> None:

@@ -1,10 +1,12 @@
 """Rate limits shared in Redis (api/redis_limits.py) against a real Redis server: one key's burst
-across two app instances is one bucket, and a Redis outage neither takes the API down nor needs a
-restart to recover from."""
+across two app instances is one bucket, and a Redis outage, restart or hang neither takes the API
+down (requests are let through, within the Redis timeouts) nor needs a restart to recover from."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -89,6 +91,12 @@ class PrivateRedis:
                 assert time.monotonic() < deadline, "redis-server did not start"
                 time.sleep(0.05)
 
+    def restart(self) -> None:
+        """Killed and started again on the same port: empty (nothing is saved), and every connection
+        the clients had is dead."""
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.kill()
@@ -108,16 +116,50 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
-def test_a_redis_outage_lets_requests_through_and_limits_resume_when_it_is_back(
-    tmp_path: Path, private_redis: PrivateRedis
-) -> None:
-    settings = _settings(tmp_path, redis_url=private_redis.url, redis_prefix="outage-test")
+@pytest.fixture
+def spent(tmp_path: Path, private_redis: PrivateRedis) -> Iterator[tuple[TestClient, str]]:
+    """An app whose limits live in the private Redis, and a key whose burst was just spent there."""
+    settings = _settings(tmp_path, redis_url=private_redis.url, redis_prefix="private")
     token = issue_key(settings, role="editor")
     with TestClient(create_app(settings, embedder=HashingEmbedder())) as client:
         assert _burst([client], token, each=BURST + 1) == Counter({200: BURST, 429: 1})
-        private_redis.stop()
+        yield client, token
+
+
+def test_a_redis_outage_lets_requests_through_and_limits_resume_when_it_is_back(
+    spent: tuple[TestClient, str], private_redis: PrivateRedis
+) -> None:
+    client, token = spent
+    private_redis.stop()
+    started = time.monotonic()
+    assert _burst([client], token, each=3) == Counter({200: 3})  # not enforced, not failed
+    assert time.monotonic() - started < 10  # each Redis call gives up within its timeout
+    private_redis.start()  # empty again (nothing saved): a fresh bucket, enforced
+    assert _burst([client], token, each=BURST + 1) == Counter({200: BURST, 429: 1})
+
+
+def test_a_redis_restart_between_two_requests_is_limited_from_the_first_request_after_it(
+    spent: tuple[TestClient, str], private_redis: PrivateRedis
+) -> None:
+    client, token = spent
+    private_redis.restart()  # no request meanwhile: the pooled connections are stale
+    # The first request after it already counts (redis-py's pool finds its connections closed and
+    # opens new ones): one fresh bucket, enforced, nothing let through unlimited.
+    assert _burst([client], token, each=BURST + 1) == Counter({200: BURST, 429: 1})
+
+
+def test_a_redis_that_hangs_lets_requests_through_within_its_timeout_and_the_bucket_is_kept(
+    spent: tuple[TestClient, str], private_redis: PrivateRedis
+) -> None:
+    client, token = spent
+    assert private_redis.process is not None
+    os.kill(private_redis.process.pid, signal.SIGSTOP)  # accepts, never answers
+    try:
         started = time.monotonic()
-        assert _burst([client], token, each=3) == Counter({200: 3})  # not enforced, not failed
-        assert time.monotonic() - started < 10  # each Redis call gives up within its timeout
-        private_redis.start()  # empty again (nothing saved): a fresh bucket, enforced
-        assert _burst([client], token, each=BURST + 1) == Counter({200: BURST, 429: 1})
+        assert _burst([client], token, each=2) == Counter({200: 2})  # fail open, as when it is down
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+    assert elapsed < 6, elapsed  # two Redis calls a request, each given up after REDIS_TIMEOUT_S (1 s)
+    # Back: the bucket it kept is still spent, so the very next request is limited again.
+    assert _burst([client], token, each=1) == Counter({429: 1})
