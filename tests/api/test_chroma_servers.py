@@ -35,7 +35,7 @@ def servers(tmp_path: Path) -> Iterator[list[ChromaServer]]:
         yield started
     finally:
         for server in started:
-            server.stop()
+            server.kill()
 
 
 def test_a_down_server_fails_only_its_tenants(tmp_path: Path, servers: list[ChromaServer]) -> None:
@@ -55,7 +55,7 @@ def test_a_down_server_fails_only_its_tenants(tmp_path: Path, servers: list[Chro
         for headers in (default_reader, acme_reader):
             assert client.post("/v1/ask", json=QUESTION, headers=headers).json()["status"] == "answered"
 
-        second.stop()
+        second.kill()  # as a crash would
         down = client.post("/v1/ask", json=QUESTION, headers=acme_reader)
         assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable", down.text
         assert client.post("/v1/ask", json=QUESTION, headers=default_reader).json()["status"] == "answered"

@@ -4,22 +4,20 @@ restart to recover from."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from eval.fleet import RedisServer
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from tests.helpers import bearer, issue_key, small_kb_settings
+from tests.replica_server import private_redis_server
 
 BURST = 4
 
@@ -62,60 +60,21 @@ def test_without_redis_each_instance_has_its_own_bucket(tmp_path: Path) -> None:
         assert _burst([first, second], token, each=BURST) == Counter({200: 2 * BURST})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of this test's own on a free loopback port, to stop and start at will."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        from tests.conftest import service_unreachable
-
-        service_unreachable("Redis", "redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    server.start()
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = private_redis_server(tmp_path / "redis")
     yield server
-    server.stop()
+    server.kill()
 
 
 def test_a_redis_outage_lets_requests_through_and_limits_resume_when_it_is_back(
-    tmp_path: Path, private_redis: PrivateRedis
+    tmp_path: Path, private_redis: RedisServer
 ) -> None:
     settings = _settings(tmp_path, redis_url=private_redis.url, redis_prefix="outage-test")
     token = issue_key(settings, role="editor")
     with TestClient(create_app(settings, embedder=HashingEmbedder())) as client:
         assert _burst([client], token, each=BURST + 1) == Counter({200: BURST, 429: 1})
-        private_redis.stop()
+        private_redis.kill()
         started = time.monotonic()
         assert _burst([client], token, each=3) == Counter({200: 3})  # not enforced, not failed
         assert time.monotonic() - started < 10  # each Redis call gives up within its timeout
