@@ -140,11 +140,14 @@ def _answers_http(url: str) -> bool:
 class ApiReplica(Service):
     """``answerdesk serve`` on a free loopback port with ``data_dir`` of its own; ready when ``/readyz`` is 200."""
 
-    def __init__(self, name: str, data_dir: Path, env: Mapping[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, name: str, data_dir: Path, env: Mapping[str, str], port: int | None = None, log: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = answerdesk_command("serve", "--host", "127.0.0.1", "--port", str(self.port))
-        super().__init__(name, command, data_dir.parent / f"{name}.log", {**env, "ANSWERDESK_DATA_DIR": str(data_dir)})
+        log = log or data_dir.parent / f"{name}.log"
+        super().__init__(name, command, log, {**env, "ANSWERDESK_DATA_DIR": str(data_dir)})
 
     def answers(self) -> bool:
         return _answers_http(f"{self.url}/readyz")
