@@ -145,6 +145,14 @@ def _run(env: dict[str, str], *args: str) -> None:
     print(f"answerdesk {' '.join(args)}: {time.monotonic() - started:.0f} s")
 
 
+def _warm_up(urls: Sequence[str], key: str, questions: Sequence[str], each: int = 3) -> None:
+    """A few questions per replica before the clocks start: their first answers load lazy parts."""
+    headers = {"Authorization": f"Bearer {key}"}
+    for url in urls:
+        for question in questions[:each]:
+            httpx.post(f"{url}/v1/ask", json={"question": question}, headers=headers, timeout=120)
+
+
 def _load_average() -> str:
     return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -183,6 +191,7 @@ def load_fleet(args: argparse.Namespace, env: dict[str, str], questions: Sequenc
         for replica in replicas:
             replica.wait_ready(args.ready_timeout)
         urls = [replica.url for replica in replicas]
+        _warm_up(urls, key, questions)
         print(f"{args.clients} clients, {args.duration:.0f} s, {len(urls)} replicas ({', '.join(urls)})")
         print(f"{len(questions)} questions, before the load: {_load_average()}")
         result = asyncio.run(run_clients(urls, key, questions, args.clients, args.duration, args.timeout))
@@ -211,6 +220,7 @@ def load_one(args: argparse.Namespace, env: dict[str, str], questions: Sequence[
     key_id, key = create_key(env)
     try:
         server.start(args.ready_timeout)
+        _warm_up([server.url], key, questions)
         print(f"{args.clients} clients, {args.duration:.0f} s, {server.url}/v1/ask, {len(questions)} questions")
         print(f"before the load: {_load_average()}")
         result = asyncio.run(run_clients([server.url], key, questions, args.clients, args.duration, args.timeout))
