@@ -27,20 +27,27 @@ from tests.conftest import service_unreachable
 from tests.databases import ADMIN_URL, drop_database
 from tests.helpers import FAQ, REPO, bearer
 
-pytestmark = pytest.mark.slow
 ENV_FILE = REPO / "deploy" / "answerdesk.env"
 PROCFILE = REPO / "deploy" / "Procfile"
 QUESTION = {"question": "How long does a refund take?"}
 
 
-def _settings_in_env_file() -> set[str]:
-    return set(re.findall(r"^#? ?(ANSWERDESK_[A-Z_]+)=", ENV_FILE.read_text(encoding="utf-8"), re.MULTILINE))
+def _every_setting() -> set[str]:
+    return {
+        "ANSWERDESK_DATABASE_URL" if name == "database_url_setting" else f"ANSWERDESK_{name.upper()}"
+        for name in Settings.model_fields
+    }
 
 
 def test_the_env_file_names_every_setting() -> None:
-    fields = {"ANSWERDESK_DATABASE_URL" if name == "database_url_setting" else f"ANSWERDESK_{name.upper()}"
-              for name in Settings.model_fields}
-    assert sorted(fields - {"ANSWERDESK_PORT"} - _settings_in_env_file()) == []  # PORT: honcho sets it
+    named = set(re.findall(r"^#? ?(ANSWERDESK_[A-Z_]+)=", ENV_FILE.read_text(encoding="utf-8"), re.MULTILINE))
+    assert sorted(_every_setting() - {"ANSWERDESK_PORT"} - named) == []  # PORT: honcho sets it
+
+
+def test_the_operations_guide_documents_every_setting() -> None:
+    guide = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = guide.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    assert sorted(name for name in _every_setting() if f"`{name}`" not in table) == []
 
 
 def _free_pair() -> int:
@@ -94,6 +101,7 @@ def _honcho() -> str:
     return found
 
 
+@pytest.mark.slow
 def test_the_recipe_runs_two_replicas_a_worker_and_chroma_servers(tmp_path: Path, model_dir: Path) -> None:
     for command, what in (("honcho", "honcho (the dev extras)"), ("chroma", "the chroma command")):
         if venv_command(command) is None:
