@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.fleet import ApiReplica, ChromaServer, RedisServer, Service, Worker, venv_command
+from eval.fleet import ApiReplica, RedisServer, Service, Worker, venv_command
 from tests.conftest import service_unreachable
 
 
@@ -93,5 +93,3 @@ def service_env(database_url: str, chroma_urls: str, redis_url: str, model_dir: 
         **extra,
     }
 
-
-__all__ = ["ChromaServer", "Fleet", "logs_on_failure", "private_redis_server", "require_command", "service_env"]

@@ -95,27 +95,28 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Deployment]:
     require_command("Chroma", "chroma")
     root = tmp_path_factory.mktemp("replicas")
-    try:
-        database = create_database()  # a fresh database for this module
-    except PostgresUnavailableError as exc:
-        service_unreachable("PostgreSQL", str(exc))
     redis = private_redis_server(root / "redis")
     chroma = [ChromaServer(root / f"chroma-{n}") for n in (1, 2)]
-    env = service_env(
-        database, ",".join(server.url for server in chroma), redis.url, model_dir,
-        ANSWERDESK_RATE_LIMIT_PER_SECOND=str(RATE), ANSWERDESK_RATE_LIMIT_BURST=str(BURST),
-        ANSWERDESK_WORKER_STALLED_SECONDS=str(STALLED_S),
-    )
-    fleet = Fleet(root, env)
+    fleet = Fleet(root, {})
     fleet.others += [redis, *chroma]
+    database = None
     try:
         for server in chroma:
             server.launch()
+        try:
+            database = create_database()  # a fresh database for this module
+        except PostgresUnavailableError as exc:
+            service_unreachable("PostgreSQL", str(exc))
         engine = open_database(database)
         upgrade(engine)  # `answerdesk db upgrade` (tests/test_deploy.py runs the command itself)
         engine.dispose()
         for server in chroma:
             server.wait_ready(60)
+        fleet.env = service_env(
+            database, ",".join(server.url for server in chroma), redis.url, model_dir,
+            ANSWERDESK_RATE_LIMIT_PER_SECOND=str(RATE), ANSWERDESK_RATE_LIMIT_BURST=str(BURST),
+            ANSWERDESK_WORKER_STALLED_SECONDS=str(STALLED_S),
+        )
         a, b = fleet.add_replica("a"), fleet.add_replica("b")
         fleet.add_worker()
         a.wait_ready()
@@ -123,13 +124,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Ite
         settings = Settings(data_dir=root / "test-data", database_url_setting=database)
         setup = Deployment(fleet, a, b, chroma, redis, settings)
         _place_tenants(setup)
-        yield setup
-    except BaseException:
-        print(fleet.logs())
-        raise
-    finally:
+    except BaseException as exc:  # a failure, or a skip: nothing is left running
+        if isinstance(exc, Exception):
+            print(fleet.logs())
         fleet.close()
-        drop_database(database)
+        if database is not None:
+            drop_database(database)
+        raise
+    yield setup
+    fleet.close()
+    drop_database(database)
 
 
 def _place_tenants(setup: Deployment) -> None:
