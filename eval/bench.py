@@ -381,11 +381,11 @@ def _serve(side: _AnswerDeskSide, clients: int, seconds: float) -> dict[str, Any
     warm-up questions, and ``clients`` concurrent /v1/ask clients for ``seconds`` (eval/load.py)."""
     import asyncio
     import os
-    import subprocess
 
     import httpx
 
-    from eval.load import create_key, free_port, load_questions, run_clients, stop, wait_ready
+    from eval.fleet import ApiReplica
+    from eval.load import create_key, load_questions, run_clients
 
     env = dict(os.environ)
     env |= {
@@ -395,24 +395,23 @@ def _serve(side: _AnswerDeskSide, clients: int, seconds: float) -> dict[str, Any
         "ANSWERDESK_LOG_LEVEL": "WARNING",
     }
     _, key = create_key(env)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     questions = load_questions()
-    with tempfile.NamedTemporaryFile(prefix="answerdesk-bench-serve-", suffix=".log", delete=False) as log:
-        started = time.perf_counter()
-        command = [*_answerdesk_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-        try:
-            wait_ready(base_url, server, 300, interval=0.05)
-            ready = time.perf_counter() - started
-            headers = {"Authorization": f"Bearer {key}"}
-            for question in questions[:20]:  # every lazy part loaded, as after the first minutes of serving
-                httpx.post(f"{base_url}/v1/ask", json={"question": question}, headers=headers, timeout=60)
-            rss = _rss_bytes(server.pid)
-            load = asyncio.run(run_clients(base_url, key, questions, clients, seconds, 30.0)) if seconds > 0 else None
-            rss_after = _rss_bytes(server.pid)
-        finally:
-            stop(server)
+    log = Path(tempfile.mkstemp(prefix="answerdesk-bench-serve-", suffix=".log")[1])
+    server = ApiReplica("serve", side.settings.data_dir, env, log=log)
+    base_url = server.url
+    started = time.perf_counter()
+    server.launch()
+    try:
+        server.wait_ready(300, interval=0.05)
+        ready = time.perf_counter() - started
+        headers = {"Authorization": f"Bearer {key}"}
+        for question in questions[:20]:  # every lazy part loaded, as after the first minutes of serving
+            httpx.post(f"{base_url}/v1/ask", json={"question": question}, headers=headers, timeout=60)
+        rss = _rss_bytes(server.pid)
+        load = asyncio.run(run_clients([base_url], key, questions, clients, seconds, 30.0)) if seconds > 0 else None
+        rss_after = _rss_bytes(server.pid)
+    finally:
+        server.stop()
     figures: dict[str, Any] = {
         "chunks": side.count(),
         "ready_s": ready,

@@ -1,60 +1,18 @@
-"""A real Chroma server (``chroma run``, shipped in the chromadb package) on a free loopback port, for
-tests that stop and start it."""
+"""Chroma servers for tests: the real one (``chroma run``, eval/fleet.py's ChromaServer, on a free
+loopback port, to kill and start again) and a silent one that accepts connections and never answers."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from pathlib import Path
 
+from eval.fleet import ChromaServer, venv_command
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["ChromaServer", "SilentServer", "chroma_command"]
 
 
 def chroma_command() -> str | None:
-    beside = Path(sys.executable).with_name("chroma")  # the venv's, even when it is not on PATH
-    return str(beside) if beside.exists() else shutil.which("chroma")
-
-
-class ChromaServer:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        command = chroma_command()
-        assert command is not None, "the chroma command is missing (chromadb not installed?)"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        log = (self.folder.parent / f"chroma-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(
-            [command, "run", "--path", str(self.folder), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1):
-                    return
-            except OSError:
-                assert self.process.poll() is None, f"chroma run exited ({self.folder.parent})"
-                assert time.monotonic() < deadline, "chroma run did not answer in time"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
+    return venv_command("chroma")
 
 
 class SilentServer:

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Engine
 
+from eval import fleet
+
 ADMIN_URL = os.environ.get("ANSWERDESK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -29,25 +31,14 @@ def _autocommit(url: str) -> Engine:
 
 def create_database() -> str:
     """A new, empty database on the test server; returns its URL."""
-    name = f"answerdesk_test_{secrets.token_hex(6)}"
-    admin = _autocommit(ADMIN_URL)
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        return fleet.create_database(ADMIN_URL, prefix="answerdesk_test_")
     except Exception as exc:
         raise PostgresUnavailableError(f"{_shown(ADMIN_URL)}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        admin.dispose()
-    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(url: str) -> None:
-    admin = _autocommit(ADMIN_URL)
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    fleet.drop_database(ADMIN_URL, url)
 
 
 @contextmanager

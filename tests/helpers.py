@@ -13,7 +13,6 @@ import gzip
 import io
 import json
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from fastapi.testclient import TestClient
 
 from access.keys import build_key_store
 from eval.datasets import eval_data_dir
+from eval.fleet import free_port as free_port  # re-exported: tests take it from here
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
 from support.outbox import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SignatureError, verify
@@ -287,12 +287,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, step: float
             return True
         time.sleep(step)
     return condition()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

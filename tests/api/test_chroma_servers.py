@@ -36,7 +36,7 @@ def servers(tmp_path: Path) -> Iterator[list[ChromaServer]]:
         yield started
     finally:
         for server in started:
-            server.stop()
+            server.kill()
 
 
 def test_a_down_server_fails_only_its_tenants(tmp_path: Path, servers: list[ChromaServer]) -> None:
@@ -56,7 +56,7 @@ def test_a_down_server_fails_only_its_tenants(tmp_path: Path, servers: list[Chro
         for headers in (default_reader, acme_reader):
             assert client.post("/v1/ask", json=QUESTION, headers=headers).json()["status"] == "answered"
 
-        second.stop()
+        second.kill()  # as a crash would
         files = [("file", ("en/faq-billing.md", FAQ.replace("Refunds", "Invoices")))]
         down = client.post("/v1/documents", headers=acme_editor, files=files)
         assert down.status_code >= 400 and "Traceback" not in down.text, down.text  # not written

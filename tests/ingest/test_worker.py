@@ -6,7 +6,6 @@ exactly once. Skipped loudly without PostgreSQL."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from eval.fleet import Worker
 from ingest.jobs import Job, JobStatus, JobStore
 from retrieval.config import Settings
 from retrieval.embedding import HashingEmbedder
@@ -45,29 +45,25 @@ def settings(tmp_path: Path, postgres_url: str, model_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def start_worker(settings: Settings) -> Iterator[Callable[[], Worker]]:
+    started: list[Worker] = []
     env = {
         **os.environ,
-        "ANSWERDESK_DATA_DIR": str(settings.data_dir),
         "ANSWERDESK_DATABASE_URL": settings.database_url,
         "ANSWERDESK_MODEL_DIR": str(settings.model_dir),
         "ANSWERDESK_WORKER_STALLED_SECONDS": str(STALLED_SECONDS),
         "ANSWERDESK_JOB_RUNNER": "auto",
     }
 
-    def start() -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
-        command = [sys.executable, "-m", "answerdesk", "worker"]
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        started.append(process)
-        return process
+    def start() -> Worker:
+        worker = Worker(f"worker-{len(started)}", settings.data_dir, env)
+        worker.launch()
+        started.append(worker)
+        return worker
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    for worker in started:
+        worker.kill()
 
 
 def _until(jobs: JobStore, job_id: str, done: Callable[[Job], bool], timeout: float = 120.0) -> Job:
@@ -82,7 +78,7 @@ def _until(jobs: JobStore, job_id: str, done: Callable[[Job], bool], timeout: fl
 
 
 def test_workers_killed_or_stopped_mid_batch_are_replaced_and_every_file_is_written_once(
-    settings: Settings, start_worker: Callable[[], subprocess.Popen[bytes]]
+    settings: Settings, start_worker: Callable[[], Worker]
 ) -> None:
     # The API only enqueues here (no worker runs in it); it closes before the workers write, so
     # the embedded vector store is never open in two processes writing at once.
@@ -96,22 +92,19 @@ def test_workers_killed_or_stopped_mid_batch_are_replaced_and_every_file_is_writ
     try:
         first = start_worker()
         _until(jobs, job_id, lambda job: len(job.results) >= 1)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        first.kill()
         cut = jobs.get(job_id)
         assert cut is not None and cut.status == JobStatus.RUNNING and len(cut.results) < FILES, cut
 
         second = start_worker()  # takes the job back once the first one's heartbeat is stale
         _until(jobs, job_id, lambda job: len(job.results) > len(cut.results))
-        second.send_signal(signal.SIGTERM)  # a clean stop: the file being written finishes ...
-        assert second.wait(timeout=30) == 0
+        assert second.stop(timeout=30) == 0  # a clean stop (SIGTERM): the file being written finishes ...
         stopped = jobs.get(job_id)
         assert stopped is not None and len(stopped.results) < FILES, stopped
 
         third = start_worker()  # ... and the rest of the job is back in the queue at once
         job = _until(jobs, job_id, lambda job: job.status not in {JobStatus.QUEUED, JobStatus.RUNNING})
-        third.send_signal(signal.SIGTERM)
-        assert third.wait(timeout=30) == 0
+        assert third.stop(timeout=30) == 0
     finally:
         jobs.close()
 
