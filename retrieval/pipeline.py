@@ -93,9 +93,13 @@ class AnswerPipeline:
         Its stages' timings go to ``timings`` (retrieval/timings.py; default: a fresh record)."""
         question = question.strip()
         timings = timings if timings is not None else StageTimings()
+        language = resolve_language(question, language)
+        scope = scope or Scope()
+        # The USE and lexical legs need no e5 vector: they run on the retriever's threads meanwhile.
+        legs = self.retriever.start(question, language, scope)
         with timings.measure(EMBED):
             vector = self.embedder.embed_query(question)
-        return Query(question, vector, resolve_language(question, language), scope or Scope(), timings=timings)
+        return Query(question, vector, language, scope, timings=timings, legs=legs)
 
     def embed(self, text: str, timings: StageTimings | None = None) -> Vector:
         if timings is None:
@@ -119,11 +123,11 @@ class AnswerPipeline:
     def _search(self, query: Query) -> list[Hit]:
         """The hits for ``query``; a follow-up's by the blend of its vector and its contextual reading's."""
         if query.context is None:
-            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text)
+            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text, query.legs)
         blend = FOLLOW_UP_WEIGHT * query.vector + query.context.vector
         norm = float(np.linalg.norm(blend))
         if norm == 0.0:
-            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text)
+            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text, query.legs)
         # The dot product is linear, so the blend ranks passages by the weighted mean of their two
         # similarities; scores are scaled back to that mean so the decision's thresholds keep their
         # meaning. The lexical leg reads the contextual wording: the follow-up alone often lacks the
