@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -76,13 +77,17 @@ class AnswerPipeline:
         self.scorer = SentenceScorer(sentence_embedder or embedder, profile.evidence_term_weight)
 
     def warm_up(self) -> None:
-        """Load now what the first question would wait for: the word segmenter and stemmers, and the
-        lexical index's matrices (seconds at 100k chunks)."""
-        warm_up_analysis()
+        """Load now what the first question would wait for: e5, the word segmenter and stemmers, USE,
+        and the lexical index's matrices (seconds at 100k chunks). In parallel: each mostly waits on
+        disk or runs native code, and the server's cold start is their longest, not their sum."""
+        parts = [self.embedder.warm_up, warm_up_analysis]
         if self.retriever.dense.use is not None and self.profile.use_weight > 0:
-            self.retriever.dense.use.encoder.warm_up()
+            parts.append(self.retriever.dense.use.encoder.warm_up)
         if self.retriever.lexical is not None:
-            self.retriever.lexical.index.refresh()
+            parts.append(self.retriever.lexical.index.refresh)
+        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="warm-up") as pool:
+            for loading in [pool.submit(part) for part in parts]:
+                loading.result()
 
     def query(
         self, question: str, language: str | None = None, scope: Scope | None = None,
