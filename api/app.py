@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -68,9 +69,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             raise StorageError(faults)
         loaded, store, registry = build_components(settings, embedder)
         profile = settings.load_profile()
-        await run_in_threadpool(loaded.warm_up)
         app.state.settings = settings
         app.state.engine = build_pipeline(settings, profile, loaded, store, registry)
+        # The models and the lexical matrices load (in parallel, AnswerPipeline.warm_up) while the rest is set up.
+        warming = asyncio.create_task(run_in_threadpool(app.state.engine.warm_up))
         app.state.registry = registry
         app.state.keys = await run_in_threadpool(build_key_store, settings)
         ingestor = build_ingestor(settings, profile, loaded, store, registry)
@@ -78,8 +80,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         queue = ProcrastinateQueue(settings.database_url) if settings.jobs_in_worker else None
         documents = DocumentService(ingestor, settings.uploads_dir, jobs, queue)
         documents.on_file_written = app.state.metrics.file_written
+        await warming
         await run_in_threadpool(documents.recover)  # also fills a lexical index that lacks chunks
-        await run_in_threadpool(app.state.engine.warm_up)
+        await run_in_threadpool(app.state.engine.warm_up)  # only what recovery changed (the lexical index)
         app.state.documents = documents
         app.state.tracing = build_tracing(settings)  # None unless ANSWERDESK_OTEL (api/tracing.py)
         logger.info("answer engine ready: %d chunks in the store", store.count())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -72,55 +72,87 @@ class DenseRetriever:
         Over-fetching lets the correction promote passages from just below the cut.
         """
         scope = scope or Scope()
+        use = self.use_search(text, language, scope, depth)
+        return self.rank(vector, language, scope, depth, self.search(vector, language, scope, depth), use)
+
+    def search(self, vector: Vector, language: str, scope: Scope, depth: int) -> E5Search:
+        """The e5 neighbours of ``vector`` and, with ``centred_query``, of the question moved off its
+        language's centroid, so passages in other languages reach the candidates even when the
+        nearest ``depth`` are all in its own. Both in one pass over the store (ChromaStore.query_many)."""
         offsets = self.language_offsets(vector, language)
-        hits = self._live(self.store.query(vector, depth, scope))
+        vectors = [vector]
         if self.centred_query and offsets and self.bias is not None:
-            hits = self._with_centred_neighbours(hits, vector, language, scope, depth)
-        # Ranked by the per-question correction; Hit.score keeps the constant bonus, the scale the
-        # answerability model was fitted on (with the offsets as scores it answered far more wrongly).
-        ranking = {hit.chunk.chunk_id: self.adjusted(hit.score, hit.chunk.language, language, offsets) for hit in hits}
-        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language)) for hit in hits]
-        adjusted.sort(key=lambda hit: ranking[hit.chunk.chunk_id], reverse=True)
-        if self.use is not None and text and self.use_weight > 0 and use_covers(language):
-            return self._fused_with_use(self.use, adjusted, ranking, vector, text, language, scope, depth, offsets)
-        return adjusted
+            centroids = self.bias.centroids
+            centred = vector - centroids[language] + np.mean(list(centroids.values()), axis=0)
+            vectors.append(np.asarray(centred / max(float(np.linalg.norm(centred)), 1e-12), dtype=np.float32))
+        found = self.store.query_many(vectors, depth, scope)
+        return E5Search(found[0], found[1] if len(found) > 1 else None, offsets)
 
     def language_offsets(self, vector: Vector, language: str) -> dict[str, float]:
         """What ``vector`` (a question in ``language``) gains per passage language, for :meth:`adjusted`."""
         return self.bias.offsets(vector, language) if self.bias is not None else {}
 
-    def _with_centred_neighbours(
-        self, hits: list[Hit], vector: Vector, language: str, scope: Scope, depth: int
-    ) -> list[Hit]:
-        """``hits`` and the neighbours of the question moved off its language's centroid, so passages
-        in other languages reach the candidates even when the nearest ``depth`` are all in its own."""
-        assert self.bias is not None
-        centroids = self.bias.centroids
-        centred = vector - centroids[language] + np.mean(list(centroids.values()), axis=0)
-        centred = np.asarray(centred / max(float(np.linalg.norm(centred)), 1e-12), dtype=np.float32)
-        known = {hit.chunk.chunk_id for hit in hits}
-        extra = [hit for hit in self._live(self.store.query(centred, depth, scope)) if hit.chunk.chunk_id not in known]
-        for chunk, embedding in self.store.embedded([hit.chunk.chunk_id for hit in extra]):
-            hits.append(Hit(chunk, float(np.dot(embedding, vector))))  # scored by the question itself
-        return hits
+    def use_search(self, text: str | None, language: str, scope: Scope, depth: int) -> UseSearch | None:
+        """The USE leg's neighbours of ``text`` (None when the leg is off or does not cover ``language``).
+        It needs no e5 vector, so the pipeline runs it while e5 embeds the question."""
+        if self.use is None or not text or self.use_weight <= 0 or not use_covers(language):
+            return None
+        use_vector = self.use.encoder.embed_query(text)
+        return UseSearch(use_vector, self.use.store.query(use_vector, depth, scope))
 
-    def _live(self, hits: list[Hit]) -> list[Hit]:
-        return hits if self.registry is None else self.registry.keep_live(hits, live_key)
+    def live_versions(self, hits: Iterable[Hit]) -> dict[str, int] | None:
+        """The live versions of the documents of ``hits`` (one query), None without a registry."""
+        if self.registry is None:
+            return None
+        return self.registry.live_versions({hit.chunk.document_id for hit in hits})
 
-    def _fused_with_use(
+    def rank(
         self,
-        use: UseLeg,
-        dense: list[Hit],
-        ranking: dict[str, float],
         vector: Vector,
-        text: str,
         language: str,
         scope: Scope,
         depth: int,
-        offsets: Mapping[str, float],
+        e5: E5Search,
+        use: UseSearch | None,
+        live: Mapping[str, int] | None = None,
     ) -> list[Hit]:
-        use_vector = use.encoder.embed_query(text)
-        use_scores = {hit.chunk.chunk_id: hit.score for hit in self._live(use.store.query(use_vector, depth, scope))}
+        """The live hits of ``e5`` (and ``use``), corrected for language and re-sorted; ``live`` (from
+        :meth:`live_versions`) saves reading the versions again."""
+        if live is None:
+            live = self.live_versions([*e5.nearest, *(e5.centred or []), *(use.hits if use else [])])
+        offsets = e5.offsets
+        hits = self._live(e5.nearest, live)
+        if e5.centred is not None:
+            known = {hit.chunk.chunk_id for hit in hits}
+            extra = [hit for hit in self._live(e5.centred, live) if hit.chunk.chunk_id not in known]
+            for chunk, embedding in self.store.embedded([hit.chunk.chunk_id for hit in extra]):
+                hits.append(Hit(chunk, float(np.dot(embedding, vector))))  # scored by the question itself
+        # Ranked by the per-question correction; Hit.score keeps the constant bonus, the scale the
+        # answerability model was fitted on (with the offsets as scores it answered far more wrongly).
+        ranking = {hit.chunk.chunk_id: self.adjusted(hit.score, hit.chunk.language, language, offsets) for hit in hits}
+        adjusted = [replace(hit, score=self.adjusted(hit.score, hit.chunk.language, language)) for hit in hits]
+        adjusted.sort(key=lambda hit: ranking[hit.chunk.chunk_id], reverse=True)
+        if use is not None:
+            return self._fused_with_use(use, adjusted, ranking, vector, language, scope, offsets, live)
+        return adjusted
+
+    def _live(self, hits: list[Hit], live: Mapping[str, int] | None) -> list[Hit]:
+        return list(hits) if self.registry is None else self.registry.keep_live(hits, live_key, live)
+
+    def _fused_with_use(
+        self,
+        use: UseSearch,
+        dense: list[Hit],
+        ranking: dict[str, float],
+        vector: Vector,
+        language: str,
+        scope: Scope,
+        offsets: Mapping[str, float],
+        live: Mapping[str, int] | None,
+    ) -> list[Hit]:
+        assert self.use is not None
+        use_vector = use.vector
+        use_scores = {hit.chunk.chunk_id: hit.score for hit in self._live(use.hits, live)}
         if not use_scores:
             if not self._warned_no_use:  # once per process: every question would say the same
                 logger.info("USE leg skipped: no USE vectors in scope (re-ingest to compute them)")
@@ -134,7 +166,7 @@ class DenseRetriever:
                 ranking[chunk.chunk_id] = self.adjusted(cosine, chunk.language, language, offsets)
                 by_id[chunk.chunk_id] = Hit(chunk, self.adjusted(cosine, chunk.language, language))
         found_by_e5 = [chunk_id for chunk_id, hit in by_id.items() if chunk_id not in use_scores]
-        for chunk, embedding in use.store.embedded(found_by_e5):
+        for chunk, embedding in self.use.store.embedded(found_by_e5):
             use_scores[chunk.chunk_id] = float(np.dot(embedding, use_vector))
         hits = list(by_id.values())
         e5 = _z_scores(np.array([ranking[hit.chunk.chunk_id] for hit in hits]))
@@ -158,6 +190,24 @@ class DenseRetriever:
         if offsets and passage_language in offsets:
             return cosine + offsets[passage_language]
         return cosine + self.cross_lingual_bonus
+
+
+@dataclass(frozen=True)
+class E5Search:
+    """The e5 neighbours of a question (before the live-version filter), of its centred form when
+    searched, and the question's per-language offsets."""
+
+    nearest: list[Hit]
+    centred: list[Hit] | None
+    offsets: dict[str, float]
+
+
+@dataclass(frozen=True)
+class UseSearch:
+    """The USE leg of a question: its USE vector and neighbours (before the live-version filter)."""
+
+    vector: Vector
+    hits: list[Hit]
 
 
 @dataclass(frozen=True)

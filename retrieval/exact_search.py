@@ -22,13 +22,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import ThreadpoolController
 
 logger = logging.getLogger(__name__)
 
@@ -70,37 +72,100 @@ class Snapshot:
             found = self.made[row] = make(self.ids[row], self.texts[row], self.metadatas[row])
         return found
 
+    def scores(self, vectors: Sequence[NDArray[np.float32]]) -> list[NDArray[np.float32]]:
+        """Each row's cosine to each of ``vectors`` (rows and vectors are unit length)."""
+        # One BLAS thread, one matrix-vector product per vector. Multi-threaded BLAS waits for its
+        # second thread on our busy 2 cores (10k rows: 12 ms p50 / 36 ms p95); einsum's one thread
+        # is slower than BLAS's (100k rows: 42 vs 17 ms). Both vectors in one pass over the matrix
+        # (a gemm, or gemv over cache-sized blocks) saved nothing: 42 / 33 vs 35 ms (docs/benchmarks.md).
+        if not self.ids:
+            return [np.zeros(0, dtype=np.float32) for _ in vectors]
+        with one_blas_thread():
+            return [self.matrix @ np.asarray(vector, dtype=np.float32) for vector in vectors]
+
     def nearest(self, vector: NDArray[np.float32], n: int) -> list[tuple[int, float]]:
         """The ``n`` rows most similar to ``vector`` (cosine; rows and ``vector`` are unit length), best first."""
         if n <= 0 or not self.ids:
             return []
-        # einsum, not ``@``: multi-threaded BLAS waits for its second thread, which on our busy 2 cores
-        # made a 10k-row product take 12 ms p50 / 36 ms p95; einsum's one thread took 0.6 / 8.7 ms.
-        scores = np.einsum("ij,j->i", self.matrix, np.asarray(vector, dtype=np.float32))
-        top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(row), float(scores[row])) for row in top]
+        return top_rows(self.scores([vector])[0], n)
 
 
-def build_snapshot(collection: Any, stamp: Stamp, batch: int = 20_000) -> Snapshot:
-    """Read every row of ``collection`` (in pages, to bound the transient lists Chroma returns)."""
+def top_rows(scores: NDArray[np.float32], n: int) -> list[tuple[int, float]]:
+    """The ``n`` best (row, score) of ``scores``, best first."""
+    if n <= 0 or not len(scores):
+        return []
+    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(row), float(scores[row])) for row in top]
+
+
+_blas = ThreadpoolController()
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit: Any = None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread while any caller is inside (the limit is process-wide, so it is
+    counted: the last caller out restores the original)."""
+    global _blas_users, _blas_limit
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = _blas.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
+def build_snapshot(
+    collection: Any, stamp: Stamp, batch: int = 1_000, sibling: Snapshot | None = None
+) -> Snapshot:
+    """Read every row of ``collection`` in pages of ``batch`` rows (the lists Chroma returns for a
+    page are transient; the matrix is filled in place, so the peak is the snapshot plus one page).
+
+    A row whose text and metadata equal ``sibling``'s for the same id (the e5 and USE collections of
+    a tenant hold the same chunks) keeps the sibling's objects, so the two snapshots share one copy.
+    """
     ids: list[str] = []
-    parts: list[NDArray[np.float32]] = []
     texts: list[str] = []
     metadatas: list[dict[str, Any]] = []
+    matrix: NDArray[np.float32] | None = None
     offset = 0
     while True:
         page = collection.get(include=["embeddings", "documents", "metadatas"], limit=batch, offset=offset)
         if not page["ids"]:
             break
-        ids.extend(page["ids"])
-        parts.append(np.asarray(page["embeddings"], dtype=np.float32))
-        texts.extend(page["documents"])
-        metadatas.extend(page["metadatas"])
+        vectors = np.asarray(page["embeddings"], dtype=np.float32)
+        if matrix is None or len(matrix) < offset + len(vectors):  # sized from count(); grows if rows appear
+            size = max(offset + len(vectors), int(collection.count()), 2 * len(matrix) if matrix is not None else 0)
+            grown = np.empty((size, vectors.shape[1]), dtype=np.float32)
+            if matrix is not None:
+                grown[:offset] = matrix[:offset]
+            matrix = grown
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        matrix[offset : offset + len(vectors)] = vectors / np.maximum(norms, 1e-12)
+        for chunk_id, text, metadata in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+            row = sibling.rows.get(chunk_id) if sibling is not None else None
+            if row is not None and sibling is not None:
+                if sibling.texts[row] == text:
+                    text = sibling.texts[row]
+                if sibling.metadatas[row] == metadata:
+                    metadata = sibling.metadatas[row]
+            ids.append(chunk_id)
+            texts.append(text)
+            metadatas.append(metadata)
         offset += len(page["ids"])
-    matrix = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True) if parts else matrix
-    matrix = np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
+    if matrix is None:
+        matrix = np.zeros((0, 0), dtype=np.float32)
+    elif len(matrix) != offset:  # rows deleted while we read (the build is discarded then anyway)
+        matrix = np.array(matrix[:offset])
     return Snapshot(stamp, ids, matrix, texts, metadatas)
 
 
@@ -117,6 +182,14 @@ class Snapshots:
         self._building: set[str] = set()
         self._sizes: dict[str, int] = {}  # rows at the last build (or count): small ones build in line
         self._lock = threading.Lock()
+        # Snapshots of the same chunks in another store (the USE vectors beside the e5 ones): their
+        # texts and metadata are shared, not copied (build_snapshot).
+        self._siblings: list[Snapshots] = []
+
+    def share_rows_with(self, other: Snapshots) -> None:
+        """Let this and ``other`` (stores of the same chunks) share each row's text and metadata."""
+        self._siblings.append(other)
+        other._siblings.append(self)
 
     def ready(self, tenant: str) -> Snapshot | None:
         """The tenant's snapshot when one is built and up to date (never starts a build)."""
@@ -159,7 +232,8 @@ class Snapshots:
         """Build the tenant's snapshot now, in this thread; None when the store changed meanwhile."""
         stamp = self._stamp(tenant)
         started = time.perf_counter()
-        snapshot = build_snapshot(self._collection_of(tenant), stamp)
+        sibling = next((found for other in self._siblings if (found := other.ready(tenant)) is not None), None)
+        snapshot = build_snapshot(self._collection_of(tenant), stamp, sibling=sibling)
         if self._stamp(tenant) != stamp:  # written while we read: the snapshot may mix two states
             return None
         self._ready[tenant] = snapshot

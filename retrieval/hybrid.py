@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from retrieval.config import RetrievalProfile
-from retrieval.dense import DenseRetriever
+from retrieval.dense import DenseRetriever, UseSearch
 from retrieval.embedding import Vector
 from retrieval.fusion import fuse_ranks, language_fair_ranks, ranks_of
 from retrieval.lexical import LexicalMatch, LexicalRetriever
@@ -15,6 +16,21 @@ from retrieval.records import Hit
 from retrieval.scope import Scope
 from retrieval.translations import localized_first
 from retrieval.vector_store import scope_metadata
+
+
+@dataclass(frozen=True)
+class TextLegs:
+    """The legs of one question begun by :meth:`HybridRetriever.start`: the USE leg's search and
+    the lexical leg's matches (None when it does not run), both before the live-version filter."""
+
+    text: str | None
+    language: str
+    scope: Scope
+    use: Future[UseSearch | None]
+    lexical: Future[list[LexicalMatch]] | None
+
+    def serves(self, text: str | None, language: str, scope: Scope) -> bool:
+        return (self.text, self.language, self.scope) == (text, language, scope)
 
 
 class HybridRetriever:
@@ -40,21 +56,49 @@ class HybridRetriever:
         self.top_k = profile.top_k
         self.cross_lingual_bonus = dense.cross_lingual_bonus
         self.registry = dense.registry
+        # The text legs run here while the caller embeds (or searches) with e5: two threads, one per leg.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="text-legs")
 
     def retrieve(self, question: str, language: str, scope: Scope | None = None) -> list[Hit]:
         """The best chunks for ``question`` inside ``scope`` (default: the default tenant's public documents)."""
         return self.retrieve_by_vector(self.dense.embedder.embed_query(question), language, scope, question)
 
+    def start(self, text: str | None, language: str, scope: Scope) -> TextLegs:
+        """Start the legs that need only the question's text (the USE leg, the lexical leg) on the
+        retriever's threads; the pipeline starts them before e5 embeds the question."""
+        depth = self.top_k * self.profile.candidate_factor
+        use = self._pool.submit(self.dense.use_search, text, language, scope, depth)
+        lexical: Future[list[LexicalMatch]] | None = None
+        if self.lexical is not None and text and self.profile.lexical_weight > 0:
+            lexical = self._pool.submit(self.lexical.search, text, language, depth, scope)
+        return TextLegs(text, language, scope, use, lexical)
+
     def retrieve_by_vector(
-        self, vector: Vector, language: str, scope: Scope | None = None, text: str | None = None
+        self,
+        vector: Vector,
+        language: str,
+        scope: Scope | None = None,
+        text: str | None = None,
+        legs: TextLegs | None = None,
     ) -> list[Hit]:
-        """Like :meth:`retrieve` for a query already embedded; the lexical leg runs only with its ``text``."""
+        """Like :meth:`retrieve` for a query already embedded; the lexical leg runs only with its
+        ``text``. ``legs`` are the text legs :meth:`start` began for this text (else begun here)."""
         scope = scope or Scope()
         depth = self.top_k * self.profile.candidate_factor
-        dense = self.dense.candidates(vector, language, scope, depth, text)
-        matches: list[LexicalMatch] = []
-        if self.lexical is not None and text and self.profile.lexical_weight > 0:
-            matches = self.lexical.retrieve(text, language, depth, scope)
+        if legs is None or not legs.serves(text, language, scope):
+            legs = self.start(text, language, scope)
+        searched = self.dense.search(vector, language, scope, depth)
+        use = legs.use.result()
+        matches = legs.lexical.result() if legs.lexical is not None else []
+        # One live-version query for every leg's candidates.
+        live = None
+        if self.registry is not None:
+            found = [*searched.nearest, *(searched.centred or []), *(use.hits if use else [])]
+            documents = {hit.chunk.document_id for hit in found} | {match.document_id for match in matches}
+            live = self.registry.live_versions(documents)
+        dense = self.dense.rank(vector, language, scope, depth, searched, use, live)
+        if self.lexical is not None:
+            matches = self.lexical.keep_live(matches, live)
         dense_ranks = ranks_of([hit.chunk.chunk_id for hit in dense])
         lexical_ranks = language_fair_ranks(dense, matches, dense_ranks, language)
         fused = fuse_ranks(

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -343,7 +343,14 @@ class LexicalRetriever:
         self.registry = registry
 
     def retrieve(self, question: str, language: str, k: int, scope: Scope) -> list[LexicalMatch]:
-        matches = self.index.search(analyze(question, language), k, scope)
-        if self.registry is not None and matches:
-            matches = self.registry.keep_live(matches, lambda match: (match.document_id, match.version))
-        return matches
+        return self.keep_live(self.search(question, language, k, scope))
+
+    def search(self, question: str, language: str, k: int, scope: Scope) -> list[LexicalMatch]:
+        """The ``k`` best matches in ``scope`` before the live-version filter (:meth:`keep_live`)."""
+        return self.index.search(analyze(question, language), k, scope)
+
+    def keep_live(self, matches: list[LexicalMatch], live: Mapping[str, int] | None = None) -> list[LexicalMatch]:
+        """``matches`` of live versions only (``live``: the versions read already, see DocumentRegistry.keep_live)."""
+        if self.registry is None or not matches:
+            return matches
+        return self.registry.keep_live(matches, lambda match: (match.document_id, match.version), live)

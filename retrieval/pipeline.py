@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -76,13 +77,17 @@ class AnswerPipeline:
         self.scorer = SentenceScorer(sentence_embedder or embedder, profile.evidence_term_weight)
 
     def warm_up(self) -> None:
-        """Load now what the first question would wait for: the word segmenter and stemmers, and the
-        lexical index's matrices (seconds at 100k chunks)."""
-        warm_up_analysis()
+        """Load now what the first question would wait for: e5, the word segmenter and stemmers, USE,
+        and the lexical index's matrices (seconds at 100k chunks). In parallel: each mostly waits on
+        disk or runs native code, and the server's cold start is their longest, not their sum."""
+        parts = [self.embedder.warm_up, warm_up_analysis]
         if self.retriever.dense.use is not None and self.profile.use_weight > 0:
-            self.retriever.dense.use.encoder.warm_up()
+            parts.append(self.retriever.dense.use.encoder.warm_up)
         if self.retriever.lexical is not None:
-            self.retriever.lexical.index.refresh()
+            parts.append(self.retriever.lexical.index.refresh)
+        with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="warm-up") as pool:
+            for loading in [pool.submit(part) for part in parts]:
+                loading.result()
 
     def query(
         self, question: str, language: str | None = None, scope: Scope | None = None,
@@ -93,9 +98,13 @@ class AnswerPipeline:
         Its stages' timings go to ``timings`` (retrieval/timings.py; default: a fresh record)."""
         question = question.strip()
         timings = timings if timings is not None else StageTimings()
+        language = resolve_language(question, language)
+        scope = scope or Scope()
+        # The USE and lexical legs need no e5 vector: they run on the retriever's threads meanwhile.
+        legs = self.retriever.start(question, language, scope)
         with timings.measure(EMBED):
             vector = self.embedder.embed_query(question)
-        return Query(question, vector, resolve_language(question, language), scope or Scope(), timings=timings)
+        return Query(question, vector, language, scope, timings=timings, legs=legs)
 
     def embed(self, text: str, timings: StageTimings | None = None) -> Vector:
         if timings is None:
@@ -119,11 +128,11 @@ class AnswerPipeline:
     def _search(self, query: Query) -> list[Hit]:
         """The hits for ``query``; a follow-up's by the blend of its vector and its contextual reading's."""
         if query.context is None:
-            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text)
+            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text, query.legs)
         blend = FOLLOW_UP_WEIGHT * query.vector + query.context.vector
         norm = float(np.linalg.norm(blend))
         if norm == 0.0:
-            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text)
+            return self.retriever.retrieve_by_vector(query.vector, query.language, query.scope, query.text, query.legs)
         # The dot product is linear, so the blend ranks passages by the weighted mean of their two
         # similarities; scores are scaled back to that mean so the decision's thresholds keep their
         # meaning. The lexical leg reads the contextual wording: the follow-up alone often lacks the

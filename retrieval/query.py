@@ -8,10 +8,14 @@ earlier question (support/conversations.py), embedded once too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from retrieval.embedding import Vector
 from retrieval.scope import Scope
 from retrieval.timings import StageTimings
+
+if TYPE_CHECKING:
+    from retrieval.hybrid import TextLegs
 
 # A follow-up is retrieved with a blend of its own embedding (this weight) and the embedding of its
 # contextual reading (weight 1): the earlier question brings the topic, the follow-up what is asked
@@ -36,6 +40,8 @@ class Query:
     context: Context | None = None
     # Filled as the pipeline answers; shared by the follow-up reading made from this query (replace()).
     timings: StageTimings = field(default_factory=StageTimings, compare=False, repr=False)
+    # The legs that need only the text (USE, lexical), begun while e5 embedded it (retrieval/hybrid.py).
+    legs: TextLegs | None = field(default=None, compare=False, repr=False)
 
     @property
     def reading(self) -> str:

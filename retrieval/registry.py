@@ -11,7 +11,7 @@ removes them; in normal operation it is empty between writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -128,10 +128,15 @@ class DocumentRegistry:
         with self.engine.connect() as connection:
             return {document_id: version for document_id, version in connection.execute(query)}
 
-    def keep_live(self, items: Sequence[T], version_of: Callable[[T], tuple[str, int]]) -> list[T]:
+    def keep_live(
+        self, items: Sequence[T], version_of: Callable[[T], tuple[str, int]], live: Mapping[str, int] | None = None
+    ) -> list[T]:
         """The ``items`` whose (document id, version) is live: readers drop hits of any other version.
-        The one live-version filter of every reader (dense and lexical retrieval, gap reports)."""
-        live = self.live_versions({version_of(item)[0] for item in items})
+        The one live-version filter of every reader (dense and lexical retrieval, gap reports).
+        ``live`` (from :meth:`live_versions`, covering the items' documents) saves the query: a
+        question reads it once for all its legs (retrieval/hybrid.py)."""
+        if live is None:
+            live = self.live_versions({version_of(item)[0] for item in items})
         return [item for item in items if live.get(version_of(item)[0]) == version_of(item)[1]]
 
     def put(self, record: DocumentRecord) -> None:

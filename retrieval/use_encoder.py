@@ -95,4 +95,6 @@ def shared_use_encoder() -> UseEncoder:
 
 def use_store_beside(store: ChromaStore) -> ChromaStore:
     """The store of USE vectors that goes with the e5 ``store``: same folder, ``<collection>-use``."""
-    return ChromaStore(store.path, store.collection_name + USE_COLLECTION_SUFFIX, store.servers)
+    use_store = ChromaStore(store.path, store.collection_name + USE_COLLECTION_SUFFIX, store.servers)
+    use_store.snapshots.share_rows_with(store.snapshots)  # one copy of the chunks' texts in memory
+    return use_store

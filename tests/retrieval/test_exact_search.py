@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from retrieval.exact_search import build_snapshot
 from retrieval.records import Chunk
 from retrieval.scope import Scope
+from retrieval.use_encoder import use_store_beside
 from retrieval.vector_store import ChromaStore
 
 ROWS = 300
@@ -79,3 +81,30 @@ def test_a_write_here_or_by_another_process_is_seen_at_once(filled: tuple[Chroma
     other = ChromaStore(store.path, exact_search=False)
     other.delete(["near#0", "doc3#11"])
     assert "near#0" not in _ids(store, query, 5) and "doc3#11" not in _ids(store, query, 5)
+
+
+def test_a_snapshot_read_in_pages_equals_one_read_whole(filled: tuple[ChromaStore, np.ndarray]) -> None:
+    store, _ = filled
+    collection = store.collection_of("default")
+    paged, whole = build_snapshot(collection, (0, 0), batch=64), build_snapshot(collection, (0, 0), batch=ROWS * 2)
+    assert paged.ids == whole.ids and paged.texts == whole.texts and paged.metadatas == whole.metadatas
+    assert paged.matrix.shape == (ROWS, 32) and np.array_equal(paged.matrix, whole.matrix)
+
+
+def test_the_use_snapshot_shares_the_e5_snapshots_texts_and_metadata(
+    filled: tuple[ChromaStore, np.ndarray],
+) -> None:
+    store, _ = filled
+    use_store = use_store_beside(store)
+    stored = store.embedded([f"doc{i // 3}#{i}" for i in range(ROWS)])
+    chunks = [chunk for chunk, _ in stored]
+    use_store.upsert(chunks, _unit(np.random.default_rng(5), ROWS))
+    probe = _unit(np.random.default_rng(6), 1)[0]
+    store.query(probe, 5)
+    use_store.query(probe, 5)
+    e5, use = store.snapshots.ready("default"), use_store.snapshots.ready("default")
+    assert e5 is not None and use is not None and use.ids
+    for chunk_id, row in use.rows.items():
+        assert use.texts[row] is e5.texts[e5.rows[chunk_id]]
+        assert use.metadatas[row] is e5.metadatas[e5.rows[chunk_id]]
+    assert not np.array_equal(use.matrix[use.rows[chunks[0].chunk_id]], e5.matrix[e5.rows[chunks[0].chunk_id]])

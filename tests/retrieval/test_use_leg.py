@@ -135,3 +135,19 @@ def test_ingestion_stores_use_vectors_and_fills_those_an_older_index_lacks(tmp_p
     record = registry.get("en/faq-refunds")
     assert record is not None and set(use_store.inventory()) == set(record.chunk_ids)
     assert ingestor.audit() == []
+
+
+def test_a_question_reads_the_live_versions_once_for_all_its_legs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = build(tmp_path, use_weight=0.5)
+    registry = engine.retriever.registry
+    assert registry is not None
+    reads: list[set[str]] = []
+    live_versions = registry.live_versions
+    monkeypatch.setattr(registry, "live_versions", lambda ids: reads.append(set(ids)) or live_versions(ids))
+    query = engine.query("Как сбросить пароль?")
+    assert query.legs is not None  # the USE leg began beside the e5 embedding
+    hits = engine.retrieve(query)
+    assert hits[0].chunk.document_id == "en/faq-password"
+    assert len(reads) == 1 and "en/faq-password" in reads[0]  # e5's and USE's candidates, one query
