@@ -78,15 +78,12 @@ class DenseRetriever:
     def search(self, vector: Vector, language: str, scope: Scope, depth: int) -> E5Search:
         """The e5 neighbours of ``vector`` and, with ``centred_query``, of the question moved off its
         language's centroid, so passages in other languages reach the candidates even when the
-        nearest ``depth`` are all in its own. Both in one pass over the store (ChromaStore.query_many)."""
+        nearest ``depth`` are all in its own. Both in one pass over the store (ChromaStore.query_shifted)."""
         offsets = self.language_offsets(vector, language)
-        vectors = [vector]
-        if self.centred_query and offsets and self.bias is not None:
-            centroids = self.bias.centroids
-            centred = vector - centroids[language] + np.mean(list(centroids.values()), axis=0)
-            vectors.append(np.asarray(centred / max(float(np.linalg.norm(centred)), 1e-12), dtype=np.float32))
-        found = self.store.query_many(vectors, depth, scope)
-        return E5Search(found[0], found[1] if len(found) > 1 else None, offsets)
+        if not (self.centred_query and offsets and self.bias is not None):
+            return E5Search(self.store.query(vector, depth, scope), None, offsets)
+        nearest, centred = self.store.query_shifted(vector, self.bias.shift(language), depth, scope)
+        return E5Search(nearest, centred, offsets)
 
     def language_offsets(self, vector: Vector, language: str) -> dict[str, float]:
         """What ``vector`` (a question in ``language``) gains per passage language, for :meth:`adjusted`."""

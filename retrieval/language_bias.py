@@ -45,9 +45,19 @@ class LanguageBias:
 
     def __init__(self, centroids: Mapping[str, Vector]) -> None:
         self.centroids = dict(centroids)
+        self._shifts: dict[str, Vector] = {}
 
     def covers(self, language: str) -> bool:
         return language in self.centroids
+
+    def shift(self, language: str) -> Vector:
+        """What moves a question in ``language`` (which must have a centroid) off its language's
+        centroid onto the mean of all of them: ``mean(c) − c_L``, the centred query's offset."""
+        shifts = self._shifts
+        if language not in shifts:
+            mean = np.mean(list(self.centroids.values()), axis=0)
+            shifts[language] = np.asarray(mean - self.centroids[language], dtype=np.float32)
+        return shifts[language]
 
     def offsets(self, vector: Vector, language: str) -> dict[str, float]:
         """``q·(c_L − c_P)`` for every language ``P`` with a centroid; empty when ``language`` has none."""

@@ -296,16 +296,20 @@ class ChromaStore:
         nearest = self._nearest(collection, embedding, k, scope.where())
         return [hit for hit, meta in nearest if scope.allows(meta)][:k]
 
-    def query_many(
-        self, embeddings: Sequence[NDArray[np.float32]], k: int, scope: Scope | None = None
-    ) -> list[list[Hit]]:
-        """:meth:`query` for each of ``embeddings`` (a question and its centred form), one snapshot
-        read for all of them."""
+    def query_shifted(
+        self, embedding: NDArray[np.float32], shift: NDArray[np.float32], k: int, scope: Scope | None = None
+    ) -> tuple[list[Hit], list[Hit]]:
+        """:meth:`query` for ``embedding`` and for ``embedding + shift`` made unit length (a question
+        and its centred form); on a snapshot, one pass over the matrix for both (Snapshot.shifted_scores)."""
         scope = scope or Scope.everything()
+        moved = np.asarray(embedding, dtype=np.float32) + np.asarray(shift, dtype=np.float32)
+        norm = max(float(np.linalg.norm(moved)), 1e-12)
         snapshot = self.snapshots.current(scope.tenant) if self.exact_search and k > 0 and not scope.is_empty else None
         if snapshot is None:
-            return [self.query(embedding, k, scope) for embedding in embeddings]
-        return [_snapshot_query(snapshot, scores, k, scope) for scores in snapshot.scores(embeddings)]
+            return self.query(embedding, k, scope), self.query(moved / np.float32(norm), k, scope)
+        scores = snapshot.scores([embedding])[0]
+        shifted = snapshot.shifted_scores(scores, shift, norm)
+        return _snapshot_query(snapshot, scores, k, scope), _snapshot_query(snapshot, shifted, k, scope)
 
     @staticmethod
     def _nearest(

@@ -108,3 +108,20 @@ def test_the_use_snapshot_shares_the_e5_snapshots_texts_and_metadata(
         assert use.texts[row] is e5.texts[e5.rows[chunk_id]]
         assert use.metadatas[row] is e5.metadatas[e5.rows[chunk_id]]
     assert not np.array_equal(use.matrix[use.rows[chunks[0].chunk_id]], e5.matrix[e5.rows[chunks[0].chunk_id]])
+
+
+def test_the_shifted_query_equals_searching_the_moved_vector(filled: tuple[ChromaStore, np.ndarray]) -> None:
+    store, vectors = filled
+    rng = np.random.default_rng(5)
+    query, shift = vectors[11], 0.6 * _unit(rng, 1)[0]
+    moved = (query + shift) / np.linalg.norm(query + shift)
+    for _ in range(2):  # the second time the shift's product comes from the snapshot's memo
+        nearest, shifted = store.query_shifted(query, shift, 10)
+        assert store.snapshots.ready("default") is not None
+        assert [hit.chunk for hit in shifted] == [hit.chunk for hit in store.query(moved, 10)]
+        assert [hit.chunk for hit in nearest] == [hit.chunk for hit in store.query(query, 10)]
+        expected = [float(np.dot(moved, vectors[int(hit.chunk.chunk_id.split("#")[1])])) for hit in shifted]
+        assert [hit.score for hit in shifted] == pytest.approx(expected, abs=1e-5)
+    store.exact_search = False  # through Chroma: the moved vector searched as it is
+    through_chroma = store.query_shifted(query, shift, 10)[1]
+    assert [hit.chunk for hit in through_chroma] == [hit.chunk for hit in store.query(moved, 10)]
