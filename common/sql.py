@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -85,11 +87,30 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+_engines: weakref.WeakValueDictionary[tuple[str, str], Engine] = weakref.WeakValueDictionary()
+_engines_lock = threading.Lock()
+
+
 def open_database(url: str, options: DatabaseOptions | None = None) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout, so the API and the CLI can share it,
-    its file is private to the owner (SQLite gives the -wal and -shm files the same mode), and a
-    :class:`FileGuard` is checked whenever a connection is taken from the pool. A PostgreSQL server
-    gets the pool and timeouts of ``options`` (default: from the environment)."""
+    """The engine for ``url`` in this process: every store on one database shares it (and its pool)
+    while any of them lives, so a replica holds one pool per database, not one per store (7 stores
+    on PostgreSQL at 15 connections each would be over its default ``max_connections`` of 100 with
+    one replica). Disposing it only closes its idle connections; the others open new ones on demand.
+
+    SQLite gets WAL and a busy timeout, so the API and the CLI can share it, its file is private to
+    the owner (SQLite gives the -wal and -shm files the same mode), and a :class:`FileGuard` is
+    checked whenever a connection is taken from the pool. A PostgreSQL server gets the pool and
+    timeouts of ``options`` (default: from the environment)."""
+    options = options or DatabaseOptions()
+    key = (url, options.model_dump_json())
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = _new_engine(url, options)
+        return engine
+
+
+def _new_engine(url: str, options: DatabaseOptions) -> Engine:
     path = sqlite_path(url)
     if path is not None and not str(path).startswith("file:"):
         private_file(path)
@@ -97,7 +118,6 @@ def open_database(url: str, options: DatabaseOptions | None = None) -> Engine:
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        options = options or DatabaseOptions()
         engine = create_engine(url, **_server_options(url, options))
         if engine.dialect.driver == "psycopg":
             event.listen(engine, "do_connect", _bounded_connect(options.timeout_s))
@@ -111,9 +131,10 @@ def open_database(url: str, options: DatabaseOptions | None = None) -> Engine:
 class DatabaseOptions(BaseSettings):
     """How this process talks to a database server (``ANSWERDESK_DATABASE_*``; SQLite ignores them).
 
-    Each store opens its own engine, so one process holds up to ``engines × (pool_size +
-    pool_max_overflow)`` connections (docs/operations.md, Databases): keep that, times the replicas
-    and workers, under the server's ``max_connections``."""
+    The stores of one process share one engine per database (:func:`open_database`), so a process
+    holds up to ``databases × (pool_size + pool_max_overflow)`` connections plus the job queue's
+    (docs/operations.md, Databases): keep that, times the replicas and workers, under the server's
+    ``max_connections``."""
 
     model_config = SettingsConfigDict(env_prefix="ANSWERDESK_DATABASE_", extra="ignore")
 

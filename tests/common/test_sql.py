@@ -1,18 +1,23 @@
-"""The answer timeout of PostgreSQL connections (common/sql.py, ANSWERDESK_DATABASE_TIMEOUT_S): a
-statement the server does not answer in time fails and its connection is dropped, the pool goes on
-with new ones, and the waits that are long on purpose (the tenant's write lock) are not cut."""
+"""One engine per database in a process, and the answer timeout of PostgreSQL connections
+(common/sql.py, ANSWERDESK_DATABASE_TIMEOUT_S): a statement the server does not answer in time
+fails and its connection is dropped, the pool goes on with new ones, and the waits that are long on
+purpose (the tenant's write lock) are not cut."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from common.schema import upgrade
 from common.sql import DatabaseOptions, open_database
 from ingest.jobs import JobStore
+from retrieval.lexical import LexicalIndex
+from retrieval.registry import DocumentRegistry
 
 
 def test_a_statement_not_answered_in_time_fails_and_the_pool_goes_on(postgres_url: str) -> None:
@@ -50,3 +55,11 @@ def test_waiting_for_the_tenants_write_lock_is_not_cut_by_the_timeout(
         holder.close()
         waiter.close()
     assert acquired and acquired[0] >= released
+
+
+def test_the_stores_of_a_process_share_one_engine_per_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(open_database(url))
+    stores = [DocumentRegistry(url), LexicalIndex(url), JobStore(url)]
+    assert len({id(store.engine) for store in stores}) == 1  # one pool, not one per store
+    assert open_database(url, DatabaseOptions(pool_size=2)) is not stores[0].engine  # other options: its own
