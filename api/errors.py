@@ -11,6 +11,7 @@ ApiError
 ├── PayloadTooLargeError   413 payload_too_large (also api/limits.py BodySizeLimit)
 ├── UnsupportedMediaError  415 unsupported_media_type
 └── DocumentRejectedError  a file the ingester refused: 409 document_exists, 413 too_large,
+                           503 store_unavailable, store_error (nothing written),
                            422 with the file's own code (content_mismatch, invalid_utf8, corrupt_pdf, …)
 AnswerDeskError            by its code (DOMAIN_STATUS, the one table for domain errors; their message is the
                            client's): store_unavailable, database_gone 503; *_not_found 404; …
@@ -131,6 +132,7 @@ class DocumentRejectedError(ApiError):
         "document_exists": 409,
         "too_large": 413,
         "store_error": 503,
+        "store_unavailable": 503,  # the tenant's vector store (its Chroma server) is down: nothing written
         "audience_not_allowed": 403,
     }
 
@@ -194,6 +196,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.code == "store_unavailable":  # a write refused because the tenant's vector store is down
+            count_store_error(request, exc.code)
         return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers or None)
 
     @app.exception_handler(AnswerDeskError)

@@ -58,11 +58,14 @@ from retrieval.scope import (
     tenant_of,
 )
 from retrieval.use_encoder import UseEncoder, shared_use_encoder, use_covers, use_store_beside
-from retrieval.vector_store import ChromaStore
+from retrieval.vector_store import ChromaStore, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
 _FILL_BATCH = 1000
+# A file's error when its tenant's vector store is down (code ``store_unavailable``, a 503 in the
+# API); the server's address is logged, not shown.
+STORE_UNAVAILABLE = "the knowledge base's store for this tenant does not answer; nothing was written: retry later"
 
 # Bump when stored chunks change shape, so everything is re-ingested once (2: versioned chunk ids,
 # 3: tenant, audience, product and tags in chunk metadata).
@@ -88,7 +91,7 @@ class FileResult:
     document_id: str = ""
     chunks: int = 0
     error: str = ""
-    code: str = ""  # stable error code when failed (ParseError codes, duplicate_id, store_error)
+    code: str = ""  # stable error code when failed (ParseError codes, duplicate_id, store_unavailable, …)
     version: int = 0
     note: str = ""
     # What the editor should fix or know, each "<kind>: <detail>" (leftover_markup_wikilink,
@@ -301,10 +304,14 @@ class Ingestor:
 
     def remove(self, document_ids: Sequence[str]) -> None:
         """Remove documents from the registry and the store; the caller holds their tenants' write
-        locks (ingest/service.py)."""
+        locks (ingest/service.py). Raises StoreUnavailableError, having removed nothing, when a
+        tenant's store does not answer."""
         with self._exclusive():
             for tenant in sorted({tenant_of(document_id) for document_id in document_ids}):
                 self._replay(tenant)
+                # The registry drops the documents first (readers stop seeing them at once), so a
+                # store that is down must be found before, not after: else a 503 for a done delete.
+                self.store.check_reachable(tenant)
             self.publisher.remove(document_ids)
 
     def recover(self) -> int:
@@ -318,10 +325,13 @@ class Ingestor:
         replayed = 0
         for tenant in self._tenants_to_recover():
             with self._tenant_lock(tenant, wait=False) as held, self._exclusive(wait=False) as acquired:
-                if held and acquired:
-                    replayed += self._replay(tenant)
-                else:
+                if not (held and acquired):
                     logger.info("tenant %s is being written by another process: left to it", tenant)
+                    continue
+                try:
+                    replayed += self._replay(tenant)
+                except StoreUnavailableError as exc:  # its Chroma server is down: replayed at its next write
+                    logger.warning("tenant %s not recovered now: %s", tenant, exc)
         return replayed
 
     def _tenants_to_recover(self) -> list[str]:
@@ -385,7 +395,7 @@ class Ingestor:
         if not dry_run:
             self._replay(placement.tenant)
             # Only here, not in recover(): a server starting on an old 100k-chunk store would wait ~30 min.
-            self._sync_use()
+            self._sync_use(placement.tenant)
         if progress:
             progress("parse", 0, len(files))
             progress("chunk", 0, len(files))
@@ -568,9 +578,11 @@ class Ingestor:
         except Exception as exc:  # the store or model failed: report it per file, keep the old versions
             logger.exception("writing %d documents failed", len(batch))
             self._recover_quietly({tenant_of(item.record.document_id) for item in batch})
-            problem = f"store error: {exc}"
+            problem, code = f"store error: {exc}", "store_error"
+            if isinstance(exc, StoreUnavailableError):
+                problem, code = STORE_UNAVAILABLE, exc.code
             return [
-                FileResult(item.source, Outcome.FAILED, item.record.document_id, error=problem, code="store_error")
+                FileResult(item.source, Outcome.FAILED, item.record.document_id, error=problem, code=code)
                 for item in batch
             ]
         return [_result(item, Outcome.UPDATED if item.previous else Outcome.ADDED) for item in batch]
@@ -653,19 +665,21 @@ class Ingestor:
         if stale or missing:
             logger.info("lexical index: added %d live chunks it lacked, removed %d stale", len(missing), len(stale))
 
-    def _sync_use(self) -> None:
-        """Compute the USE vectors live chunks lack (a data dir ingested before the USE leg), in the
-        languages USE covers, at the start of an ingest run. Normally there is nothing to do; the first
-        run after an upgrade pays for every chunk once (USE encodes 30-65 passages/s on our 2 cores)."""
+    def _sync_use(self, tenant: str) -> None:
+        """Compute the USE vectors the tenant's live chunks lack (a data dir ingested before the USE
+        leg), in the languages USE covers, at the start of the tenant's ingest run. Normally there is
+        nothing to do; the first run after an upgrade pays for every chunk once (USE encodes 30-65
+        passages/s on our 2 cores). The tenant's only: on Chroma servers another tenant's server
+        being down must not fail this write (each tenant is filled at its own next write)."""
         if self.use_store is None or self.use_encoder is None:
             return
         covered = {
             chunk_id
             for record in self.registry.all()
-            if use_covers(record.language)
+            if tenant_of(record.document_id) == tenant and use_covers(record.language)
             for chunk_id in record.chunk_ids
         }
-        missing = sorted(covered - self.use_store.inventory().keys())
+        missing = sorted(covered - self.use_store.inventory(tenant).keys())
         if not missing:
             return
         logger.info("USE vectors: computing them for %d live chunks that lack them", len(missing))

@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 from common.errors import AnswerDeskError
 from ingest.jobs import Job, JobStatus, JobStore, PendingFile, Upload
 from ingest.parse import SUPPORTED_SUFFIXES, ParseError, parse_bytes
-from ingest.pipeline import DEFAULT_PLACEMENT, FileResult, Ingestor, Outcome, Placement
+from ingest.pipeline import DEFAULT_PLACEMENT, STORE_UNAVAILABLE, FileResult, Ingestor, Outcome, Placement
 from retrieval.scope import (
     DEFAULT_TENANT,
     MAX_ID_SEGMENT_BYTES,
@@ -37,6 +37,7 @@ from retrieval.scope import (
     qualify,
     tenant_of,
 )
+from retrieval.vector_store import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +290,12 @@ class DocumentService:
         target.parent.mkdir(parents=True, exist_ok=True)
         backup = target.read_bytes() if target.exists() else None
         _write_atomically(target, data)
-        [result] = self.ingestor.ingest_files([(target, root)], placement=placement)
+        try:
+            [result] = self.ingestor.ingest_files([(target, root)], placement=placement)
+        except StoreUnavailableError as exc:  # before anything was written (replaying the tenant's journal)
+            logger.error("not writing %s: %s", target.name, exc)
+            document_id = qualify(placement.tenant, local_id)
+            result = FileResult(target.as_posix(), Outcome.FAILED, document_id, error=STORE_UNAVAILABLE, code=exc.code)
         if result.outcome == Outcome.FAILED:
             if backup is None:
                 target.unlink(missing_ok=True)

@@ -1,7 +1,9 @@
 """Chroma servers instead of the embedded store: ``ANSWERDESK_CHROMA_URLS`` (comma-separated) makes
 the vector store a ``chromadb.HttpClient`` per server, each tenant's collections on the server its
 placement names (retrieval/placement.py). A server that is down fails only its own tenants'
-requests (503 ``store_unavailable``); its client is opened again on the next call after it is back.
+requests that need it (503 ``store_unavailable``; questions are answered from a replica's exact-search
+snapshot meanwhile, docs/operations.md "Chroma servers"); its client is opened again on the next call
+after it is back.
 
 A server that accepts connections but never answers (hung, or a black-holing network) fails the
 same way within ``ANSWERDESK_CHROMA_TIMEOUT_S``: chromadb 1.5's HttpClient makes its httpx client

@@ -102,8 +102,12 @@ class ChromaStore:
         return f"chroma:{self.collection_name_of(tenant)}"
 
     def _written(self, tenant: str) -> None:
-        """After a write: other replicas' snapshots of the tenant are stale (an embedded store's file
-        stamp changed by itself)."""
+        """After a write: this process's and other replicas' snapshots of the tenant are stale (an
+        embedded store's file stamp changed by itself). Only after it succeeded: a write that fails
+        (its server is down) leaves the snapshot, which still answers questions meanwhile. Chunks a
+        failed write did or did not reach are not live in the registry, which readers go by
+        (retrieval/publish.py), so the snapshot and the server differ only in chunks nobody sees."""
+        self.snapshots.drop([tenant])
         if self.servers is not None:
             self.servers.bump(self._generation_key(tenant))
 
@@ -161,7 +165,10 @@ class ChromaStore:
             tenant: collection for tenant, collection in self._collections.items()
             if self.servers is not None and self._server_of(tenant) != server
         }
-        self.snapshots.clear()
+        if self.servers is None:
+            # On servers the snapshots stay: their stamps are generations in SQL, which no write to
+            # a down server can bump, so a tenant's snapshot keeps answering while its server is down.
+            self.snapshots.clear()
         if client is not None and self.servers is None:
             try:
                 client._target.close()  # the raw client: the guard would check the store first
@@ -207,7 +214,6 @@ class ChromaStore:
         if len(chunks) != len(embeddings):
             raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
         for tenant, positions in _by_tenant(chunk.tenant for chunk in chunks).items():
-            self.snapshots.drop([tenant])
             for start in range(0, len(positions), _WRITE_BATCH):
                 batch = positions[start : start + _WRITE_BATCH]
                 self.collection_of(tenant).upsert(
@@ -220,7 +226,6 @@ class ChromaStore:
 
     def delete(self, chunk_ids: Sequence[str]) -> None:
         for tenant, positions in _by_tenant(tenant_of(chunk_id) for chunk_id in chunk_ids).items():
-            self.snapshots.drop([tenant])
             for start in range(0, len(positions), _WRITE_BATCH):
                 ids = [chunk_ids[i] for i in positions[start : start + _WRITE_BATCH]]
                 self.collection_of(tenant).delete(ids=ids)
@@ -259,11 +264,12 @@ class ChromaStore:
             )
         return found
 
-    def inventory(self) -> dict[str, tuple[str, int]]:
-        """Every stored chunk id with its document id and version (for consistency checks)."""
+    def inventory(self, tenant: str | None = None) -> dict[str, tuple[str, int]]:
+        """Every stored chunk id (of ``tenant`` only, when given) with its document id and version
+        (for consistency checks)."""
         stored: dict[str, tuple[str, int]] = {}
-        for tenant in self.tenants():
-            result = self.collection_of(tenant).get(include=["metadatas"])
+        for name in self.tenants() if tenant is None else [tenant]:
+            result = self.collection_of(name).get(include=["metadatas"])
             stored.update(
                 (chunk_id, (str(meta["document_id"]), int(meta.get("version", 0))))
                 for chunk_id, meta in zip(result["ids"], result["metadatas"], strict=True)
@@ -331,6 +337,11 @@ class ChromaStore:
                 strict=True,
             )
         ]
+
+    def check_reachable(self, tenant: str) -> None:
+        """Raise StoreUnavailableError unless the tenant's store answers now: a write checks first,
+        so that it fails before it changes anything rather than half way."""
+        self.collection_of(tenant).count()
 
     def count(self) -> int:
         """Chunks stored across all tenants (on servers: those whose server answers)."""
