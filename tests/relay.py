@@ -52,6 +52,10 @@ class Relay:
 
     def cut(self) -> None:
         """Refuse new connections and break every open one."""
+        # close() alone leaves a thread blocked in accept() holding the socket: it would still take
+        # one more connection (and relay it). shutdown() wakes it with an error first.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             for end in self._open:
