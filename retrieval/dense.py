@@ -116,7 +116,7 @@ class DenseRetriever:
         """The live hits of ``e5`` (and ``use``), corrected for language and re-sorted; ``live`` (from
         :meth:`live_versions`) saves reading the versions again."""
         if live is None:
-            live = self.live_versions([*e5.nearest, *(e5.centred or []), *(use.hits if use else [])])
+            live = self.live_versions(found_hits(e5, use))
         offsets = e5.offsets
         hits = self._live(e5.nearest, live)
         if e5.centred is not None:
@@ -197,6 +197,11 @@ class E5Search:
     nearest: list[Hit]
     centred: list[Hit] | None
     offsets: dict[str, float]
+
+
+def found_hits(e5: E5Search, use: UseSearch | None) -> list[Hit]:
+    """Every hit the e5 searches and the USE leg found, before the live-version filter."""
+    return [*e5.nearest, *(e5.centred or []), *(use.hits if use else [])]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from retrieval.config import RetrievalProfile
-from retrieval.dense import DenseRetriever, UseSearch
+from retrieval.dense import DenseRetriever, UseSearch, found_hits
 from retrieval.embedding import Vector
 from retrieval.fusion import fuse_ranks, language_fair_ranks, ranks_of
 from retrieval.lexical import LexicalMatch, LexicalRetriever
@@ -93,7 +93,7 @@ class HybridRetriever:
         # One live-version query for every leg's candidates.
         live = None
         if self.registry is not None:
-            found = [*searched.nearest, *(searched.centred or []), *(use.hits if use else [])]
+            found = found_hits(searched, use)
             documents = {hit.chunk.document_id for hit in found} | {match.document_id for match in matches}
             live = self.registry.live_versions(documents)
         dense = self.dense.rank(vector, language, scope, depth, searched, use, live)
