@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import Engine
 
 REPO = Path(__file__).resolve().parents[1]
 LOG_TAIL_CHARS = 4000
@@ -209,19 +210,23 @@ class RedisServer(Service):
 def create_database(admin_url: str, prefix: str = "answerdesk_") -> str:
     """A new, empty database with a random name on ``admin_url``'s server; returns its URL."""
     name = f"{prefix}{secrets.token_hex(6)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
+    _run_as_admin(admin_url, f'CREATE DATABASE "{name}"')
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(admin_url: str, url: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    _run_as_admin(admin_url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+def admin_engine(url: str) -> Engine:
+    """An engine whose statements run outside a transaction (CREATE/DROP DATABASE cannot run in one)."""
+    return create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+
+
+def _run_as_admin(admin_url: str, statement: str) -> None:
+    admin = admin_engine(admin_url)
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+            connection.execute(text(statement))
     finally:
         admin.dispose()

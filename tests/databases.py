@@ -13,8 +13,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import make_url, text
 
 from eval import fleet
 
@@ -23,10 +22,6 @@ ADMIN_URL = os.environ.get("ANSWERDESK_TEST_POSTGRES_URL", "postgresql+psycopg:/
 
 class PostgresUnavailableError(RuntimeError):
     """The test server does not answer."""
-
-
-def _autocommit(url: str) -> Engine:
-    return create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
 
 
 def create_database() -> str:
@@ -45,7 +40,7 @@ def drop_database(url: str) -> None:
 def schema_in(database_url: str) -> Iterator[str]:
     """A fresh schema in ``database_url``; yields a URL whose connections use only it (search_path)."""
     name = f"t_{secrets.token_hex(6)}"
-    admin = _autocommit(database_url)
+    admin = fleet.admin_engine(database_url)
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE SCHEMA "{name}"'))
