@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import regex
@@ -34,7 +35,11 @@ def question_terms(text: str) -> set[str]:
 
 def term_coverage(terms: set[str], text: str) -> float:
     """Share of ``terms`` that occur in ``text`` (0 when there are no terms)."""
-    return len(terms & question_terms(text)) / len(terms) if terms else 0.0
+    return _coverage(terms, question_terms(text))
+
+
+def _coverage(terms: set[str], found: frozenset[str] | set[str]) -> float:
+    return len(terms & found) / len(terms) if terms else 0.0
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,13 @@ def sentence_context(chunk: Chunk) -> str:
 
 def embedding_texts(chunk: Chunk) -> list[str]:
     """What is embedded for each candidate sentence: its context, a table row's header, the sentence."""
+    return _embedding_texts(chunk, candidate_spans(chunk))
+
+
+def _embedding_texts(chunk: Chunk, spans: Iterable[tuple[int, int]]) -> list[str]:
     context = sentence_context(chunk)
     texts = []
-    for start, end in candidate_spans(chunk):
+    for start, end in spans:
         sentence = chunk.text[start:end]
         # A table row says little without its column names ("Business | 99,9%").
         header = table_header(chunk.text, start)
@@ -120,6 +129,30 @@ def table_header(text: str, start: int) -> str | None:
     while rows and _CELL_SEPARATOR in rows[-1]:
         header = rows.pop()
     return header.strip() if header else None
+
+
+@dataclass(frozen=True)
+class ChunkSentences:
+    """What every question needs of one chunk's sentences, worked out once per chunk: their offsets,
+    the texts embedded for them (:func:`embedding_texts`), their words and the whole chunk's words."""
+
+    spans: tuple[tuple[int, int], ...]
+    texts: tuple[str, ...]
+    terms: tuple[frozenset[str], ...]
+    chunk_terms: frozenset[str]
+
+
+# Chunks are immutable and the same few hundred come back question after question: splitting and
+# word-matching them again cost ~1.5 ms of a ~36 ms answer at 10k chunks (pyinstrument, docs/benchmarks.md).
+@lru_cache(maxsize=1024)
+def chunk_sentences(chunk: Chunk) -> ChunkSentences:
+    spans = tuple(candidate_spans(chunk))
+    return ChunkSentences(
+        spans=spans,
+        texts=tuple(_embedding_texts(chunk, spans)),
+        terms=tuple(frozenset(question_terms(chunk.text[start:end])) for start, end in spans),
+        chunk_terms=frozenset(question_terms(chunk.text)),
+    )
 
 
 def quote_window(scores: Sequence[float], best: int, max_sentences: int, margin: float) -> tuple[int, int]:
@@ -165,22 +198,22 @@ class SentenceScorer:
 
     def score(self, question: str, query_vector: Vector, hits: Sequence[Hit]) -> list[ChunkEvidence]:
         """Scored sentences of each hit, in the order of ``hits``; one embedding call for all of them."""
-        per_hit = [(hit, candidate_spans(hit.chunk), embedding_texts(hit.chunk)) for hit in hits]
-        texts = [text for _, _, hit_texts in per_hit for text in hit_texts]
+        per_hit = [(hit, chunk_sentences(hit.chunk)) for hit in hits]
+        texts = [text for _, sentences in per_hit for text in sentences.texts]
         terms = question_terms(question)
         if not texts:
-            return [ChunkEvidence(hit, (), term_coverage(terms, hit.chunk.text)) for hit in hits]
+            return [ChunkEvidence(hit, (), _coverage(terms, sentences.chunk_terms)) for hit, sentences in per_hit]
         similarities = self.embedder.embed_documents(texts) @ np.asarray(query_vector, dtype=np.float32)
         evidence = []
         offset = 0
-        for hit, spans, _ in per_hit:
+        for hit, sentences in per_hit:
             scored = []
-            for start, end in spans:
+            for (start, end), found in zip(sentences.spans, sentences.terms, strict=True):
                 similarity = float(similarities[offset])
-                bonus = self.term_weight * term_coverage(terms, hit.chunk.text[start:end])
+                bonus = self.term_weight * _coverage(terms, found)
                 scored.append(ScoredSentence(start, end, similarity, similarity + bonus))
                 offset += 1
-            evidence.append(ChunkEvidence(hit, tuple(scored), term_coverage(terms, hit.chunk.text)))
+            evidence.append(ChunkEvidence(hit, tuple(scored), _coverage(terms, sentences.chunk_terms)))
         return evidence
 
     def warm(self, chunks: Iterable[Chunk]) -> int:

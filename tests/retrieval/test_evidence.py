@@ -11,6 +11,7 @@ from retrieval.embedding_cache import CachingEmbedder
 from retrieval.evidence import (
     SentenceScorer,
     candidate_spans,
+    chunk_sentences,
     embedding_texts,
     question_terms,
     quote_window,
@@ -200,3 +201,16 @@ def test_table_rows_are_embedded_with_their_header() -> None:
     ]
     assert table_header(text, text.index("Business")) == "Plan | Uptime"
     assert table_header(text, 0) is None
+
+
+@pytest.mark.parametrize("kind", ["section", "faq"])
+def test_a_chunks_sentences_are_worked_out_once_and_equal_the_direct_ones(kind: str) -> None:
+    text = "How long do refunds take?\n" + POLICY if kind == "faq" else POLICY
+    chunk = _hit(text, kind=kind).chunk
+    chunk_sentences.cache_clear()
+    sentences = chunk_sentences(chunk)
+    assert list(sentences.spans) == candidate_spans(chunk)
+    assert list(sentences.texts) == embedding_texts(chunk)
+    assert list(sentences.terms) == [question_terms(text[start:end]) for start, end in sentences.spans]
+    assert sentences.chunk_terms == question_terms(text)
+    assert chunk_sentences(chunk) is sentences and chunk_sentences.cache_info().hits == 1
