@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from sqlalchemy import JSON, Integer, String, delete, select
+from sqlalchemy import JSON, Integer, String, bindparam, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.schema import require_current
@@ -46,6 +46,13 @@ class _DocumentRow(_Base):
     file_hash: Mapped[str] = mapped_column(String, default="", server_default="")
     # Links the language versions of one article (retrieval/translations.py); "" when only the id does.
     translation_key: Mapped[str] = mapped_column(String, default="", server_default="", index=True)
+
+
+# Every question reads the live versions of its candidates' documents: built once with an expanding
+# parameter, the statement is neither rebuilt nor recompiled per question (~0.5 ms each, pyinstrument).
+_LIVE_VERSIONS = select(_DocumentRow.document_id, _DocumentRow.version).where(
+    _DocumentRow.document_id.in_(bindparam("ids", expanding=True))
+)
 
 
 class _JournalRow(_Base):
@@ -122,11 +129,9 @@ class DocumentRegistry:
         """The live version of each of ``document_ids`` that is ingested."""
         if not document_ids:
             return {}
-        query = select(_DocumentRow.document_id, _DocumentRow.version).where(
-            _DocumentRow.document_id.in_(list(document_ids))
-        )
         with self.engine.connect() as connection:
-            return {document_id: version for document_id, version in connection.execute(query)}
+            rows = connection.execute(_LIVE_VERSIONS, {"ids": list(document_ids)})
+            return {document_id: version for document_id, version in rows}
 
     def keep_live(
         self, items: Sequence[T], version_of: Callable[[T], tuple[str, int]], live: Mapping[str, int] | None = None
