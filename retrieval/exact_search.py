@@ -168,7 +168,8 @@ class Scores:
         if found is None:
             picked = np.arange(len(pool))
             if wanted < len(pool):
-                picked = np.sort(np.argpartition(-pool, wanted - 1)[:wanted])  # rows in order: ties as exact
+                cut = len(pool) - wanted  # the wanted best are above it (no negated copy of 100k scores)
+                picked = np.sort(np.argpartition(pool, cut)[cut:])  # rows in order: ties as exact
             rows = picked if among is None else among[picked]
             found = (rows, self.rescore(rows))
             if among is None:
