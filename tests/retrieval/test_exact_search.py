@@ -49,7 +49,8 @@ def test_exact_search_returns_what_chroma_returns(filled: tuple[ChromaStore, np.
     query = vectors[7] + 0.05 * _unit(np.random.default_rng(4), 1)[0]
     query /= np.linalg.norm(query)
     exact = store.query(query, 10)
-    assert store.snapshots.ready("default") is not None  # a small collection is read in line
+    snapshot = store.snapshots.ready("default")
+    assert snapshot is not None and snapshot.prefilter is None  # a small collection: read in line, float32 only
     store.exact_search = False
     chroma = store.query(query, 10)
     assert [hit.chunk for hit in exact] == [hit.chunk for hit in chroma]
