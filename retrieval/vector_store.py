@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.errors import AnswerDeskError
-from retrieval.exact_search import Snapshot, Snapshots, Stamp, file_stamp, top_rows
+from retrieval.exact_search import Scores, Snapshot, Snapshots, Stamp, file_stamp
 from retrieval.records import Chunk, Hit
 from retrieval.scope import DEFAULT_TENANT, TAG_KEY_PREFIX, Scope, tag_set, tenant_of
 
@@ -162,7 +162,8 @@ class ChromaStore:
         collections; the next call opens it again."""
         client = self._clients.pop(server, None)
         self._collections = {
-            tenant: collection for tenant, collection in self._collections.items()
+            tenant: collection
+            for tenant, collection in self._collections.items()
             if self.servers is not None and self._server_of(tenant) != server
         }
         if self.servers is None:
@@ -289,7 +290,7 @@ class ChromaStore:
             return []
         snapshot = self.snapshots.current(scope.tenant) if self.exact_search else None
         if snapshot is not None:
-            return _snapshot_query(snapshot, snapshot.scores([embedding])[0], k, scope)
+            return _snapshot_query(snapshot, snapshot.scores(embedding), k, scope)
         collection = self.collection_of(scope.tenant)
         # No count first (5 ms at 100k chunks): Chroma returns fewer neighbours when it has fewer.
         # Each neighbour's metadata costs ~0.1 ms, so k are tried first (usually most chunks are in
@@ -313,7 +314,7 @@ class ChromaStore:
         snapshot = self.snapshots.current(scope.tenant) if self.exact_search and k > 0 and not scope.is_empty else None
         if snapshot is None:
             return self.query(embedding, k, scope), self.query(moved / np.float32(norm), k, scope)
-        scores = snapshot.scores([embedding])[0]
+        scores = snapshot.scores(embedding)
         shifted = snapshot.shifted_scores(scores, shift, norm)
         return _snapshot_query(snapshot, scores, k, scope), _snapshot_query(snapshot, shifted, k, scope)
 
@@ -371,16 +372,20 @@ class ChromaStore:
         raise StoreUnavailableError("; ".join(failures))
 
 
-def _snapshot_query(snapshot: Snapshot, scores: NDArray[np.float32], k: int, scope: Scope) -> list[Hit]:
+def _snapshot_query(snapshot: Snapshot, scores: Scores, k: int, scope: Scope) -> list[Hit]:
     """:meth:`ChromaStore.query` over a snapshot, given every row's ``scores``: the nearest rows in
-    scope, widening the search (k, 4k, then every row in order) only when a scope leaves too few of them."""
-    total = len(snapshot.ids)
+    scope, widening the search (k, 4k, then the k nearest of every row the scope allows) only when a
+    scope leaves too few of them."""
     rows: list[tuple[int, float]] = []
-    for wanted in (k, k * _UNFILTERED_OVERFETCH, total) if scope.narrows_tenant else (k,):
-        nearest = top_rows(scores, wanted)
+    for wanted in (k, k * _UNFILTERED_OVERFETCH) if scope.narrows_tenant else (k,):
+        nearest = scores.top(wanted)
         rows = [(row, score) for row, score in nearest if scope.allows(snapshot.metadatas[row])]
-        if len(rows) >= k or len(nearest) < wanted or wanted >= total:
+        if len(rows) >= k or len(nearest) < wanted:
             break
+    else:
+        if scope.narrows_tenant:  # too few of the nearest in scope: the nearest of the rows it allows
+            allowed = np.flatnonzero([scope.allows(metadata) for metadata in snapshot.metadatas])
+            rows = scores.top(k, among=allowed)
     return [Hit(chunk=snapshot.row_object(row, _chunk), score=score) for row, score in rows[:k]]
 
 

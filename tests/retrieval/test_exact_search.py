@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.exact_search import build_snapshot
-from retrieval.records import Chunk
+from retrieval import exact_search
+from retrieval.exact_search import Int8Prefilter, build_snapshot
+from retrieval.records import Chunk, Hit
 from retrieval.scope import Scope
 from retrieval.use_encoder import use_store_beside
 from retrieval.vector_store import ChromaStore
@@ -48,7 +49,8 @@ def test_exact_search_returns_what_chroma_returns(filled: tuple[ChromaStore, np.
     query = vectors[7] + 0.05 * _unit(np.random.default_rng(4), 1)[0]
     query /= np.linalg.norm(query)
     exact = store.query(query, 10)
-    assert store.snapshots.ready("default") is not None  # a small collection is read in line
+    snapshot = store.snapshots.ready("default")
+    assert snapshot is not None and snapshot.prefilter is None  # a small collection: read in line, float32 only
     store.exact_search = False
     chroma = store.query(query, 10)
     assert [hit.chunk for hit in exact] == [hit.chunk for hit in chroma]
@@ -125,3 +127,74 @@ def test_the_shifted_query_equals_searching_the_moved_vector(filled: tuple[Chrom
     store.exact_search = False  # through Chroma: the moved vector searched as it is
     through_chroma = store.query_shifted(query, shift, 10)[1]
     assert [hit.chunk for hit in through_chroma] == [hit.chunk for hit in store.query(moved, 10)]
+
+
+@pytest.fixture
+def near_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ChromaStore, np.ndarray]:
+    """Copies of 10 vectors with a little noise (eval/bench.py's chunks, smaller), and a snapshot
+    that takes the int8 path (prefilter from 0 rows, 30 candidates rescored of 300)."""
+    monkeypatch.setattr(exact_search, "PREFILTER_ROWS", 0)
+    monkeypatch.setattr(exact_search, "RESCORED_ROWS", 30)
+    monkeypatch.setattr(exact_search, "RESCORED_PER_ROW", 3)
+    rng = np.random.default_rng(7)
+    copies = _unit(rng, 10)[np.arange(ROWS) % 10] + rng.normal(0, 0.003, size=(ROWS, 32)).astype(np.float32)
+    vectors = np.asarray(copies / np.linalg.norm(copies, axis=1, keepdims=True), dtype=np.float32)
+    store = ChromaStore(tmp_path / "chroma")
+    languages = ["fr" if i % 20 == 0 else "en" for i in range(ROWS)]  # French: 15 rows, a narrow scope
+    chunks = [
+        Chunk(chunk_id=f"doc{i}#{i}", document_id=f"doc{i}", text=f"text {i}", title="t", language=language)
+        for i, language in enumerate(languages)
+    ]
+    store.upsert(chunks, vectors)
+    return store, vectors
+
+
+def _exact(vectors: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray) -> list[tuple[str, float]]:
+    scores = vectors[rows] @ query
+    best = rows[np.argsort(-scores, kind="stable")[:k]]
+    return [(f"doc{row}#{row}", float(vectors[row] @ query)) for row in best]
+
+
+def _found(hits: list[Hit]) -> list[tuple[str, float]]:
+    return [(hit.chunk.chunk_id, hit.score) for hit in hits]
+
+
+def _assert_same(found: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
+    assert [chunk_id for chunk_id, _ in found] == [chunk_id for chunk_id, _ in expected]
+    assert [score for _, score in found] == pytest.approx([score for _, score in expected], abs=1e-6)
+
+
+def test_the_int8_prefilter_returns_the_exact_neighbours_and_scores(
+    near_duplicates: tuple[ChromaStore, np.ndarray],
+) -> None:
+    store, vectors = near_duplicates
+    every_row, french = np.arange(ROWS), np.arange(0, ROWS, 20)
+    rng = np.random.default_rng(8)
+    for copy_of in (3, 4, 10):  # 30 copies of the base nearest the question: rescoring orders them
+        query = vectors[copy_of] + 0.01 * _unit(rng, 1)[0]
+        query /= np.linalg.norm(query)
+        _assert_same(_found(store.query(query, 10)), _exact(vectors, query, 10, every_row))
+        snapshot = store.snapshots.ready("default")
+        assert snapshot is not None and snapshot.prefilter is not None
+        # The int8 scores alone misorder the near-duplicates: without rescoring this test fails.
+        approximate = snapshot.prefilter.scores(query)
+        exact_rows = [int(chunk_id.split("#")[1]) for chunk_id, _ in _exact(vectors, query, 10, every_row)]
+        assert list(np.argsort(-approximate)[:10]) != exact_rows
+        scope = Scope.everything().narrowed(languages=["fr"])  # 15 rows of 300: widens to every row in scope
+        _assert_same(_found(store.query(query, 10, scope)), _exact(vectors, query, 10, french))
+        shift = 0.5 * _unit(rng, 1)[0]
+        moved = (query + shift) / np.linalg.norm(query + shift)
+        nearest, shifted = store.query_shifted(query, shift, 10, scope)
+        _assert_same(_found(nearest), _exact(vectors, query, 10, french))
+        _assert_same(_found(shifted), _exact(vectors, moved, 10, french))
+        nearest, shifted = store.query_shifted(query, shift, 10)
+        _assert_same(_found(shifted), _exact(vectors, moved, 10, every_row))
+
+
+def test_int8_scores_are_close_to_the_exact_ones() -> None:
+    rng = np.random.default_rng(9)
+    matrix = _unit(rng, 2_000)
+    query = _unit(rng, 1)[0]
+    approximate = Int8Prefilter(matrix).scores(query)
+    assert approximate.dtype == np.float32 and approximate.shape == (2_000,)
+    assert np.abs(approximate - matrix @ query).max() < 0.01
