@@ -25,6 +25,7 @@ the next search.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -296,11 +297,12 @@ def build_snapshot(collection: Any, stamp: Stamp, batch: int = 1_000, sibling: S
         matrix[offset : offset + len(vectors)] = vectors / np.maximum(norms, 1e-12)
         for chunk_id, text, metadata in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
             row = sibling.rows.get(chunk_id) if sibling is not None else None
-            if row is not None and sibling is not None:
-                if sibling.texts[row] == text:
-                    text = sibling.texts[row]
-                if sibling.metadatas[row] == metadata:
-                    metadata = sibling.metadatas[row]
+            if row is not None and sibling is not None and sibling.texts[row] == text:
+                text = sibling.texts[row]
+            if row is not None and sibling is not None and sibling.metadatas[row] == metadata:
+                metadata = sibling.metadatas[row]
+            elif metadata:
+                metadata = _interned(metadata)
             ids.append(chunk_id)
             texts.append(text)
             metadatas.append(metadata)
@@ -311,6 +313,13 @@ def build_snapshot(collection: Any, stamp: Stamp, batch: int = 1_000, sibling: S
         matrix = np.array(matrix[:offset])
     prefilter = Int8Prefilter(matrix) if ids and len(ids) >= PREFILTER_ROWS else None
     return Snapshot(stamp, ids, matrix, texts, metadatas, prefilter=prefilter)
+
+
+def _interned(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` with its keys and text values interned: Chroma returns new strings for every row,
+    though all rows repeat the same 15 keys and most values (tenant, language, kind, a document's
+    title...). At 100k rows: 127 MB less (docs/benchmarks.md, Issue #13 Round 4)."""
+    return {sys.intern(key): sys.intern(value) if isinstance(value, str) else value for key, value in metadata.items()}
 
 
 class Snapshots:
@@ -329,9 +338,15 @@ class Snapshots:
         # Snapshots of the same chunks in another store (the USE vectors beside the e5 ones): their
         # texts and metadata are shared, not copied (build_snapshot).
         self._siblings: list[Snapshots] = []
+        # One build per tenant at a time among siblings, so the second build finds the first one's
+        # rows to share (two at once each held their own copy: docs/benchmarks.md, Round 4).
+        self._build_locks: dict[str, threading.Lock] = {}
 
     def share_rows_with(self, other: Snapshots) -> None:
         """Let this and ``other`` (stores of the same chunks) share each row's text and metadata."""
+        shared = other._build_locks  # one table for the whole group (the server makes two USE stores)
+        for snapshots in [self, *self._siblings]:
+            snapshots._build_locks = shared
         self._siblings.append(other)
         other._siblings.append(self)
 
@@ -374,6 +389,10 @@ class Snapshots:
 
     def build(self, tenant: str) -> Snapshot | None:
         """Build the tenant's snapshot now, in this thread; None when the store changed meanwhile."""
+        with self._build_locks.setdefault(tenant, threading.Lock()):
+            return self._build(tenant)
+
+    def _build(self, tenant: str) -> Snapshot | None:
         stamp = self._stamp(tenant)
         started = time.perf_counter()
         sibling = next((found for other in self._siblings if (found := other.ready(tenant)) is not None), None)

@@ -339,6 +339,23 @@ class ChromaStore:
             )
         ]
 
+    def prepare_snapshots(self) -> None:
+        """Start reading every tenant's snapshot now rather than at its first question: a small one
+        in this thread, a big one in the background (Snapshots.current). A store that does not answer
+        is left to the first question, as before (a server down must not stop the start)."""
+        if not self.exact_search:
+            return
+        try:
+            tenants = self.tenants()
+        except StoreUnavailableError as exc:
+            logger.warning("exact search: snapshots not prepared at start: %s", exc)
+            return
+        for tenant in tenants:
+            try:
+                self.snapshots.current(tenant)
+            except StoreUnavailableError as exc:
+                logger.warning("exact search: snapshot of tenant %s not prepared at start: %s", tenant, exc)
+
     def check_reachable(self, tenant: str) -> None:
         """Raise StoreUnavailableError unless the tenant's store answers now: a write checks first,
         so that it fails before it changes anything rather than half way."""

@@ -198,3 +198,47 @@ def test_int8_scores_are_close_to_the_exact_ones() -> None:
     approximate = Int8Prefilter(matrix).scores(query)
     assert approximate.dtype == np.float32 and approximate.shape == (2_000,)
     assert np.abs(approximate - matrix @ query).max() < 0.01
+
+
+def test_snapshots_prepared_at_start_share_rows_even_when_built_at_once(
+    filled: tuple[ChromaStore, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare_snapshots (the server's warm-up) starts the e5 and USE builds together in the
+    background; the second waits for the first and shares its texts and metadata."""
+    import threading
+    import time
+
+    from retrieval import exact_search
+
+    store, _ = filled
+    use_store = use_store_beside(store)
+    use_store_beside(store)  # the server makes another one beside it (its ingestor's)
+    use_store.upsert(
+        [chunk for chunk, _ in store.embedded([f"doc{i // 3}#{i}" for i in range(ROWS)])],
+        _unit(np.random.default_rng(5), ROWS),
+    )
+    read = exact_search.build_snapshot
+
+    def slow(*args: object, **kwargs: object) -> exact_search.Snapshot:
+        time.sleep(0.3)  # long enough for the two builds to overlap unless one waits
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(exact_search, "build_snapshot", slow)
+    monkeypatch.setattr(exact_search, "SYNC_BUILD_ROWS", 0)  # both big: built in the background
+    store.prepare_snapshots()
+    use_store.prepare_snapshots()
+    for thread in [thread for thread in threading.enumerate() if thread.name.startswith("exact-search-")]:
+        thread.join(10)
+    e5, use = store.snapshots.ready("default"), use_store.snapshots.ready("default")
+    assert e5 is not None and use is not None
+    assert all(use.texts[row] is e5.texts[e5.rows[chunk_id]] for chunk_id, row in use.rows.items())
+    assert all(use.metadatas[row] is e5.metadatas[e5.rows[chunk_id]] for chunk_id, row in use.rows.items())
+
+
+def test_a_snapshot_holds_each_metadata_key_and_repeated_value_once(filled: tuple[ChromaStore, np.ndarray]) -> None:
+    store, _ = filled
+    snapshot = build_snapshot(store.collection_of("default"), (0, 0))
+    first, other = snapshot.metadatas[0], snapshot.metadatas[4]
+    assert first["language"] == other["language"] == "de"
+    assert {id(key) for key in first} == {id(key) for key in other}  # the same key objects
+    assert first["language"] is other["language"] and first["tenant"] is other["tenant"]
