@@ -95,7 +95,10 @@ class AnswerPipeline:
             self.retriever.dense.use.store.prepare_snapshots()
 
     def query(
-        self, question: str, language: str | None = None, scope: Scope | None = None,
+        self,
+        question: str,
+        language: str | None = None,
+        scope: Scope | None = None,
         timings: StageTimings | None = None,
     ) -> Query:
         """``question`` as the pipeline reads it: stripped, embedded once, its language (``language``,
@@ -216,14 +219,12 @@ def build_pipeline(
     verifier when the profile uses it and ``prepare-model`` exported one (retrieval/verify.py)."""
     from retrieval.verifier import load_verifier
 
-    """A process's answer engine: hybrid retrieval over the data dir's lexical index and USE vectors,
-    and sentence evidence read from the cache that ingestion fills (retrieval/evidence.py)."""
     return AnswerPipeline(
         embedder,
         store,
         profile,
         registry,
-        lexical=LexicalIndex(settings.database_url),
+        lexical=LexicalIndex(settings.database_url, saved_path=settings.data_dir / "cache" / "lexical.pickle"),
         sentence_embedder=sentence_cache(embedder, settings),
         use=UseLeg.beside(store) if settings.use_vectors else None,
         bias=bias_for(settings.embedding_model, embedder.dimension),

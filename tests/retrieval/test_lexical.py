@@ -194,3 +194,33 @@ def test_no_hit_outside_any_scope(tmp_path: Path, data: st.DataObject) -> None:
             and (scope.tags is None or c.tags & scope.tags)
         }
         assert found == expected, [by_id[i] for i in found ^ expected]
+
+
+def test_a_saved_build_is_loaded_only_for_the_same_rows(
+    index: LexicalIndex, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval import lexical
+
+    monkeypatch.setattr(lexical, "_SAVE_AFTER_S", 0.0)  # save even this small build
+    saved = tmp_path / "cache" / "lexical.pickle"
+    first = LexicalIndex(url, background_rebuild=False, saved_path=saved)
+    expected = first.search(analyze("refunds sent", "en"), 10, Scope(audiences=frozenset({PUBLIC, INTERNAL})))
+    assert [match.document_id for match in expected] == ["en/refunds", "en/refund-runbook"]
+    assert saved.is_file() and saved.stat().st_mode & 0o077 == 0
+
+    built: list[int] = []
+    monkeypatch.setattr(lexical, "_build", lambda *args: built.append(1) or pytest.fail("built, not loaded"))
+    second = LexicalIndex(url, background_rebuild=False, saved_path=saved)
+    loaded = second.search(analyze("refunds sent", "en"), 10, Scope(audiences=frozenset({PUBLIC, INTERNAL})))
+    assert loaded == expected and not built  # loaded, same matches and scores
+
+    monkeypatch.undo()
+    index.upsert([chunk("en/cards", "Refunds to an expired card go to your new card.")])  # other rows
+    third = LexicalIndex(url, background_rebuild=False, saved_path=saved)
+    assert "en/cards" in ids(third, "refunds card")
+
+    saved.write_bytes(b"not a pickle")  # damaged: built again from the rows, no error
+    fourth = LexicalIndex(url, background_rebuild=False, saved_path=saved)
+    assert "en/cards" in ids(fourth, "refunds card")
+    for opened in (first, second, third, fourth):
+        opened.close()
