@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -106,7 +107,7 @@ class StageTimes:
     parse: float = 0.0
     chunk: float = 0.0
     embed: float = 0.0
-    use_embed: float = 0.0  # USE vectors (part of embed's stage, timed apart)
+    use_embed: float = 0.0  # USE vectors (within the embed stage, beside e5 on a thread; timed apart)
     store: float = 0.0
     total: float = 0.0
     passages_embedded: int = 0
@@ -603,12 +604,16 @@ class Ingestor:
         self.times.passages_reused += sum(len(item.chunks) for item in batch) - len(todo)
         if progress:
             progress("embed", 0, len(todo))
-        vectors = self.embedder.embed_documents([item.chunks[position].embedding_text for item, position in todo])
-        for (item, position), vector in zip(todo, vectors, strict=True):
-            item.embeddings[position] = vector
-        if self.sentences is not None:
-            self.sentences.warm(item.chunks[position] for item, position in todo)
-        self._embed_use(batch)
+        # USE runs on its own thread beside e5 (both release the GIL): 1.07-1.13x faster on our 2 cores
+        # than one after the other (docs/benchmarks.md, #13 round 4); the vectors are the same.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-use") as pool:
+            use_done = pool.submit(self._embed_use, batch)
+            vectors = self.embedder.embed_documents([item.chunks[position].embedding_text for item, position in todo])
+            for (item, position), vector in zip(todo, vectors, strict=True):
+                item.embeddings[position] = vector
+            if self.sentences is not None:
+                self.sentences.warm(item.chunks[position] for item, position in todo)
+            use_done.result()
         self.times.passages_embedded += len(todo)
         if progress:
             progress("embed", len(todo), 0)

@@ -4,7 +4,10 @@ ranking by per-query z-scores, skipped for languages USE does not cover and for 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -13,12 +16,12 @@ from ingest.chunk import Chunker
 from ingest.pipeline import Ingestor
 from retrieval.config import RetrievalProfile
 from retrieval.dense import UseLeg, _z_scores
-from retrieval.embedding import HashingEmbedder
+from retrieval.embedding import HashingEmbedder, Matrix
 from retrieval.pipeline import AnswerPipeline
 from retrieval.publish import Publication, Publisher
 from retrieval.records import Chunk
 from retrieval.registry import DocumentRecord, DocumentRegistry
-from retrieval.use_encoder import USE_DIMENSION, shared_use_encoder, use_covers, use_store_beside
+from retrieval.use_encoder import USE_DIMENSION, UseEncoder, shared_use_encoder, use_covers, use_store_beside
 from retrieval.vector_store import ChromaStore
 
 # The hashing e5 stand-in matches whole words only, so it cannot link a Russian question to an
@@ -135,6 +138,38 @@ def test_ingestion_stores_use_vectors_and_fills_those_an_older_index_lacks(tmp_p
     record = registry.get("en/faq-refunds")
     assert record is not None and set(use_store.inventory()) == set(record.chunk_ids)
     assert ingestor.audit() == []
+
+
+def test_ingestion_runs_use_beside_e5(tmp_path: Path) -> None:
+    use_started = threading.Event()
+    overlapped: list[bool] = []
+
+    class WaitingE5(HashingEmbedder):
+        """Records whether USE started while e5 was still embedding (serially it never would)."""
+
+        def embed_documents(self, texts: Sequence[str]) -> Matrix:
+            overlapped.append(use_started.wait(timeout=5))
+            return super().embed_documents(texts)
+
+    class SignallingUse:
+        def embed(self, texts: Sequence[str]) -> Matrix:
+            use_started.set()
+            return USE.embed(texts)
+
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "faq-refunds.md").write_text(
+        "# Refunds\n\nRefunds are paid within ten days.\n", encoding="utf-8"
+    )
+    store = ChromaStore(tmp_path / "chroma")
+    registry = DocumentRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
+    e5 = WaitingE5()
+    use_encoder = cast(UseEncoder, SignallingUse())
+    ingestor = Ingestor(
+        e5, store, registry, Chunker(e5.count_tokens), use_store=use_store_beside(store), use_encoder=use_encoder
+    )
+    ingestor.ingest([tmp_path / "kb"])
+    assert overlapped == [True]
+    assert ingestor.use_coverage() == (1, 1)
 
 
 def test_a_question_reads_the_live_versions_once_for_all_its_legs(
