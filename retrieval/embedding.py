@@ -10,7 +10,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -28,11 +28,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DIMENSION = 384
 ONNX_MODEL_FILE = "model_int8.onnx"
-# A batch holds at most this many padded tokens (rows × its longest row), besides ``batch_size`` rows:
-# on our 2 cores 16 rows of 512 tokens cost ~1.6× per token what one row does, and passages embed in
-# ~0.6× the CPU time (docs/benchmarks.md, #13 round 4). Like any change of batches it moves vectors
-# slightly (the int8 model scales activations per batch: cosine ≥ 0.998 to the old ones).
-BATCH_TOKENS = 1024
 QUERY_PREFIX = PROMPTS["query"]
 PASSAGE_PREFIX = PROMPTS["passage"]
 
@@ -97,13 +92,11 @@ class OnnxEmbedder:
         threads: int | None = None,
         dimension: int = DEFAULT_DIMENSION,
         max_length: int = MAX_SEQ_LENGTH,
-        batch_tokens: int | None = BATCH_TOKENS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
-        self.batch_tokens = batch_tokens
         self.threads = threads
         self.dimension = dimension
         self.max_length = max_length
@@ -184,24 +177,10 @@ class OnnxEmbedder:
         # Longest first and in similar-length batches, so little compute is spent on padding.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         out = np.empty((len(ids), self.dimension), dtype=np.float32)
-        for batch in self._batches(order, [len(seq) for seq in ids]):
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
             out[batch] = self._run([ids[i] for i in batch])
         return out
-
-    def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
-        """``order`` (longest first) cut into batches of at most ``batch_size`` rows and, when
-        ``batch_tokens`` is set, at most that many padded tokens (rows × the first row's length)."""
-        batch: list[int] = []
-        for index in order:
-            full = len(batch) >= self.batch_size
-            if batch and self.batch_tokens is not None:
-                full = full or (len(batch) + 1) * lengths[batch[0]] > self.batch_tokens
-            if full:
-                yield batch
-                batch = []
-            batch.append(index)
-        if batch:
-            yield batch
 
     def _run(self, batch: list[list[int]]) -> Matrix:
         width = max(len(seq) for seq in batch)

@@ -256,32 +256,6 @@ def test_batching_preserves_order(model_dir: Path) -> None:
     assert np.diag(similarity).min() >= 0.99
 
 
-def test_batches_respect_the_row_and_token_caps(tmp_path: Path) -> None:
-    lengths = [512, 300, 200, 120, 100, 40, 30, 30, 12, 5]
-    embedder = OnnxEmbedder(tmp_path, batch_size=4, batch_tokens=600)
-    batches = list(embedder._batches(list(range(len(lengths))), lengths))
-    assert [index for batch in batches for index in batch] == list(range(len(lengths)))  # each once, in order
-    assert batches == [[0], [1, 2], [3, 4, 5, 6], [7, 8, 9]]
-    assert all(len(batch) <= 4 and len(batch) * lengths[batch[0]] <= 600 for batch in batches)
-    # A row longer than the budget still goes, alone; without a budget only the row cap applies.
-    assert list(OnnxEmbedder(tmp_path, batch_tokens=100)._batches([0, 1], [512, 5])) == [[0], [1]]
-    unbounded = OnnxEmbedder(tmp_path, batch_size=4, batch_tokens=None)
-    assert [len(batch) for batch in unbounded._batches(list(range(10)), lengths)] == [4, 4, 2]
-
-
-@pytest.mark.integration
-def test_token_budget_batches_keep_input_order(model_dir: Path) -> None:
-    texts = [text for _, _, text in SAMPLE] + ["short", " ".join(SUPPORT_PASSAGES.values())]
-    single = np.vstack([OnnxEmbedder(model_dir).embed_documents([t]) for t in texts])
-    # A budget below every text's length: one row per batch, so each vector is exactly the lone one.
-    one_per_batch = OnnxEmbedder(model_dir, batch_tokens=1).embed_documents(texts)
-    np.testing.assert_allclose(one_per_batch, single, atol=1e-5)
-    budgeted = OnnxEmbedder(model_dir, batch_tokens=64).embed_documents(texts)
-    similarity = budgeted @ single.T
-    assert (np.argmax(similarity, axis=1) == np.arange(len(texts))).all()
-    assert np.diag(similarity).min() >= 0.99  # several rows per batch: per-batch int8 scales
-
-
 @pytest.mark.integration
 def test_empty_input(onnx_embedder: OnnxEmbedder) -> None:
     assert onnx_embedder.embed_documents([]).shape == (0, 384)
