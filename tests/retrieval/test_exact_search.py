@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from retrieval import exact_search
-from retrieval.exact_search import Int8Prefilter, build_snapshot
+from retrieval.exact_search import Int8Prefilter, Scores, best_candidates, build_snapshot, top_rows
 from retrieval.records import Chunk, Hit
 from retrieval.scope import Scope
 from retrieval.use_encoder import use_store_beside
@@ -132,10 +132,8 @@ def test_the_shifted_query_equals_searching_the_moved_vector(filled: tuple[Chrom
 @pytest.fixture
 def near_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ChromaStore, np.ndarray]:
     """Copies of 10 vectors with a little noise (eval/bench.py's chunks, smaller), and a snapshot
-    that takes the int8 path (prefilter from 0 rows, 30 candidates rescored of 300)."""
+    that takes the int8 path (prefilter from 0 rows)."""
     monkeypatch.setattr(exact_search, "PREFILTER_ROWS", 0)
-    monkeypatch.setattr(exact_search, "RESCORED_ROWS", 30)
-    monkeypatch.setattr(exact_search, "RESCORED_PER_ROW", 3)
     rng = np.random.default_rng(7)
     copies = _unit(rng, 10)[np.arange(ROWS) % 10] + rng.normal(0, 0.003, size=(ROWS, 32)).astype(np.float32)
     vectors = np.asarray(copies / np.linalg.norm(copies, axis=1, keepdims=True), dtype=np.float32)
@@ -194,10 +192,34 @@ def test_the_int8_prefilter_returns_the_exact_neighbours_and_scores(
 def test_int8_scores_are_close_to_the_exact_ones() -> None:
     rng = np.random.default_rng(9)
     matrix = _unit(rng, 2_000)
-    query = _unit(rng, 1)[0]
-    approximate = Int8Prefilter(matrix).scores(query)
-    assert approximate.dtype == np.float32 and approximate.shape == (2_000,)
-    assert np.abs(approximate - matrix @ query).max() < 0.01
+    prefilter = Int8Prefilter(matrix)
+    for query in _unit(rng, 20):
+        approximate = prefilter.scores(query)
+        assert approximate.dtype == np.float32 and approximate.shape == (2_000,)
+        assert np.abs(approximate - matrix @ query).max() <= min(prefilter.error, 0.01)
+
+
+@pytest.mark.parametrize("noise", ["uniform", "worst"])
+def test_rows_near_the_nth_best_approximate_score_are_rescored(noise: str) -> None:
+    """Whatever the approximate scores' errors within ``error`` (spread evenly, or all at the bound
+    against the true best rows), the exact top n is found among 2,000 near-duplicates (scores a few
+    thousandths apart), rescoring far fewer rows than there are."""
+    rng = np.random.default_rng(12)
+    copies = _unit(rng, 1)[np.zeros(2_000, dtype=int)] + rng.normal(0, 0.02, size=(2_000, 32))
+    matrix = np.vstack([copies / np.linalg.norm(copies, axis=1, keepdims=True), _unit(rng, 3_000)]).astype(np.float32)
+    vector = matrix[0]
+    exact = matrix @ vector
+    error = 0.001
+    best = {row for row, _ in top_rows(exact, 10)}
+    if noise == "uniform":
+        shift = rng.uniform(-error, error, size=len(exact))
+    else:
+        shift = np.where(np.isin(np.arange(len(exact)), list(best)), -error, error)
+    scores = Scores(matrix, vector, np.asarray(exact + shift, dtype=np.float32), exact=False, error=error)
+    found, expected = scores.top(10), top_rows(exact, 10)
+    assert [row for row, _ in found] == [row for row, _ in expected]
+    assert [score for _, score in found] == pytest.approx([score for _, score in expected], abs=1e-6)
+    assert len(scores._rescored[10][0]) < len(matrix) // 10
 
 
 def test_snapshots_prepared_at_start_share_rows_even_when_built_at_once(
@@ -242,3 +264,25 @@ def test_a_snapshot_holds_each_metadata_key_and_repeated_value_once(filled: tupl
     assert first["language"] == other["language"] == "de"
     assert {id(key) for key in first} == {id(key) for key in other}  # the same key objects
     assert first["language"] is other["language"] and first["tenant"] is other["tenant"]
+
+
+@pytest.mark.parametrize("layout", ["random", "periodic", "tied"])
+def test_best_candidates_hold_the_best_rows(layout: str) -> None:
+    """Every row among the ``wanted`` best is picked, in ascending order, and not many more: also when
+    the rows repeat a few hundred values in order (the bench's copies, which fooled a strided sample)
+    and when every score is equal (the bound keeps all rows; argpartition then picks exactly ``wanted``)."""
+    rng = np.random.default_rng(11)
+    rows, wanted = 100_000, 1_000
+    if layout == "random":
+        scores = rng.normal(size=rows).astype(np.float32)
+    elif layout == "periodic":
+        scores = (rng.normal(size=300)[np.arange(rows) % 300] + rng.normal(0, 0.01, size=rows)).astype(np.float32)
+    else:
+        scores = np.ones(rows, dtype=np.float32)
+    picked = best_candidates(scores, wanted)
+    assert np.all(np.diff(picked) > 0)
+    assert wanted <= len(picked) <= 3 * wanted
+    assert (len(picked) == wanted) == (layout == "tied")  # else the sampled bound, not argpartition, picked
+    bound = np.sort(scores)[-wanted]
+    assert set(np.flatnonzero(scores > bound)) <= set(picked.tolist())
+    assert len(best_candidates(scores[:500], wanted)) == 500
