@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,9 +20,7 @@ from numpy.typing import NDArray
 from retrieval.build.embedder import MAX_SEQ_LENGTH, PROMPTS, prepare_default_model
 from retrieval.config import DEFAULT_MODEL as DEFAULT_MODEL_NAME
 from retrieval.onnx_runtime import onnxruntime
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+from retrieval.tokenizer import TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +72,8 @@ def _single(matrix: Matrix) -> Vector:
 
 
 class OnnxEmbedder:
-    """e5 encoder served by onnxruntime: ``model_int8.onnx`` + ``tokenizer.json``.
+    """e5 encoder served by onnxruntime: ``model_int8.onnx`` + ``tokenizer.json`` (run by sentencepiece,
+    retrieval/tokenizer.py).
 
     ``model_dir`` is the prepared ``onnx/`` folder, or the prepared model root holding it. The
     constructor only stores configuration; the model loads on first use or :meth:`warm_up`.
@@ -101,7 +100,7 @@ class OnnxEmbedder:
         self.dimension = dimension
         self.max_length = max_length
         self._session: Any = None
-        self._tokenizer: Tokenizer | None = None
+        self._tokenizer: TextTokenizer | None = None
         self._pad_id = 1
         self._lock = threading.Lock()
 
@@ -112,21 +111,14 @@ class OnnxEmbedder:
             return self.model_dir
         return self.model_dir / "onnx"
 
-    def _load_tokenizer(self) -> Tokenizer:
+    def _load_tokenizer(self) -> TextTokenizer:
         if self._tokenizer is not None:
             return self._tokenizer
         with self._lock:
             if self._tokenizer is None:
-                from tokenizers import Tokenizer
-
-                # One untruncated tokenizer (~290 MB resident for e5's 250k-word vocabulary): it counts
-                # over-long passages truthfully, and :meth:`_embed` truncates as the model needs.
-                tokenizer = Tokenizer.from_file(str(self.files_dir / "tokenizer.json"))
-                tokenizer.no_padding()  # batches are padded here, after sorting by length
-                tokenizer.no_truncation()
-                pad_id = tokenizer.token_to_id("<pad>")
-                self._pad_id = 1 if pad_id is None else pad_id
-                self._tokenizer = tokenizer
+                # Untruncated: it counts over-long passages truthfully, and _embed truncates as the model needs.
+                self._tokenizer = load_tokenizer(self.files_dir)
+                self._pad_id = self._tokenizer.pad_id
             return self._tokenizer
 
     def warm_up(self) -> None:
@@ -167,13 +159,14 @@ class OnnxEmbedder:
         return self._embed([PASSAGE_PREFIX + text for text in texts])
 
     def count_tokens(self, text: str) -> int:
-        return len(self._load_tokenizer().encode(text).ids)  # no need to load the model just to count
+        return len(self._load_tokenizer().ids(text))  # no need to load the model just to count
 
     def _embed(self, texts: list[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
-        ids = [_truncated(enc.ids, self.max_length) for enc in self._load_tokenizer().encode_batch(texts)]
+        tokenizer = self._load_tokenizer()
+        ids = [_truncated(tokenizer.ids(text), self.max_length) for text in texts]
         # Longest first and in similar-length batches, so little compute is spent on padding.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         out = np.empty((len(ids), self.dimension), dtype=np.float32)
@@ -220,9 +213,7 @@ class SentenceTransformerEmbedder:
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:  # pragma: no cover - depends on the installation
-                raise ImportError(
-                    "the sentence-transformers backend needs 'sentence-transformers' installed"
-                ) from exc
+                raise ImportError("the sentence-transformers backend needs 'sentence-transformers' installed") from exc
             model = SentenceTransformer(
                 self.model_name_or_path,
                 device=self.device,
@@ -320,9 +311,7 @@ def load_embedder(
         if model == DEFAULT_MODEL_NAME:
             prepare_default_model(model_dir)
         elif not (model_dir / "onnx" / ONNX_MODEL_FILE).is_file():
-            raise ValueError(
-                f"no ONNX files for {model!r} in {model_dir}; only {DEFAULT_MODEL_NAME} is built here"
-            )
+            raise ValueError(f"no ONNX files for {model!r} in {model_dir}; only {DEFAULT_MODEL_NAME} is built here")
         return OnnxEmbedder(model_dir, batch_size=batch_size, threads=threads)
     if backend == "sentence-transformers":
         if model == DEFAULT_MODEL_NAME:

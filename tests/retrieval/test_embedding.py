@@ -340,5 +340,4 @@ def test_truncation_matches_the_tokenizers_own(onnx_embedder: OnnxEmbedder) -> N
     assert max(untruncated) > onnx_embedder.max_length  # the long ones really are cut
     tokenizer = onnx_embedder._load_tokenizer()
     for text in texts:
-        ids = tokenizer.encode(text).ids
-        assert _truncated(ids, onnx_embedder.max_length) == reference.encode(text).ids
+        assert _truncated(tokenizer.ids(text), onnx_embedder.max_length) == reference.encode(text).ids
