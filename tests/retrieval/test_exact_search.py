@@ -286,3 +286,6 @@ def test_best_candidates_hold_the_best_rows(layout: str) -> None:
     bound = np.sort(scores)[-wanted]
     assert set(np.flatnonzero(scores > bound)) <= set(picked.tolist())
     assert len(best_candidates(scores[:500], wanted)) == 500
+    few = best_candidates(scores, 10)  # a question's top 10: the sampled bound keeps ~120 rows
+    assert set(np.argsort(-scores, kind="stable")[:10].tolist()) <= set(few.tolist()) or layout == "tied"
+    assert (len(few) == 10) == (layout == "tied")
