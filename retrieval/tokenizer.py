@@ -90,12 +90,14 @@ def load_tokenizer(folder: Path) -> TextTokenizer:
     import sentencepiece
 
     encoder_path, normalizer_path = folder / ENCODER_FILE, folder / NORMALIZER_FILE
-    specials_path = folder / TOKENIZER_JSON
-    if not (encoder_path.is_file() and normalizer_path.is_file()):
-        models = _sentencepiece_models(json.loads(specials_path.read_text(encoding="utf-8")))
+    spec_path = folder / TOKENIZER_JSON
+    # Saved models older than tokenizer.json were derived from another one: derived again.
+    changed = spec_path.stat().st_mtime_ns if spec_path.is_file() else 0
+    if not all(path.is_file() and path.stat().st_mtime_ns >= changed for path in (encoder_path, normalizer_path)):
+        models = _sentencepiece_models(json.loads(spec_path.read_text(encoding="utf-8")))
         if models is None:
-            logger.info("%s is not an XLM-R Unigram tokenizer: using tokenizers for it", specials_path)
-            return HuggingFaceTokenizer(specials_path)
+            logger.info("%s is not an XLM-R Unigram tokenizer: using tokenizers for it", spec_path)
+            return HuggingFaceTokenizer(spec_path)
         encoder_bytes, normalizer_bytes = models
         _save(encoder_path, encoder_bytes)
         _save(normalizer_path, normalizer_bytes)
@@ -167,10 +169,14 @@ def _sentencepiece_models(spec: dict[str, Any]) -> tuple[bytes, bytes] | None:
 
 def _save(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically; a read-only model folder only costs the next start the JSON."""
+    temporary: Path | None = None
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        temporary = Path(name)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
-        Path(temporary).replace(path)
+        temporary.replace(path)
     except OSError as exc:
         logger.info("could not save %s (%s); it is derived again at the next start", path, exc)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)

@@ -94,3 +94,16 @@ def test_another_tokenizer_shape_falls_back_to_tokenizers(tmp_path: Path) -> Non
     assert isinstance(tokenizer, HuggingFaceTokenizer)
     assert tokenizer.ids("refund policy") == [2, 0]
     assert not (tmp_path / ENCODER_FILE).exists()
+
+
+def test_models_older_than_tokenizer_json_are_derived_again(folder: Path) -> None:
+    import os
+
+    load_tokenizer(folder)
+    stale = b"not a sentencepiece model"
+    (folder / ENCODER_FILE).write_bytes(stale)
+    spec = folder / TOKENIZER_JSON
+    later = (folder / ENCODER_FILE).stat().st_mtime_ns + 1_000_000_000
+    os.utime(spec, ns=(later, later))  # tokenizer.json replaced after the models were saved
+    assert load_tokenizer(folder).ids("query: refund")[0] == 0
+    assert (folder / ENCODER_FILE).read_bytes() != stale
