@@ -12,6 +12,8 @@
   (AnswerDesk: dense + lexical legs, fusion, localized versions; the peer: its retriever).
 - AnswerDesk writes through the Publisher into Chroma, the registry and the lexical index, as
   ingestion does, so its reads pay for the live-version checks and the lexical leg.
+- At the largest size, AnswerDesk's question → answer also with the verifier reranking the first
+  ``VERIFY_DEPTH`` hits, when ``prepare-model`` exported one (``answerdesk_with_verifier``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from retrieval.timings import StageTimings
 logger = logging.getLogger(__name__)
 
 NOISE = 0.02
+# The verifier-on latency is measured with it reranking this many hits (a modest depth: docs/verifier.md).
+VERIFY_DEPTH = 3
 SEED = 11
 _ADD_BATCH = 5000
 
@@ -374,6 +378,25 @@ def _latencies(sides: dict[str, Any], questions: Sequence[str], embedder: Embedd
     return figures
 
 
+def _verifier_latency(side: Any, questions: Sequence[str], depth: int = VERIFY_DEPTH) -> dict[str, Any] | None:
+    """Question → answer with the verifier reranking the first ``depth`` hits, on the side's own engine
+    (issue #13's budget with the verifier on); None when ``prepare-model`` exported no verifier."""
+    from retrieval.verifier import load_verifier
+
+    engine = side.engine
+    verifier = engine.verifier or load_verifier(side.settings)
+    if verifier is None:
+        return None
+    kept = engine.verifier, engine.profile
+    engine.verifier, engine.profile = verifier, engine.profile.model_copy(update={"verify_depth": depth})
+    try:
+        side.ask(questions[0])  # untimed: the verifier's first run
+        ask_ms = [_timed(partial(side.ask, question)) * 1000 for question in questions]
+    finally:
+        engine.verifier, engine.profile = kept
+    return {"verify_depth": depth, "ask_p50_ms": percentile(ask_ms, 50), "ask_p95_ms": percentile(ask_ms, 95)}
+
+
 def _recall(sides: dict[str, Any], questions: Sequence[str], embedder: Embedder, k: int = 10) -> dict[str, float]:
     """recall@k of each side's vector search against exact search over that side's own stored vectors."""
     vectors = [embedder.embed_query(question) for question in questions]
@@ -521,6 +544,8 @@ def run_bench(
                 key: latency["answerdesk"][key] / latency["llamaindex"][key] for key in latency["llamaindex"]
             }
             latency["search_recall_at_10_vs_exact"] = _recall(sides, questions[:50], embedder)
+            if size == max(sizes):
+                latency["answerdesk_with_verifier"] = _verifier_latency(answerdesk, questions[:50])
             report[f"latency_at_{size}"] = latency | {"chunks": {name: side.count() for name, side in sides.items()}}
             logger.info("latency at %d chunks: %s", size, latency)
         if sizes:
