@@ -325,20 +325,21 @@ class LexicalIndex:
                 rows = connection.execute(select(*_COLUMNS).order_by(_ChunkRow.chunk_id)).all()
             # Only a process's first build can use the saved file: later, the file holds at most the
             # build this process already has, and a rebuild means the rows have changed since.
-            snapshot = self._load_saved(rows, generation) if self._snapshot is None else None
+            digest, snapshot = None, None  # the rows' digest is taken once, when a file or a save needs it
+            if self._snapshot is None and self.saved_path is not None and self.saved_path.is_file():
+                digest = _digest(rows)
+                snapshot = self._load_saved(digest, generation)
             if snapshot is None:
                 snapshot = _build(generation, rows)
                 if self.saved_path is not None and time.perf_counter() - started > _SAVE_AFTER_S:
-                    self._save(snapshot, _digest(rows))
+                    self._save(snapshot, digest if digest is not None else _digest(rows))
             self._snapshot = snapshot
             self.last_rebuild_seconds = time.perf_counter() - started
             logger.info("lexical index rebuilt: %d chunks in %.2f s", len(rows), self.last_rebuild_seconds)
 
-    def _load_saved(self, rows: Sequence[tuple[Any, ...]], generation: int) -> _Snapshot | None:
-        """The saved build when it was made from exactly ``rows`` (same digest), else None."""
-        if self.saved_path is None or not self.saved_path.is_file():
-            return None
-        digest = _digest(rows)
+    def _load_saved(self, digest: str, generation: int) -> _Snapshot | None:
+        """The saved build when it was made from exactly the rows of ``digest``, else None."""
+        assert self.saved_path is not None
         try:
             # Our own file in the private data dir (0600), which also holds the database: pickle is
             # as trusted as the rows it replaces. A damaged or older file is built again.
