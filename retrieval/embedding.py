@@ -101,7 +101,6 @@ class OnnxEmbedder:
         self.max_length = max_length
         self._session: Any = None
         self._tokenizer: TextTokenizer | None = None
-        self._pad_id = 1
         self._lock = threading.Lock()
 
     @property
@@ -118,7 +117,6 @@ class OnnxEmbedder:
             if self._tokenizer is None:
                 # Untruncated: it counts over-long passages truthfully, and _embed truncates as the model needs.
                 self._tokenizer = load_tokenizer(self.files_dir)
-                self._pad_id = self._tokenizer.pad_id
             return self._tokenizer
 
     def warm_up(self) -> None:
@@ -177,7 +175,7 @@ class OnnxEmbedder:
 
     def _run(self, batch: list[list[int]]) -> Matrix:
         width = max(len(seq) for seq in batch)
-        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        input_ids = np.full((len(batch), width), self._load_tokenizer().pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, seq in enumerate(batch):
             input_ids[row, : len(seq)] = seq
